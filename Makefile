@@ -1,0 +1,56 @@
+# ftgate — `make help` lists the targets.
+SHELL := /bin/bash
+PY    ?= /usr/bin/python3
+GO    ?= go
+ADDR  ?= 127.0.0.1:8080
+export GOFLAGS ?= -mod=mod
+
+.PHONY: help build dev test test-unit test-go-unit test-trainer-unit test-integration bench stack-up stack-down stack-status fmt vet
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+build: ## build bin/gateway and bin/ftctl
+	$(GO) build -o bin/gateway ./cmd/gateway
+	$(GO) build -o bin/ftctl ./cmd/ftctl
+
+dev: build ## start the local stack and run the gateway on 127.0.0.1:8080 (Ctrl-C stops the gateway)
+	dev/stack up
+	@echo
+	@echo "gateway on http://$(ADDR) — in another shell:"
+	@echo "  curl http://$(ADDR)/health"
+	@echo "  bin/ftctl --server http://$(ADDR) auth login     # alice / password"
+	@echo "  bin/ftctl submit -f examples/sft-tiny.yaml --watch"
+	@echo "  dev/stack down                                   # stop the stack"
+	@echo
+	bin/gateway serve --config .dev/gateway.yaml
+
+test: test-unit ## unit tests, then stack up, integration tests, stack down
+	@dev/run-integration
+
+test-unit: test-go-unit test-trainer-unit ## fast tests: no stack needed
+
+test-go-unit:
+	FTGATE_STACK_ENV=/nonexistent FTGATE_REQUIRE_STACK= $(GO) test -count=1 ./...
+
+test-trainer-unit:
+	cd trainer && $(PY) -m pytest -q -m "not slurm and not hf" -p no:cacheprovider tests
+
+test-integration: ## integration tests against a running stack (dev/stack up)
+	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -run Integration ./...
+	cd trainer && FTGATE_REQUIRE_STACK=1 $(PY) -m pytest -q -m slurm -p no:cacheprovider tests
+
+bench: ## benchmarks (printed figures, not asserted); most need the stack
+	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
+
+stack-up: ## start the local stack (idempotent)
+	dev/stack up
+stack-down: ## stop the local stack's processes
+	dev/stack down
+stack-status: ## show the stack's processes
+	dev/stack status
+
+fmt: ## gofmt
+	gofmt -w $$(git ls-files '*.go')
+vet: ## go vet
+	$(GO) vet ./...

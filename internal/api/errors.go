@@ -1,0 +1,52 @@
+package api
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/ftgate/ftgate/internal/job"
+)
+
+// statusOf maps domain error codes to HTTP status codes: the one place that does.
+var statusOf = map[string]int{
+	job.EInvalid:       http.StatusBadRequest,
+	job.EUnprocessable: http.StatusUnprocessableEntity,
+	job.ENotFound:      http.StatusNotFound,
+	job.EConflict:      http.StatusConflict,
+	job.EUnauthorized:  http.StatusUnauthorized,
+	job.EForbidden:     http.StatusForbidden,
+	job.ETooMany:       http.StatusTooManyRequests,
+	job.ETooLarge:      http.StatusRequestEntityTooLarge,
+	job.EUnavailable:   http.StatusServiceUnavailable,
+	job.EInternal:      http.StatusInternalServerError,
+}
+
+// Error writes err as {"error":{"code","message"}} with the status of its code.
+// Internal errors are logged and shown only as "internal error".
+func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
+	code := job.ErrorCode(err)
+	status, ok := statusOf[code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	if status >= 500 {
+		s.logger().Error("request failed", "method", r.Method, "path", r.URL.Path, "code", code, "err", err)
+	}
+	var e *job.Error
+	if code == job.EUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="ftgate"`)
+	}
+	if errors.As(err, &e) {
+		writeError(w, status, code, e.Message)
+		return
+	}
+	writeError(w, status, job.EInternal, "internal error")
+}
+
+func (s *Server) logger() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}

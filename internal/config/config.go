@@ -1,0 +1,431 @@
+// Package config loads the gateway's configuration: a YAML file, then FTGATE_*
+// environment overrides (and FTGATE_*_FILE variants for secrets), then defaults and
+// validation with errors that name the key.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole gateway configuration.
+type Config struct {
+	// Listen is the HTTP listen address, e.g. 127.0.0.1:8080.
+	Listen string `yaml:"listen"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `yaml:"log_level"`
+	// PublicURL is the gateway's external base URL, used in links and clients.
+	PublicURL string    `yaml:"public_url"`
+	Database  Database  `yaml:"database"`
+	OIDC      OIDC      `yaml:"oidc"`
+	Limits    Limits    `yaml:"limits"`
+	Clusters  []Cluster `yaml:"clusters"`
+}
+
+// Database configures the Postgres connection.
+type Database struct {
+	// URL is a libpq/pgx connection string.
+	URL string `yaml:"url" secret:"true"`
+	// MigrateOnStart runs pending migrations when `gateway serve` starts.
+	MigrateOnStart bool `yaml:"migrate_on_start"`
+	// MaxConns caps the pool size (0: pgx default).
+	MaxConns int `yaml:"max_conns"`
+}
+
+// OIDC configures bearer-token verification and the identity mapping.
+type OIDC struct {
+	// Issuer is the exact issuer URL (no trailing slash differences tolerated).
+	Issuer string `yaml:"issuer"`
+	// Audiences accepted in the token's aud claim: the API's own identifier.
+	Audiences []string `yaml:"audiences"`
+	// AllowedClients, when set, restricts azp/client_id.
+	AllowedClients []string `yaml:"allowed_clients"`
+	// ClientID is the public client ftctl uses (served by /api/auth/config).
+	ClientID string `yaml:"client_id"`
+	// Scopes ftctl requests.
+	Scopes []string `yaml:"scopes"`
+	// UsernameClaim names the claim holding the Unix account.
+	UsernameClaim string `yaml:"username_claim"`
+	// GroupsClaim names the claim holding group names.
+	GroupsClaim string `yaml:"groups_claim"`
+	// AdminGroups grant the admin role.
+	AdminGroups []string `yaml:"admin_groups"`
+	// DenyUsers are Unix accounts never mapped (root and system accounts by default).
+	DenyUsers []string `yaml:"deny_users"`
+	// MappingFile is an optional YAML map of subject -> Unix account that wins over the claim.
+	MappingFile string `yaml:"mapping_file"`
+	// ClockSkew tolerated on exp and nbf.
+	ClockSkew time.Duration `yaml:"clock_skew"`
+}
+
+// Limits are admin limits applied to every submission.
+type Limits struct {
+	// MaxActiveJobsPerUser caps queued+running jobs per user.
+	MaxActiveJobsPerUser int `yaml:"max_active_jobs_per_user"`
+	// MaxBodyBytes caps request bodies.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// Cluster describes one Slurm cluster reached over SSH.
+type Cluster struct {
+	Name string `yaml:"name"`
+	// Host and Port of the login node's sshd.
+	Host string `yaml:"host"`
+	Port int    `yaml:"port"`
+	// KnownHosts is the known_hosts file pinning the login node's host key.
+	KnownHosts string `yaml:"known_hosts"`
+	// UserCAKey is the gateway's SSH user CA private key (certificate mode).
+	UserCAKey string `yaml:"user_ca_key" secret:"true"`
+	// CertTTL is the validity of minted user certificates.
+	CertTTL time.Duration `yaml:"cert_ttl"`
+	// ServiceKey and ServiceUser select service-account mode instead of certificates.
+	ServiceKey  string `yaml:"service_key" secret:"true"`
+	ServiceUser string `yaml:"service_user"`
+	// MaxSessions caps concurrent SSH sessions per connection (below sshd's MaxSessions).
+	MaxSessions int `yaml:"max_sessions"`
+	// SlurmConf, when set, is exported as SLURM_CONF for remote commands.
+	SlurmConf string `yaml:"slurm_conf"`
+	// JobRoot holds <job_root>/<unix-user>/<job-id>/.
+	JobRoot string `yaml:"job_root"`
+	// Partitions users may submit to, and the default one.
+	Partitions       []string `yaml:"partitions"`
+	DefaultPartition string   `yaml:"default_partition"`
+	// Account passed to sbatch when set.
+	Account string `yaml:"account"`
+	// GPUType, when set, is requested as gpu:<type>:<n>.
+	GPUType string `yaml:"gpu_type"`
+	// Python is the interpreter on the compute nodes.
+	Python string `yaml:"python"`
+	// TrainerDir is put on PYTHONPATH so `python -m ftgate_trainer` imports.
+	TrainerDir string `yaml:"trainer_dir"`
+	// GPUStat is the path of the ftctl binary used as GPU sampler (optional).
+	GPUStat string `yaml:"gpustat"`
+	// TemplateDir overrides the embedded sbatch templates.
+	TemplateDir string `yaml:"template_dir"`
+	// CheckpointSignal is the signal name sent to request a checkpoint (USR2).
+	CheckpointSignal string `yaml:"checkpoint_signal"`
+	// SignalLead is how long before the time limit the checkpoint signal fires.
+	SignalLead time.Duration `yaml:"signal_lead"`
+	// PollInterval is the reconciler interval.
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// RestartBudget bounds automatic resumes after TIMEOUT/PREEMPTED/NODE_FAIL.
+	RestartBudget int `yaml:"restart_budget"`
+	// PauseGrace is how long a pausing job may take before it is cancelled.
+	PauseGrace time.Duration `yaml:"pause_grace"`
+	// CommandTimeout is the deadline of every remote command.
+	CommandTimeout time.Duration `yaml:"command_timeout"`
+}
+
+// Load reads the YAML file at path (may be empty), applies environment overrides
+// from environ (os.Environ() form), fills defaults and validates.
+func Load(path string, environ []string) (*Config, error) {
+	var c Config
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("parse config %s: %w", path, err)
+		}
+	}
+	if err := applyEnv(&c, environ); err != nil {
+		return nil, err
+	}
+	c.setDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) setDefaults() {
+	def(&c.Listen, "127.0.0.1:8080")
+	def(&c.LogLevel, "info")
+	if c.OIDC.UsernameClaim == "" {
+		c.OIDC.UsernameClaim = "preferred_username"
+	}
+	def(&c.OIDC.GroupsClaim, "groups")
+	if c.OIDC.DenyUsers == nil {
+		c.OIDC.DenyUsers = []string{"root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail",
+			"news", "uucp", "proxy", "www-data", "backup", "list", "irc", "nobody", "slurm", "munge", "mysql",
+			"postgres", "sshd", "systemd-network", "messagebus"}
+	}
+	if len(c.OIDC.Scopes) == 0 {
+		c.OIDC.Scopes = []string{"openid", "profile", "email", "groups", "offline_access"}
+	}
+	if c.OIDC.ClockSkew == 0 {
+		c.OIDC.ClockSkew = 30 * time.Second
+	}
+	if c.Limits.MaxActiveJobsPerUser == 0 {
+		c.Limits.MaxActiveJobsPerUser = 10
+	}
+	if c.Limits.MaxBodyBytes == 0 {
+		c.Limits.MaxBodyBytes = 1 << 20
+	}
+	for i := range c.Clusters {
+		cl := &c.Clusters[i]
+		if cl.Port == 0 {
+			cl.Port = 22
+		}
+		if cl.CertTTL == 0 {
+			cl.CertTTL = 5 * time.Minute
+		}
+		if cl.MaxSessions == 0 {
+			cl.MaxSessions = 8
+		}
+		def(&cl.Python, "python3")
+		def(&cl.CheckpointSignal, "USR2")
+		if cl.SignalLead == 0 {
+			cl.SignalLead = 90 * time.Second
+		}
+		if cl.PollInterval == 0 {
+			cl.PollInterval = 2 * time.Second
+		}
+		if cl.RestartBudget == 0 {
+			cl.RestartBudget = 3
+		}
+		if cl.PauseGrace == 0 {
+			cl.PauseGrace = 2 * time.Minute
+		}
+		if cl.CommandTimeout == 0 {
+			cl.CommandTimeout = 30 * time.Second
+		}
+		if cl.DefaultPartition == "" && len(cl.Partitions) > 0 {
+			cl.DefaultPartition = cl.Partitions[0]
+		}
+	}
+}
+
+func def(s *string, v string) {
+	if *s == "" {
+		*s = v
+	}
+}
+
+var (
+	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
+	signalRE = regexp.MustCompile(`^(USR1|USR2|TERM|INT|HUP|URG)$`)
+)
+
+// Validate checks the configuration and names the offending key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("config %s: %s", key, fmt.Sprintf(format, a...)))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log_level", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.Database.URL == "" {
+		bad("database.url", "is required")
+	}
+	if c.OIDC.Issuer == "" {
+		bad("oidc.issuer", "is required (authentication is mandatory)")
+	}
+	if len(c.OIDC.Audiences) == 0 {
+		bad("oidc.audiences", "needs at least one audience (the API's own identifier)")
+	}
+	if c.Limits.MaxActiveJobsPerUser < 0 {
+		bad("limits.max_active_jobs_per_user", "must be >= 0")
+	}
+	seen := map[string]bool{}
+	for i, cl := range c.Clusters {
+		k := func(f string) string { return fmt.Sprintf("clusters[%d].%s", i, f) }
+		if !nameRE.MatchString(cl.Name) {
+			bad(k("name"), "must match %s, got %q", nameRE, cl.Name)
+		}
+		if seen[cl.Name] {
+			bad(k("name"), "duplicate cluster %q", cl.Name)
+		}
+		seen[cl.Name] = true
+		if cl.Host == "" {
+			bad(k("host"), "is required")
+		}
+		if cl.Port < 1 || cl.Port > 65535 {
+			bad(k("port"), "must be 1..65535, got %d", cl.Port)
+		}
+		if cl.KnownHosts == "" {
+			bad(k("known_hosts"), "is required: host keys are always pinned")
+		}
+		if (cl.UserCAKey == "") == (cl.ServiceKey == "") {
+			bad(k("user_ca_key"), "set exactly one of user_ca_key (per-user certificates) or service_key")
+		}
+		if cl.ServiceKey != "" && cl.ServiceUser == "" {
+			bad(k("service_user"), "is required with service_key")
+		}
+		if cl.JobRoot == "" || !strings.HasPrefix(cl.JobRoot, "/") {
+			bad(k("job_root"), "must be an absolute path, got %q", cl.JobRoot)
+		}
+		if len(cl.Partitions) == 0 {
+			bad(k("partitions"), "needs at least one partition")
+		}
+		for _, p := range cl.Partitions {
+			if !nameRE.MatchString(p) {
+				bad(k("partitions"), "invalid partition name %q", p)
+			}
+		}
+		if cl.DefaultPartition != "" && !contains(cl.Partitions, cl.DefaultPartition) {
+			bad(k("default_partition"), "%q is not in partitions", cl.DefaultPartition)
+		}
+		if cl.GPUType != "" && !nameRE.MatchString(cl.GPUType) {
+			bad(k("gpu_type"), "invalid GPU type %q", cl.GPUType)
+		}
+		if !signalRE.MatchString(cl.CheckpointSignal) {
+			bad(k("checkpoint_signal"), "must be one of USR1 USR2 TERM INT HUP URG, got %q", cl.CheckpointSignal)
+		}
+		if cl.SignalLead < 0 || cl.SignalLead > time.Hour {
+			bad(k("signal_lead"), "must be between 0 and 1h")
+		}
+		if cl.MaxSessions < 1 {
+			bad(k("max_sessions"), "must be >= 1")
+		}
+		if cl.RestartBudget < 0 {
+			bad(k("restart_budget"), "must be >= 0")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Cluster returns the named cluster.
+func (c *Config) Cluster(name string) (*Cluster, bool) {
+	for i := range c.Clusters {
+		if c.Clusters[i].Name == name {
+			return &c.Clusters[i], true
+		}
+	}
+	return nil, false
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// applyEnv overlays FTGATE_<PATH> variables, where PATH is the upper-cased yaml path
+// joined by '_' (FTGATE_DATABASE_URL, FTGATE_CLUSTERS_0_HOST). A FTGATE_<PATH>_FILE
+// variable reads the value from a file (for secrets). Lists take comma-separated values.
+func applyEnv(c *Config, environ []string) error {
+	env := map[string]string{}
+	for _, kv := range environ {
+		k, v, ok := strings.Cut(kv, "=")
+		if ok && strings.HasPrefix(k, "FTGATE_") {
+			env[k] = v
+		}
+	}
+	if len(env) == 0 {
+		return nil
+	}
+	// Grow the cluster list to the highest index mentioned.
+	for k := range env {
+		rest, ok := strings.CutPrefix(k, "FTGATE_CLUSTERS_")
+		if !ok {
+			continue
+		}
+		idx, _, _ := strings.Cut(rest, "_")
+		n, err := strconv.Atoi(idx)
+		if err != nil || n < 0 || n > 64 {
+			return fmt.Errorf("config env %s: bad cluster index", k)
+		}
+		for len(c.Clusters) <= n {
+			c.Clusters = append(c.Clusters, Cluster{})
+		}
+	}
+	return walk(reflect.ValueOf(c).Elem(), "FTGATE", env)
+}
+
+func walk(v reflect.Value, prefix string, env map[string]string) error {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		tag, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := prefix + "_" + strings.ToUpper(tag)
+		fv := v.Field(i)
+		switch {
+		case f.Type.Kind() == reflect.Struct:
+			if err := walk(fv, key, env); err != nil {
+				return err
+			}
+			continue
+		case f.Type.Kind() == reflect.Slice && f.Type.Elem().Kind() == reflect.Struct:
+			for j := 0; j < fv.Len(); j++ {
+				if err := walk(fv.Index(j), fmt.Sprintf("%s_%d", key, j), env); err != nil {
+					return err
+				}
+			}
+			continue
+		}
+		val, ok := env[key]
+		if file, fok := env[key+"_FILE"]; fok {
+			b, err := os.ReadFile(file)
+			if err != nil {
+				return fmt.Errorf("config env %s_FILE: %w", key, err)
+			}
+			val, ok = strings.TrimRight(string(b), "\r\n"), true
+		}
+		if !ok {
+			continue
+		}
+		if err := set(fv, val); err != nil {
+			return fmt.Errorf("config env %s: %w", key, err)
+		}
+	}
+	return nil
+}
+
+func set(fv reflect.Value, val string) error {
+	switch {
+	case fv.Type() == reflect.TypeOf(time.Duration(0)):
+		d, err := time.ParseDuration(val)
+		if err != nil {
+			return fmt.Errorf("want a duration like 30s: %w", err)
+		}
+		fv.SetInt(int64(d))
+	case fv.Kind() == reflect.String:
+		fv.SetString(val)
+	case fv.Kind() == reflect.Bool:
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return fmt.Errorf("want true or false")
+		}
+		fv.SetBool(b)
+	case fv.Kind() == reflect.Int || fv.Kind() == reflect.Int64:
+		n, err := strconv.ParseInt(val, 10, 64)
+		if err != nil {
+			return fmt.Errorf("want an integer")
+		}
+		fv.SetInt(n)
+	case fv.Kind() == reflect.Slice && fv.Type().Elem().Kind() == reflect.String:
+		var parts []string
+		for _, p := range strings.Split(val, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				parts = append(parts, p)
+			}
+		}
+		fv.Set(reflect.ValueOf(parts))
+	default:
+		return fmt.Errorf("unsupported type %s", fv.Type())
+	}
+	return nil
+}
