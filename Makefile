@@ -34,7 +34,7 @@ test-go-unit:
 	FTGATE_STACK_ENV=/nonexistent FTGATE_REQUIRE_STACK= $(GO) test -count=1 ./...
 
 test-trainer-unit:
-	cd trainer && $(PY) -m pytest -q -m "not slurm and not hf" -p no:cacheprovider tests
+	cd trainer && $(PY) -m pytest -q -m "not slurm" -p no:cacheprovider tests
 
 test-integration: ## integration tests against a running stack (dev/stack up)
 	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -run Integration ./...

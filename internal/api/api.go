@@ -3,18 +3,38 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/ftgate/ftgate/internal/job"
 )
+
+// Authenticator turns a request's bearer token into an Identity. It returns a
+// *job.Error with code EUnauthorized (bad or missing token) or EForbidden (valid token
+// that maps to no allowed account).
+type Authenticator interface {
+	Authenticate(r *http.Request) (job.Identity, error)
+}
+
+// AuthConfig is what clients need to log in, served by GET /api/auth/config.
+type AuthConfig struct {
+	Issuer   string   `json:"issuer"`
+	ClientID string   `json:"client_id"`
+	Scopes   []string `json:"scopes"`
+	Audience string   `json:"audience"`
+}
 
 // Server holds the dependencies of the handlers.
 type Server struct {
-	Log     *slog.Logger
-	Version string
+	Log        *slog.Logger
+	Version    string
+	Auth       Authenticator
+	AuthConfig AuthConfig
 }
 
 // Handler returns the route table.
@@ -22,6 +42,11 @@ func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID, middleware.Recoverer)
 	r.Get("/health", s.health)
+	r.Get("/api/auth/config", s.authConfig)
+	r.Group(func(r chi.Router) {
+		r.Use(s.authenticate)
+		r.Get("/api/whoami", s.whoami)
+	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.URL.Path)
 	})
@@ -31,8 +56,42 @@ func (s *Server) Handler() http.Handler {
 	return r
 }
 
+type ctxKey struct{}
+
+// authenticate rejects requests without a valid identity and stores it in the context.
+// Without an Authenticator every request is refused: authentication fails closed.
+func (s *Server) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.Auth == nil {
+			s.Error(w, r, job.Errorf(job.EUnauthorized, "authentication is not configured"))
+			return
+		}
+		id, err := s.Auth.Authenticate(r)
+		if err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ctxKey{}, id)))
+	})
+}
+
+// IdentityFrom returns the caller's identity stored by the auth middleware.
+func IdentityFrom(ctx context.Context) (job.Identity, bool) {
+	id, ok := ctx.Value(ctxKey{}).(job.Identity)
+	return id, ok
+}
+
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.Version})
+}
+
+func (s *Server) authConfig(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.AuthConfig)
+}
+
+func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
+	id, _ := IdentityFrom(r.Context())
+	writeJSON(w, http.StatusOK, map[string]any{"subject": id.Subject, "username": id.Username, "admin": id.Admin, "groups": id.Groups})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
