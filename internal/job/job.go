@@ -1,0 +1,74 @@
+package job
+
+import "time"
+
+// Job is one training job as the gateway tracks it.
+type Job struct {
+	ID             string     `json:"id"`
+	OwnerSubject   string     `json:"owner_subject"`
+	User           string     `json:"user"`
+	Cluster        string     `json:"cluster"`
+	Name           string     `json:"name,omitempty"`
+	Spec           Spec       `json:"spec"`
+	State          State      `json:"state"`
+	SlurmID        string     `json:"slurm_id,omitempty"`
+	SlurmState     string     `json:"slurm_state,omitempty"`
+	Reason         string     `json:"reason,omitempty"`
+	RestartCount   int        `json:"restart_count"`
+	IdempotencyKey string     `json:"idempotency_key,omitempty"`
+	SpecHash       string     `json:"-"`
+	JobDir         string     `json:"job_dir,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
+	StartedAt      *time.Time `json:"started_at,omitempty"`
+	EndedAt        *time.Time `json:"ended_at,omitempty"`
+	PauseRequested *time.Time `json:"pause_requested_at,omitempty"`
+	Progress       Progress   `json:"progress"`
+	// SubmitAttempts and NextAttempt drive the submitter's retries.
+	SubmitAttempts int       `json:"-"`
+	NextAttempt    time.Time `json:"-"`
+	// LastSeen is when Slurm last reported the job (squeue or sacct).
+	LastSeen *time.Time `json:"-"`
+}
+
+// Progress is the latest progress the trainer reported (progress.json).
+type Progress struct {
+	Phase            string     `json:"phase,omitempty"`
+	Step             int64      `json:"step"`
+	TotalSteps       int64      `json:"total_steps"`
+	Epoch            float64    `json:"epoch,omitempty"`
+	Loss             *float64   `json:"loss,omitempty"`
+	TokensPerSecond  float64    `json:"tokens_per_second,omitempty"`
+	ETASeconds       *float64   `json:"eta_seconds,omitempty"`
+	LatestCheckpoint string     `json:"latest_checkpoint,omitempty"`
+	Error            string     `json:"error,omitempty"`
+	UpdatedAt        *time.Time `json:"updated_at,omitempty"`
+}
+
+// Event is one entry of a job's append-only event log. ID is monotonic per job, so a
+// stream can resume from Last-Event-ID.
+type Event struct {
+	JobID string    `json:"job_id"`
+	ID    int64     `json:"id"`
+	Kind  string    `json:"kind"` // "state" or "progress"
+	State State     `json:"state,omitempty"`
+	Data  []byte    `json:"data,omitempty"` // JSON
+	At    time.Time `json:"at"`
+}
+
+// Event kinds.
+const (
+	EventState    = "state"
+	EventProgress = "progress"
+)
+
+// Change is a state transition with the fields that change with it.
+type Change struct {
+	From, To     State
+	Reason       string // empty: keep; use ClearReason to clear
+	SlurmID      string // empty: keep
+	SlurmState   string // empty: keep
+	RestartCount *int
+	ClearPause   bool
+	SetPause     bool
+}
