@@ -1,0 +1,332 @@
+// Package auth verifies OIDC bearer tokens and maps them to a caller identity: the Unix
+// account (from a configured claim, or a mapping file that wins over it), the groups and
+// the admin role. It fails closed: a token that verifies but maps to no allowed account
+// is refused with 403 and a reason.
+package auth
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/ftgate/ftgate/internal/config"
+	"github.com/ftgate/ftgate/internal/job"
+)
+
+// UsernamePattern is what a mapped Unix account must match.
+var UsernamePattern = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+
+// signingAlgs are the only algorithms accepted: asymmetric ones, never none or HMAC.
+var signingAlgs = []string{
+	oidc.RS256, oidc.RS384, oidc.RS512,
+	oidc.ES256, oidc.ES384, oidc.ES512,
+	oidc.PS256, oidc.PS384, oidc.PS512,
+	oidc.EdDSA,
+}
+
+// acceptedTypes are the JWT typ headers accepted: ID tokens (none or JWT) and JWT
+// access tokens (RFC 9068).
+var acceptedTypes = []string{"", "jwt", "at+jwt", "application/at+jwt"}
+
+// Verifier checks bearer tokens against one issuer and maps them to identities.
+// It implements api.Authenticator.
+type Verifier struct {
+	cfg      config.OIDC
+	verifier *oidc.IDTokenVerifier
+	mapping  map[string]string
+	deny     map[string]bool
+	now      func() time.Time
+	log      *slog.Logger
+}
+
+// Option customizes New.
+type Option func(*options)
+
+type options struct {
+	client *http.Client
+	now    func() time.Time
+	log    *slog.Logger
+}
+
+// WithHTTPClient sets the client used for discovery and JWKS fetches.
+func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithClock sets the clock used for exp and nbf checks.
+func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
+
+// WithLogger sets the logger for refused tokens.
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
+
+// New discovers the issuer's metadata (its JWKS URL) and returns a Verifier. The key
+// set is fetched lazily and refetched when a token names an unknown key (rotation).
+func New(ctx context.Context, cfg config.OIDC, opts ...Option) (*Verifier, error) {
+	o := options{client: &http.Client{Timeout: 10 * time.Second}, now: time.Now, log: slog.Default()}
+	for _, f := range opts {
+		f(&o)
+	}
+	if cfg.Issuer == "" {
+		return nil, errors.New("config oidc.issuer: is required")
+	}
+	if len(cfg.Audiences) == 0 {
+		return nil, errors.New("config oidc.audiences: needs at least one audience (the API's own identifier)")
+	}
+	if cfg.UsernameClaim == "" {
+		cfg.UsernameClaim = "preferred_username"
+	}
+	if cfg.GroupsClaim == "" {
+		cfg.GroupsClaim = "groups"
+	}
+	if cfg.ClockSkew < 0 || cfg.ClockSkew > 10*time.Minute {
+		return nil, fmt.Errorf("config oidc.clock_skew: must be between 0 and 10m, got %s", cfg.ClockSkew)
+	}
+	deny := map[string]bool{}
+	for _, u := range cfg.DenyUsers {
+		deny[u] = true
+	}
+	v := &Verifier{cfg: cfg, deny: deny, now: o.now, log: o.log}
+	if cfg.MappingFile != "" {
+		m, err := LoadMapping(cfg.MappingFile, deny)
+		if err != nil {
+			return nil, err
+		}
+		v.mapping = m
+	}
+	cctx := oidc.ClientContext(context.WithoutCancel(ctx), o.client)
+	dctx, cancel := context.WithTimeout(cctx, 15*time.Second)
+	defer cancel()
+	p, err := oidc.NewProvider(dctx, cfg.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("discover OIDC issuer %s: %w", cfg.Issuer, err)
+	}
+	v.verifier = p.VerifierContext(cctx, &oidc.Config{
+		SkipClientIDCheck:    true, // audiences are checked against the configured list below
+		SkipExpiryCheck:      true, // exp and nbf are checked below with the configured skew
+		SupportedSigningAlgs: signingAlgs,
+	})
+	return v, nil
+}
+
+// Authenticate implements api.Authenticator: it reads the bearer token of r, verifies
+// it and maps it to an identity. Errors are *job.Error with code EUnauthorized (no or
+// bad token), EForbidden (good token, no allowed account) or EUnavailable (the
+// issuer's keys could not be fetched).
+func (v *Verifier) Authenticate(r *http.Request) (job.Identity, error) {
+	raw, err := BearerToken(r)
+	if err == nil {
+		var id job.Identity
+		id, err = v.Verify(r.Context(), raw)
+		if err == nil {
+			noteIdentity(r.Context(), id)
+			return id, nil
+		}
+	}
+	noteFailure(r.Context(), err)
+	v.log.Info("authentication refused", "method", r.Method, "path", r.URL.Path,
+		"remote", r.RemoteAddr, "code", job.ErrorCode(err), "reason", job.ErrorMessage(err))
+	return job.Identity{}, err
+}
+
+// BearerToken returns the token of an "Authorization: Bearer <token>" header.
+func BearerToken(r *http.Request) (string, error) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", job.Errorf(job.EUnauthorized, "missing Authorization header: send Authorization: Bearer <token> (ftctl auth token prints one)")
+	}
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", job.Errorf(job.EUnauthorized, "Authorization header must use the Bearer scheme")
+	}
+	tok = strings.TrimSpace(tok)
+	if tok == "" {
+		return "", job.Errorf(job.EUnauthorized, "empty bearer token")
+	}
+	return tok, nil
+}
+
+// claims are the standard claims checked beyond what go-oidc checks.
+type claims struct {
+	Subject  string          `json:"sub"`
+	Expiry   *json.Number    `json:"exp"`
+	NotBef   *json.Number    `json:"nbf"`
+	AZP      string          `json:"azp"`
+	ClientID string          `json:"client_id"`
+	Email    string          `json:"email"`
+	Audience json.RawMessage `json:"aud"`
+}
+
+// Verify checks raw (signature, issuer, audience, exp, nbf, authorized party) and maps
+// its claims to an identity.
+func (v *Verifier) Verify(ctx context.Context, raw string) (job.Identity, error) {
+	if err := precheck(raw); err != nil {
+		return job.Identity{}, err
+	}
+	tok, err := v.verifier.Verify(ctx, raw)
+	if err != nil {
+		if strings.Contains(err.Error(), "fetching keys") {
+			return job.Identity{}, &job.Error{Code: job.EUnavailable, Message: "cannot fetch the identity provider's signing keys; retry later", Err: err}
+		}
+		return job.Identity{}, &job.Error{Code: job.EUnauthorized, Message: "invalid token: " + strings.TrimPrefix(err.Error(), "oidc: "), Err: err}
+	}
+	var c claims
+	var all map[string]any
+	if err := tok.Claims(&c); err != nil {
+		return job.Identity{}, &job.Error{Code: job.EUnauthorized, Message: "invalid token claims", Err: err}
+	}
+	if err := tok.Claims(&all); err != nil {
+		return job.Identity{}, &job.Error{Code: job.EUnauthorized, Message: "invalid token claims", Err: err}
+	}
+	if err := v.checkTimes(c); err != nil {
+		return job.Identity{}, err
+	}
+	if !slices.ContainsFunc(tok.Audience, func(a string) bool { return slices.Contains(v.cfg.Audiences, a) }) {
+		return job.Identity{}, job.Errorf(job.EUnauthorized, "invalid token: audience %q does not include this API (%s)",
+			tok.Audience, strings.Join(v.cfg.Audiences, ", "))
+	}
+	if len(v.cfg.AllowedClients) > 0 {
+		client := c.AZP
+		if client == "" {
+			client = c.ClientID
+		}
+		if client == "" && len(tok.Audience) == 1 {
+			client = tok.Audience[0]
+		}
+		if !slices.Contains(v.cfg.AllowedClients, client) {
+			return job.Identity{}, job.Errorf(job.EUnauthorized, "invalid token: client %q is not allowed", client)
+		}
+	}
+	return v.identity(c.Subject, c.Email, all)
+}
+
+// precheck rejects what is not a signed JWT with a clear reason before verification.
+func precheck(raw string) error {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return job.Errorf(job.EUnauthorized, "bearer token is not a JWT: opaque tokens are not accepted; send a JWT access token or ID token from the identity provider")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[0])
+	if err != nil {
+		return job.Errorf(job.EUnauthorized, "malformed token: bad JOSE header encoding")
+	}
+	var h struct {
+		Alg string `json:"alg"`
+		Typ string `json:"typ"`
+	}
+	if err := json.Unmarshal(b, &h); err != nil {
+		return job.Errorf(job.EUnauthorized, "malformed token: bad JOSE header")
+	}
+	if !slices.Contains(signingAlgs, h.Alg) {
+		return job.Errorf(job.EUnauthorized, "invalid token: signing algorithm %q is not accepted", h.Alg)
+	}
+	if !slices.Contains(acceptedTypes, strings.ToLower(h.Typ)) {
+		return job.Errorf(job.EUnauthorized, "invalid token: token type %q is not accepted", h.Typ)
+	}
+	return nil
+}
+
+func (v *Verifier) checkTimes(c claims) error {
+	now := v.now()
+	skew := v.cfg.ClockSkew
+	if c.Expiry == nil {
+		return job.Errorf(job.EUnauthorized, "invalid token: no exp claim")
+	}
+	exp, err := numericDate(*c.Expiry)
+	if err != nil {
+		return job.Errorf(job.EUnauthorized, "invalid token: bad exp claim")
+	}
+	if now.After(exp.Add(skew)) {
+		return job.Errorf(job.EUnauthorized, "token expired at %s: log in again (ftctl auth login)", exp.UTC().Format(time.RFC3339))
+	}
+	if c.NotBef != nil {
+		nbf, err := numericDate(*c.NotBef)
+		if err != nil {
+			return job.Errorf(job.EUnauthorized, "invalid token: bad nbf claim")
+		}
+		if now.Add(skew).Before(nbf) {
+			return job.Errorf(job.EUnauthorized, "token not valid before %s", nbf.UTC().Format(time.RFC3339))
+		}
+	}
+	return nil
+}
+
+func numericDate(n json.Number) (time.Time, error) {
+	f, err := n.Float64()
+	if err != nil {
+		return time.Time{}, err
+	}
+	return time.Unix(int64(f), 0), nil
+}
+
+// identity maps verified claims to an identity, failing closed with 403.
+func (v *Verifier) identity(sub, email string, all map[string]any) (job.Identity, error) {
+	if sub == "" {
+		return job.Identity{}, job.Errorf(job.EForbidden, "token has no sub claim")
+	}
+	var user string
+	if m, ok := v.mapping[sub]; ok {
+		user = m
+	} else {
+		val, present := all[v.cfg.UsernameClaim]
+		if !present {
+			return job.Identity{}, job.Errorf(job.EForbidden, "token has no %s claim to name your Unix account; ask an admin to map your subject", v.cfg.UsernameClaim)
+		}
+		s, ok := val.(string)
+		if !ok {
+			return job.Identity{}, job.Errorf(job.EForbidden, "claim %s is not a string", v.cfg.UsernameClaim)
+		}
+		user = s
+	}
+	if err := v.CheckUsername(user); err != nil {
+		return job.Identity{}, err
+	}
+	groups := stringList(all[v.cfg.GroupsClaim])
+	admin := slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(v.cfg.AdminGroups, g) })
+	return job.Identity{Subject: sub, Username: user, Email: email, Groups: groups, Admin: admin}, nil
+}
+
+// CheckUsername returns a 403 *job.Error unless name is an allowed Unix account.
+func (v *Verifier) CheckUsername(name string) error {
+	return checkUsername(name, v.deny)
+}
+
+func checkUsername(name string, deny map[string]bool) error {
+	if name == "" {
+		return job.Errorf(job.EForbidden, "the token's username is empty")
+	}
+	if !UsernamePattern.MatchString(name) {
+		return job.Errorf(job.EForbidden, "username %q is not a valid Unix account name (must match %s)", name, UsernamePattern)
+	}
+	if deny[name] {
+		return job.Errorf(job.EForbidden, "username %q may not use the gateway", name)
+	}
+	return nil
+}
+
+// stringList reads a claim that is a list of strings or one string; anything else is
+// no groups (so no admin role).
+func stringList(v any) []string {
+	switch t := v.(type) {
+	case string:
+		return []string{t}
+	case []any:
+		out := make([]string, 0, len(t))
+		for _, e := range t {
+			s, ok := e.(string)
+			if !ok {
+				return nil
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	return nil
+}
