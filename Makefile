@@ -5,7 +5,7 @@ GO    ?= go
 ADDR  ?= 127.0.0.1:8080
 export GOFLAGS ?= -mod=mod
 
-.PHONY: help build dev test test-unit test-go-unit test-trainer-unit test-integration bench stack-up stack-down stack-status fmt vet
+.PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-integration bench stack-up stack-down stack-status fmt vet
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -25,8 +25,11 @@ dev: build ## start the local stack and run the gateway on 127.0.0.1:8080 (Ctrl-
 	@echo
 	bin/gateway serve --config .dev/gateway.yaml
 
-test: test-unit ## unit tests, then stack up, integration tests, stack down
+test: deps test-unit ## unit tests, then stack up, integration tests, stack down
 	@dev/run-integration
+
+deps: ## install the Debian packages the stack and the trainer tests need
+	dev/stack install
 
 test-unit: test-go-unit test-trainer-unit ## fast tests: no stack needed
 
