@@ -1,0 +1,3 @@
+DROP TABLE IF EXISTS reconciler_runs;
+DROP TABLE IF EXISTS job_events;
+DROP TABLE IF EXISTS jobs;
