@@ -4,6 +4,8 @@ PY    ?= /usr/bin/python3
 GO    ?= go
 ADDR  ?= 127.0.0.1:8080
 export GOFLAGS ?= -mod=mod
+# go-nvml's header marks some vGPU calls deprecated; keep cgo builds quiet.
+export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
 .PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-integration bench stack-up stack-down stack-status fmt vet
 

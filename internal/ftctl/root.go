@@ -31,6 +31,7 @@ pause and resume them, and download their models, checkpoints and logs.`,
 		SilenceErrors: true,
 		Version:       Version,
 	}
+	root.AddCommand(NewCmdGPUStat(nil))
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	return root

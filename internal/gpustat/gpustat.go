@@ -1,0 +1,113 @@
+// Package gpustat samples the GPUs visible to a job and writes them atomically as the
+// job's gpu.json, for the gateway to read beside progress.json.
+package gpustat
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// SchemaVersion is the version of the gpu.json format.
+const SchemaVersion = 1
+
+// ErrNoNVML means the NVIDIA management library is not available on this node.
+var ErrNoNVML = errors.New("NVML not available")
+
+// GPU is one device's sample.
+type GPU struct {
+	Index              int     `json:"index"`
+	UUID               string  `json:"uuid,omitempty"`
+	Name               string  `json:"name,omitempty"`
+	UtilizationPercent int     `json:"utilization_percent"`
+	MemoryUsedMB       int     `json:"memory_used_mb"`
+	MemoryTotalMB      int     `json:"memory_total_mb"`
+	PowerWatts         float64 `json:"power_watts"`
+	TemperatureC       int     `json:"temperature_c"`
+}
+
+// Sample is the content of gpu.json.
+type Sample struct {
+	SchemaVersion int       `json:"schema_version"`
+	Time          time.Time `json:"time"`
+	GPUs          []GPU     `json:"gpus"`
+	Error         string    `json:"error,omitempty"`
+}
+
+// Source reads the current state of the GPUs.
+type Source interface {
+	Sample() ([]GPU, error)
+}
+
+// Run samples src every interval and replaces out with each sample until ctx ends.
+// A failed sample is written with its error and does not stop the loop; only a file
+// that cannot be written does.
+func Run(ctx context.Context, src Source, out string, interval time.Duration) error {
+	if interval <= 0 {
+		return fmt.Errorf("gpustat: interval must be positive, got %s", interval)
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := WriteSample(src, out, time.Now()); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// WriteSample takes one sample from src and writes it to out atomically.
+func WriteSample(src Source, out string, now time.Time) error {
+	s := Sample{SchemaVersion: SchemaVersion, Time: now.UTC()}
+	gpus, err := src.Sample()
+	if err != nil {
+		s.Error = err.Error()
+	}
+	s.GPUs = gpus
+	if s.GPUs == nil {
+		s.GPUs = []GPU{}
+	}
+	b, err := json.Marshal(s)
+	if err != nil {
+		return fmt.Errorf("encode sample: %w", err)
+	}
+	return WriteFileAtomic(out, append(b, '\n'))
+}
+
+// WriteFileAtomic writes b to a temporary file beside path, syncs it and renames it
+// over path, so readers see either the old or the new content.
+func WriteFileAtomic(path string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", path, err)
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return fmt.Errorf("chmod %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename %s: %w", path, err)
+	}
+	return nil
+}
