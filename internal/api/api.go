@@ -12,6 +12,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/metrics"
 )
 
 // Authenticator turns a request's bearer token into an Identity. It returns a
@@ -35,17 +36,36 @@ type Server struct {
 	Version    string
 	Auth       Authenticator
 	AuthConfig AuthConfig
+	Store      Store
+	Clusters   []*Cluster
+	Metrics    *metrics.Metrics
+	// MaxBody caps request bodies (413 above it); MaxActivePerUser is the queue quota
+	// (429 above it; 0 means no limit).
+	MaxBody          int64
+	MaxActivePerUser int
+	// Kick wakes the submitter after a job is queued for submission.
+	Kick func()
 }
 
 // Handler returns the route table.
 func (s *Server) Handler() http.Handler {
 	r := chi.NewRouter()
-	r.Use(middleware.RequestID, middleware.Recoverer)
+	r.Use(middleware.RequestID, s.instrument, s.recoverer)
 	r.Get("/health", s.health)
+	r.Get("/ready", s.ready)
+	r.Get("/metrics", s.metrics)
 	r.Get("/api/auth/config", s.authConfig)
+	r.Get("/api/openapi.json", s.openapi)
 	r.Group(func(r chi.Router) {
 		r.Use(s.authenticate)
 		r.Get("/api/whoami", s.whoami)
+		r.Post("/api/training/execute", s.execute)
+		r.Get("/api/training/status/{job_id}", s.status)
+		r.Post("/api/training/cancel/{job_id}", s.cancel)
+		r.Post("/api/training/pause/{job_id}", s.pause)
+		r.Post("/api/training/resume/{job_id}", s.resume)
+		r.Get("/api/jobs", s.list)
+		r.Get("/api/system/status", s.systemStatus)
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.URL.Path)

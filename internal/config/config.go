@@ -91,6 +91,9 @@ type Cluster struct {
 	// ServiceKey and ServiceUser select service-account mode instead of certificates.
 	ServiceKey  string `yaml:"service_key" secret:"true"`
 	ServiceUser string `yaml:"service_user"`
+	// ProbeUser is the Unix account used for cluster-wide reads that belong to no job:
+	// /ready's `scontrol ping` and /api/system/status capacity (default: service_user).
+	ProbeUser string `yaml:"probe_user"`
 	// MaxSessions caps concurrent SSH sessions per connection (below sshd's MaxSessions).
 	MaxSessions int `yaml:"max_sessions"`
 	// SlurmConf, when set, is exported as SLURM_CONF for remote commands.
@@ -186,6 +189,7 @@ func (c *Config) setDefaults() {
 		if cl.MaxSessions == 0 {
 			cl.MaxSessions = 8
 		}
+		def(&cl.ProbeUser, cl.ServiceUser)
 		def(&cl.Python, "python3")
 		def(&cl.CheckpointSignal, "USR2")
 		if cl.SignalLead == 0 {
@@ -218,6 +222,7 @@ func def(s *string, v string) {
 var (
 	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 	signalRE = regexp.MustCompile(`^(USR1|USR2|TERM|INT|HUP|URG)$`)
+	userRE   = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 )
 
 // Validate checks the configuration and names the offending key.
@@ -267,6 +272,9 @@ func (c *Config) Validate() error {
 		}
 		if cl.ServiceKey != "" && cl.ServiceUser == "" {
 			bad(k("service_user"), "is required with service_key")
+		}
+		if cl.ProbeUser != "" && !userRE.MatchString(cl.ProbeUser) {
+			bad(k("probe_user"), "must be a Unix account name matching %s, got %q", userRE, cl.ProbeUser)
 		}
 		if cl.JobRoot == "" || !strings.HasPrefix(cl.JobRoot, "/") {
 			bad(k("job_root"), "must be an absolute path, got %q", cl.JobRoot)

@@ -65,10 +65,13 @@ const (
 // Change is a state transition with the fields that change with it.
 type Change struct {
 	From, To     State
-	Reason       string // empty: keep; use ClearReason to clear
+	Reason       string // empty: keep; ClearReason: clear
 	SlurmID      string // empty: keep
 	SlurmState   string // empty: keep
 	RestartCount *int
 	ClearPause   bool
 	SetPause     bool
 }
+
+// ClearReason, as Change.Reason, empties the job's reason.
+const ClearReason = "\x00"

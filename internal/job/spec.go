@@ -179,7 +179,7 @@ func (s *Spec) Normalize() {
 	setInt(&s.Resources.TimeLimitMinutes, 60)
 }
 
-// Validate checks every field with typed rules and returns an EInvalid error whose
+// Validate checks every field with typed rules and returns an EUnprocessable error whose
 // message names each offending field.
 func (s *Spec) Validate() error {
 	var msgs []string
@@ -281,7 +281,7 @@ func (s *Spec) Validate() error {
 	intIn("resources.memory_mb", r.MemoryMB, 1, 16*1024*1024)
 	intIn("resources.time_limit_minutes", r.TimeLimitMinutes, 1, 60*24*30)
 	if len(msgs) > 0 {
-		return Errorf(EInvalid, "invalid spec: %s", strings.Join(msgs, "; "))
+		return Errorf(EUnprocessable, "invalid spec: %s", strings.Join(msgs, "; "))
 	}
 	return nil
 }

@@ -97,8 +97,8 @@ func TestValidate(t *testing.T) {
 				}
 				return
 			}
-			if ErrorCode(err) != EInvalid || !strings.Contains(ErrorMessage(err), tt.want) {
-				t.Fatalf("Validate() = %v, want EInvalid containing %q", err, tt.want)
+			if ErrorCode(err) != EUnprocessable || !strings.Contains(ErrorMessage(err), tt.want) {
+				t.Fatalf("Validate() = %v, want EUnprocessable containing %q", err, tt.want)
 			}
 		})
 	}

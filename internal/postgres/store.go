@@ -362,14 +362,11 @@ func transition(ctx context.Context, tx pgx.Tx, id string, c job.Change, now tim
 	return j, err
 }
 
-// ClearReason, as Change.Reason, empties the job's reason.
-const ClearReason = "\x00"
-
 func reasonArg(c job.Change) *string {
 	switch c.Reason {
 	case "":
 		return nil
-	case ClearReason:
+	case job.ClearReason:
 		empty := ""
 		return &empty
 	}

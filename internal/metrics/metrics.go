@@ -1,0 +1,55 @@
+// Package metrics holds the gateway's Prometheus metrics, registered on one registry
+// served by GET /metrics.
+package metrics
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics groups the gateway's counters and histograms.
+type Metrics struct {
+	Registry          *prometheus.Registry
+	HTTPRequests      *prometheus.CounterVec   // route, method, status
+	HTTPDuration      *prometheus.HistogramVec // route, method
+	Submits           *prometheus.CounterVec   // cluster, result: submitted, failed, retry, cancelled
+	SubmitDuration    *prometheus.HistogramVec // cluster
+	Reconciles        *prometheus.CounterVec   // cluster, result: ok, error
+	ReconcileDuration *prometheus.HistogramVec // cluster
+	Transitions       *prometheus.CounterVec   // from, to
+}
+
+// New creates and registers the metrics, plus Go and process collectors.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: r,
+		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ftgate_http_requests_total", Help: "HTTP requests by route, method and status.",
+		}, []string{"route", "method", "status"}),
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ftgate_http_request_duration_seconds", Help: "HTTP request latency by route.",
+			Buckets: prometheus.DefBuckets,
+		}, []string{"route", "method"}),
+		Submits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ftgate_submit_attempts_total", Help: "Submit attempts by cluster and result (submitted, failed, retry, cancelled).",
+		}, []string{"cluster", "result"}),
+		SubmitDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ftgate_submit_duration_seconds", Help: "Duration of one submit attempt (mkdir, job.json, job.sbatch, sbatch).",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}, []string{"cluster"}),
+		Reconciles: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ftgate_reconcile_runs_total", Help: "Reconciler passes by cluster and result (ok, error).",
+		}, []string{"cluster", "result"}),
+		ReconcileDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ftgate_reconcile_duration_seconds", Help: "Duration of one reconciler pass over a cluster.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"cluster"}),
+		Transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ftgate_job_transitions_total", Help: "Job state transitions made by this replica.",
+		}, []string{"from", "to"}),
+	}
+	r.MustRegister(m.HTTPRequests, m.HTTPDuration, m.Submits, m.SubmitDuration, m.Reconciles, m.ReconcileDuration,
+		m.Transitions, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
