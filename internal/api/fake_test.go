@@ -60,9 +60,15 @@ func (f *fakeSlurm) Render(req slurm.Request) (string, error) {
 	f.rendered++
 	return fmt.Sprintf("#!/bin/bash\n#SBATCH --job-name=%s\n#SBATCH --partition=%s\n#SBATCH --gres=gpu:%d\n", slurm.Tag(req.JobID), req.Partition, req.GPUs), f.fail["Render"]
 }
-func (f *fakeSlurm) Cancel(ctx context.Context, user, id string) error { return f.record("Cancel", user, id) }
-func (f *fakeSlurm) Signal(ctx context.Context, user, id string) error { return f.record("Signal", user, id) }
-func (f *fakeSlurm) Hold(ctx context.Context, user, id string) error   { return f.record("Hold", user, id) }
+func (f *fakeSlurm) Cancel(ctx context.Context, user, id string) error {
+	return f.record("Cancel", user, id)
+}
+func (f *fakeSlurm) Signal(ctx context.Context, user, id string) error {
+	return f.record("Signal", user, id)
+}
+func (f *fakeSlurm) Hold(ctx context.Context, user, id string) error {
+	return f.record("Hold", user, id)
+}
 func (f *fakeSlurm) Release(ctx context.Context, user, id string) error {
 	return f.record("Release", user, id)
 }

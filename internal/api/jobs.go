@@ -665,4 +665,3 @@ func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request) {
 	wg.Wait()
 	writeJSON(w, http.StatusOK, map[string]any{"version": s.Version, "time": time.Now().UTC(), "clusters": out})
 }
-
