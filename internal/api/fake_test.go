@@ -7,7 +7,6 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/slurm"
@@ -105,4 +104,3 @@ func (f *fakeSlurm) WriteFile(ctx context.Context, user, path string, data []byt
 	return nil
 }
 
-var _ = time.Second
