@@ -103,4 +103,3 @@ func (f *fakeSlurm) WriteFile(ctx context.Context, user, path string, data []byt
 	f.files[path] = string(data)
 	return nil
 }
-
