@@ -2,6 +2,7 @@
 package ftctl
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -20,8 +21,8 @@ const (
 // Version is set at build time.
 var Version = "dev"
 
-// NewCmdRoot returns the root command.
-func NewCmdRoot(stdout, stderr io.Writer) *cobra.Command {
+// NewCmdRoot returns the root command over f.
+func NewCmdRoot(f *Factory) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "ftctl",
 		Short: "Fine-tune language models on your Slurm cluster through ftgate",
@@ -31,19 +32,30 @@ pause and resume them, and download their models, checkpoints and logs.`,
 		SilenceErrors: true,
 		Version:       Version,
 	}
+	root.PersistentFlags().StringVar(&f.ServerFlag, "server", "", "gateway URL (default: $FTCTL_SERVER, then the config file's server)")
 	root.AddCommand(NewCmdGPUStat(nil))
-	root.SetOut(stdout)
-	root.SetErr(stderr)
+	root.AddCommand(NewCmdAuth(f))
+	root.SetIn(f.IO.In)
+	root.SetOut(f.IO.Out)
+	root.SetErr(f.IO.ErrOut)
 	return root
 }
 
 // Main runs ftctl with args and returns the process exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	root := NewCmdRoot(stdout, stderr)
-	root.SetIn(stdin)
+	return Run(NewFactory(stdin, stdout, stderr), args)
+}
+
+// Run runs ftctl over f with args and returns the exit code: 4 when a login is needed.
+func Run(f *Factory, args []string) int {
+	root := NewCmdRoot(f)
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(stderr, "ftctl:", err)
+		fmt.Fprintln(f.IO.ErrOut, "ftctl:", err)
+		var login *LoginRequiredError
+		if errors.As(err, &login) {
+			return ExitLogin
+		}
 		return ExitError
 	}
 	return ExitOK
