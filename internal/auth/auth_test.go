@@ -5,8 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -228,8 +226,14 @@ func TestTokenChecks(t *testing.T) {
 			}
 			return tok
 		}, code: job.EUnauthorized, want: "invalid token"},
-		{name: "alg none", token: func() string { return unsigned(t, p.Claims("sub-alice")) }, code: job.EUnauthorized, want: `signing algorithm "none" is not accepted`},
-		{name: "HS256 with the public key", token: func() string { return hs256WithPublicKey(t, p, p.Claims("sub-alice")) }, code: job.EUnauthorized, want: `signing algorithm "HS256" is not accepted`},
+		{name: "alg none", token: func() string { return authtest.Unsigned(p.Claims("sub-alice")) }, code: job.EUnauthorized, want: `signing algorithm "none" is not accepted`},
+		{name: "HS256 with the public key", token: func() string {
+			tok, err := p.HS256WithPublicKey(p.Claims("sub-alice"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return tok
+		}, code: job.EUnauthorized, want: `signing algorithm "HS256" is not accepted`},
 		{name: "at+jwt access token", token: func() string { return sign(nil, map[string]any{"typ": "at+jwt"}) }},
 		{name: "other token type", token: func() string { return sign(nil, map[string]any{"typ": "logout+jwt"}) }, code: job.EUnauthorized, want: "token type"},
 		{name: "allowed client", cfg: func(c *config.OIDC) { c.AllowedClients = []string{authtest.ClientID} }, token: func() string { return sign(nil, nil) }},
@@ -257,42 +261,6 @@ func TestTokenChecks(t *testing.T) {
 			}
 		})
 	}
-}
-
-// unsigned returns a JWT with alg none and an empty signature.
-func unsigned(t *testing.T, claims map[string]any) string {
-	t.Helper()
-	h := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`))
-	b, err := json.Marshal(claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return h + "." + base64.RawURLEncoding.EncodeToString(b) + "."
-}
-
-// hs256WithPublicKey forges the classic key-confusion token: HMAC-SHA256 keyed with
-// the provider's public key (PEM/DER bytes an attacker can download from the JWKS).
-func hs256WithPublicKey(t *testing.T, p *authtest.Provider, claims map[string]any) string {
-	t.Helper()
-	resp, err := http.Get(p.Issuer + "/keys")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var set jose.JSONWebKeySet
-	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil || len(set.Keys) == 0 {
-		t.Fatalf("read JWKS: %v (%d keys)", err, len(set.Keys))
-	}
-	der, err := x509.MarshalPKIXPublicKey(set.Keys[0].Key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := authtest.SignWith(jose.SigningKey{Algorithm: jose.HS256, Key: der},
-		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", set.Keys[0].KeyID), claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
 }
 
 func TestKeyRotation(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -474,4 +476,22 @@ func mustJSON(v any) []byte {
 		panic(fmt.Sprintf("marshal claims: %v", err)) // claims are plain maps built by tests
 	}
 	return b
+}
+
+// Unsigned returns a JWT with alg none and an empty signature.
+func Unsigned(claims map[string]any) string {
+	h := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"none","typ":"JWT"}`))
+	return h + "." + base64.RawURLEncoding.EncodeToString(mustJSON(claims)) + "."
+}
+
+// HS256WithPublicKey forges the key-confusion token: HMAC-SHA256 keyed with the DER
+// bytes of the provider's public key, which anyone can read from the JWKS.
+func (p *Provider) HS256WithPublicKey(claims map[string]any) (string, error) {
+	k := p.st.current()
+	der, err := x509.MarshalPKIXPublicKey(&k.key.PublicKey)
+	if err != nil {
+		return "", fmt.Errorf("marshal public key: %w", err)
+	}
+	return SignWith(jose.SigningKey{Algorithm: jose.HS256, Key: der},
+		(&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", k.id), claims)
 }
