@@ -1,0 +1,309 @@
+// Package reconcile follows live jobs in Slurm and their progress files and writes the
+// differences into Postgres. One replica leads per database (a Postgres advisory
+// lock); the others wait and take over when the leader dies.
+//
+// Each pass, per cluster: one Poll (squeue for all live ids, sacct only for those that
+// left squeue), one batched read of progress.json per Unix user, the pure Decide per
+// job, the Slurm actions those decisions need (requeuehold, hold, scancel, requeue),
+// then every change in one transaction whose events reach listeners through NOTIFY.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path"
+	"time"
+
+	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/metrics"
+	"github.com/ftgate/ftgate/internal/postgres"
+	"github.com/ftgate/ftgate/internal/slurm"
+)
+
+// Store is the part of the job store the reconciler uses.
+type Store interface {
+	Live(ctx context.Context, cluster string) ([]job.Job, error)
+	Apply(ctx context.Context, ups []postgres.Update) ([]string, error)
+	RecordRun(ctx context.Context, cluster string, at time.Time, d time.Duration, runErr error) error
+}
+
+// Slurm is the part of *slurm.Client the reconciler uses.
+type Slurm interface {
+	Poll(ctx context.Context, user string, ids []string) (map[string]slurm.Status, error)
+	ReadFiles(ctx context.Context, user string, paths []string, maxEach int64) ([]slurm.File, error)
+	RequeueHold(ctx context.Context, user, id string) error
+	Hold(ctx context.Context, user, id string) error
+	Cancel(ctx context.Context, user, id string) error
+	Requeue(ctx context.Context, user, id string) error
+}
+
+// Cluster is one cluster the reconciler follows.
+type Cluster struct {
+	Name     string
+	Slurm    Slurm
+	Policy   Policy
+	Interval time.Duration
+}
+
+// Lease is a held leadership; *postgres.Leader implements it.
+type Lease interface {
+	Check(ctx context.Context) error
+	Release()
+}
+
+// Reconciler runs the passes.
+type Reconciler struct {
+	Store    Store
+	Clusters []Cluster
+	// Lead tries to become the leader; it returns nil, nil while another replica leads.
+	Lead    func(ctx context.Context) (Lease, error)
+	Log     *slog.Logger
+	Metrics *metrics.Metrics
+	Now     func() time.Time
+}
+
+const maxProgressBytes = 64 << 10
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Reconciler) log() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.Default()
+}
+
+// Run waits for leadership, then runs passes at the shortest cluster interval until
+// ctx ends or the lease is lost (then it waits for leadership again).
+func (r *Reconciler) Run(ctx context.Context) {
+	interval := time.Duration(0)
+	for _, c := range r.Clusters {
+		if interval == 0 || (c.Interval > 0 && c.Interval < interval) {
+			interval = c.Interval
+		}
+	}
+	if interval <= 0 {
+		interval = 2 * time.Second
+	}
+	for ctx.Err() == nil {
+		lease, err := r.Lead(ctx)
+		if err != nil || lease == nil {
+			if err != nil {
+				r.log().Warn("reconciler: leader lock", "err", err)
+			}
+			sleep(ctx, interval)
+			continue
+		}
+		r.log().Info("reconciler: leading")
+		r.lead(ctx, lease, interval)
+		lease.Release()
+		r.log().Info("reconciler: stopped leading")
+	}
+}
+
+func (r *Reconciler) lead(ctx context.Context, lease Lease, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := lease.Check(ctx); err != nil {
+			r.log().Warn("reconciler: lost the lease", "err", err)
+			return
+		}
+		if err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			r.log().Warn("reconciler pass", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// RunOnce does one pass over every cluster.
+func (r *Reconciler) RunOnce(ctx context.Context) error {
+	var errs []error
+	for _, c := range r.Clusters {
+		start := time.Now()
+		err := r.cluster(ctx, c)
+		d := time.Since(start)
+		if r.Metrics != nil {
+			res := "ok"
+			if err != nil {
+				res = "error"
+			}
+			r.Metrics.Reconciles.WithLabelValues(c.Name, res).Inc()
+			r.Metrics.ReconcileDuration.WithLabelValues(c.Name).Observe(d.Seconds())
+		}
+		if rerr := r.Store.RecordRun(context.WithoutCancel(ctx), c.Name, r.now(), d, err); rerr != nil {
+			errs = append(errs, rerr)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cluster %s: %w", c.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Reconciler) cluster(ctx context.Context, c Cluster) error {
+	live, err := r.Store.Live(ctx, c.Name)
+	if err != nil {
+		return err
+	}
+	var jobs []job.Job
+	var ids []string
+	for _, j := range live {
+		if j.State == job.Submitting || j.SlurmID == "" {
+			continue // the submitter's
+		}
+		jobs = append(jobs, j)
+		ids = append(ids, j.SlurmID)
+	}
+	if len(jobs) == 0 {
+		return nil
+	}
+	status, err := c.Slurm.Poll(ctx, jobs[0].User, ids)
+	if err != nil {
+		return fmt.Errorf("poll: %w", err)
+	}
+	progress := r.readProgress(ctx, c, jobs, status)
+	now := r.now()
+	var ups []postgres.Update
+	for _, j := range jobs {
+		u := postgres.Update{ID: j.ID}
+		var st *slurm.Status
+		if s, ok := status[j.SlurmID]; ok {
+			st = &s
+			u.Seen = true
+			u.SlurmState = string(s.State)
+		}
+		p, havePos := progress[j.ID]
+		if havePos && progressChanged(j.Progress, p) {
+			u.Progress = &p
+		}
+		if !havePos {
+			p = j.Progress
+		}
+		d := Decide(j, st, p, c.Policy, now)
+		u.Change = r.act(ctx, c, j, d)
+		if u.Change != nil {
+			if u.Change.SlurmState == "" {
+				u.Change.SlurmState = u.SlurmState
+			}
+		}
+		if u.Change != nil || u.Progress != nil || u.Seen {
+			ups = append(ups, u)
+		}
+	}
+	conflicts, err := r.Store.Apply(ctx, ups)
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
+	}
+	for _, u := range ups {
+		if u.Change != nil && r.Metrics != nil && !contains(conflicts, u.ID) {
+			r.Metrics.Transitions.WithLabelValues(string(u.Change.From), string(u.Change.To)).Inc()
+		}
+	}
+	if len(conflicts) > 0 {
+		r.log().Info("reconciler: jobs changed by users during the pass; next pass sees them", "jobs", conflicts)
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// act runs the decision's Slurm action and returns the change to write.
+func (r *Reconciler) act(ctx context.Context, c Cluster, j job.Job, d Decision) *job.Change {
+	if d.Action == None {
+		return d.Change
+	}
+	var err error
+	switch d.Action {
+	case RequeueHold:
+		err = c.Slurm.RequeueHold(ctx, j.User, j.SlurmID)
+	case Hold:
+		err = c.Slurm.Hold(ctx, j.User, j.SlurmID)
+	case Cancel:
+		err = c.Slurm.Cancel(ctx, j.User, j.SlurmID)
+	case Requeue:
+		err = c.Slurm.Requeue(ctx, j.User, j.SlurmID)
+	}
+	switch {
+	case err == nil:
+		return d.Change
+	case errors.Is(err, slurm.ErrInvalidJob) && d.OnActionGone != nil:
+		return d.OnActionGone
+	}
+	r.log().Warn("reconciler: slurm action failed; retrying next pass", "job", j.ID, "slurm_id", j.SlurmID, "action", d.Action, "err", err)
+	return nil
+}
+
+// readProgress reads progress.json of the jobs that may have progressed, one batched
+// read per Unix user (job directories belong to their users).
+func (r *Reconciler) readProgress(ctx context.Context, c Cluster, jobs []job.Job, status map[string]slurm.Status) map[string]job.Progress {
+	byUser := map[string][]job.Job{}
+	for _, j := range jobs {
+		st, ok := status[j.SlurmID]
+		if j.JobDir == "" || j.State == job.Paused || (ok && st.State == slurm.StatePending && j.State == job.Queued) {
+			continue
+		}
+		byUser[j.User] = append(byUser[j.User], j)
+	}
+	out := map[string]job.Progress{}
+	for user, js := range byUser {
+		paths := make([]string, len(js))
+		for i, j := range js {
+			paths[i] = path.Join(j.JobDir, "progress.json")
+		}
+		files, err := c.Slurm.ReadFiles(ctx, user, paths, maxProgressBytes)
+		if err != nil {
+			r.log().Warn("reconciler: read progress", "cluster", c.Name, "user", user, "err", err)
+			continue
+		}
+		for i, f := range files {
+			if i >= len(js) || !f.Exists || f.Truncated {
+				continue
+			}
+			p, err := ParseProgress(f.Data)
+			if err != nil {
+				r.log().Warn("reconciler: bad progress.json", "job", js[i].ID, "err", err)
+				continue
+			}
+			out[js[i].ID] = p
+		}
+	}
+	return out
+}
+
+func progressChanged(old, p job.Progress) bool {
+	if old.Phase != p.Phase || old.Step != p.Step || old.LatestCheckpoint != p.LatestCheckpoint || old.Error != p.Error {
+		return true
+	}
+	if (old.UpdatedAt == nil) != (p.UpdatedAt == nil) {
+		return true
+	}
+	return old.UpdatedAt != nil && !old.UpdatedAt.Equal(*p.UpdatedAt)
+}

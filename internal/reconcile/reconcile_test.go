@@ -1,0 +1,249 @@
+package reconcile
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/postgres"
+	"github.com/ftgate/ftgate/internal/slurm"
+)
+
+// memStore is an in-memory Store that enforces the transition table.
+type memStore struct {
+	mu   sync.Mutex
+	jobs map[string]*job.Job
+	runs int
+}
+
+func (m *memStore) Live(ctx context.Context, cluster string) ([]job.Job, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []job.Job
+	for _, j := range m.jobs {
+		if j.Cluster == cluster && !j.State.Terminal() {
+			out = append(out, *j)
+		}
+	}
+	return out, nil
+}
+
+func (m *memStore) Apply(ctx context.Context, ups []postgres.Update) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var conflicts []string
+	for _, u := range ups {
+		j := m.jobs[u.ID]
+		if u.SlurmState != "" {
+			j.SlurmState = u.SlurmState
+		}
+		if u.Progress != nil {
+			j.Progress = *u.Progress
+		}
+		if c := u.Change; c != nil {
+			if j.State != c.From || job.Transition(c.From, c.To) != nil {
+				conflicts = append(conflicts, u.ID)
+				continue
+			}
+			j.State = c.To
+			if c.Reason != "" {
+				j.Reason = c.Reason
+			}
+			if c.RestartCount != nil {
+				j.RestartCount = *c.RestartCount
+			}
+		}
+	}
+	return conflicts, nil
+}
+
+func (m *memStore) RecordRun(ctx context.Context, cluster string, at time.Time, d time.Duration, err error) error {
+	m.runs++
+	return nil
+}
+
+// fakeSlurm answers Poll and ReadFiles from maps and records actions.
+type fakeSlurm struct {
+	status   map[string]slurm.Status
+	files    map[string]string
+	actions  []string
+	pollErr  error
+	actErr   error
+	polls    int
+	readRuns int
+}
+
+func (f *fakeSlurm) Poll(ctx context.Context, user string, ids []string) (map[string]slurm.Status, error) {
+	f.polls++
+	if f.pollErr != nil {
+		return nil, f.pollErr
+	}
+	out := map[string]slurm.Status{}
+	for _, id := range ids {
+		if s, ok := f.status[id]; ok {
+			out[id] = s
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeSlurm) ReadFiles(ctx context.Context, user string, paths []string, maxEach int64) ([]slurm.File, error) {
+	f.readRuns++
+	out := make([]slurm.File, len(paths))
+	for i, p := range paths {
+		d, ok := f.files[p]
+		out[i] = slurm.File{Path: p, Exists: ok, Data: []byte(d)}
+	}
+	return out, nil
+}
+
+func (f *fakeSlurm) act(name, id string) error {
+	f.actions = append(f.actions, name+" "+id)
+	return f.actErr
+}
+func (f *fakeSlurm) RequeueHold(ctx context.Context, user, id string) error {
+	return f.act("requeuehold", id)
+}
+func (f *fakeSlurm) Hold(ctx context.Context, user, id string) error    { return f.act("hold", id) }
+func (f *fakeSlurm) Cancel(ctx context.Context, user, id string) error  { return f.act("cancel", id) }
+func (f *fakeSlurm) Requeue(ctx context.Context, user, id string) error { return f.act("requeue", id) }
+
+func setup() (*Reconciler, *memStore, *fakeSlurm) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	st := &memStore{jobs: map[string]*job.Job{}}
+	fs := &fakeSlurm{status: map[string]slurm.Status{}, files: map[string]string{}}
+	r := &Reconciler{Store: st, Now: func() time.Time { return now },
+		Clusters: []Cluster{{Name: "dev", Slurm: fs, Policy: Policy{RestartBudget: 1, PauseGrace: time.Minute, LostGrace: time.Minute}}}}
+	add := func(id string, s job.State, slurmID string) {
+		st.jobs[id] = &job.Job{ID: id, Cluster: "dev", User: "alice", State: s, SlurmID: slurmID, JobDir: "/jobs/alice/" + id, UpdatedAt: now.Add(-time.Hour)}
+	}
+	add("a", job.Queued, "1")
+	add("b", job.Running, "2")
+	add("c", job.Pausing, "3")
+	add("d", job.Running, "4")
+	add("e", job.Submitting, "")
+	add("f", job.Running, "6")
+	add("g", job.Paused, "7")
+	st.jobs["c"].PauseRequested = &now
+	return r, st, fs
+}
+
+func TestRunOnce(t *testing.T) {
+	r, st, fs := setup()
+	fs.status["1"] = slurm.Status{State: slurm.StateRunning}
+	fs.status["2"] = slurm.Status{State: slurm.StateRunning}
+	fs.status["3"] = slurm.Status{State: slurm.StateCompleted}
+	fs.status["4"] = slurm.Status{State: slurm.StateTimeout}
+	// "6" is gone from squeue and sacct for longer than the grace: lost.
+	fs.status["7"] = slurm.Status{State: slurm.StatePending, RequeuedHeld: true}
+	fs.files["/jobs/alice/b/progress.json"] = `{"phase":"training","step":40,"total_steps":100,"loss":1.5,"updated_at":"2026-01-01T11:59:59Z"}`
+	fs.files["/jobs/alice/c/progress.json"] = `{"phase":"paused","step":60,"latest_checkpoint":"checkpoints/step-60"}`
+	if err := r.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]job.State{"a": job.Running, "b": job.Running, "c": job.Paused, "d": job.Queued, "e": job.Submitting, "f": job.Failed, "g": job.Paused}
+	for id, s := range want {
+		if st.jobs[id].State != s {
+			t.Errorf("job %s is %s (%s), want %s", id, st.jobs[id].State, st.jobs[id].Reason, s)
+		}
+	}
+	if got := strings.Join(fs.actions, ","); got != "requeuehold 3,requeue 4" && got != "requeue 4,requeuehold 3" {
+		t.Errorf("actions %q", got)
+	}
+	if fs.polls != 1 || fs.readRuns != 1 {
+		t.Errorf("%d polls and %d progress reads in one pass, want 1 and 1", fs.polls, fs.readRuns)
+	}
+	if p := st.jobs["b"].Progress; p.Step != 40 || *p.Loss != 1.5 {
+		t.Errorf("progress of b: %+v", p)
+	}
+	if st.jobs["d"].RestartCount != 1 || !strings.Contains(st.jobs["d"].Reason, "TIMEOUT") {
+		t.Errorf("d: restarts %d reason %q", st.jobs["d"].RestartCount, st.jobs["d"].Reason)
+	}
+	if !strings.Contains(st.jobs["f"].Reason, "lost") {
+		t.Errorf("f reason %q", st.jobs["f"].Reason)
+	}
+	// Second pass: d is pending after its requeue; TIMEOUT again now exhausts the budget.
+	fs.status["4"] = slurm.Status{State: slurm.StateTimeout, Restarts: 1}
+	st.jobs["d"].State = job.Running
+	fs.actions = nil
+	if err := r.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st.jobs["d"].State != job.Failed || !strings.Contains(st.jobs["d"].Reason, "budget 1 exhausted") || len(fs.actions) != 0 {
+		t.Errorf("d after budget: %s %q actions %v", st.jobs["d"].State, st.jobs["d"].Reason, fs.actions)
+	}
+}
+
+func TestRunOnceSlurmErrors(t *testing.T) {
+	r, st, fs := setup()
+	fs.pollErr = fmt.Errorf("slurm controller unreachable")
+	if err := r.RunOnce(context.Background()); err == nil || !strings.Contains(err.Error(), "cluster dev") {
+		t.Fatalf("RunOnce with Slurm down: %v", err)
+	}
+	for id, j := range st.jobs {
+		if j.State.Terminal() {
+			t.Errorf("job %s became %s while Slurm was unreachable", id, j.State)
+		}
+	}
+	if st.runs != 1 {
+		t.Errorf("pass not recorded: %d", st.runs)
+	}
+	// A failing action leaves the job for the next pass.
+	fs.pollErr = nil
+	fs.actErr = fmt.Errorf("ssh: connection reset")
+	fs.status["3"] = slurm.Status{State: slurm.StateCompleted}
+	fs.files["/jobs/alice/c/progress.json"] = `{"phase":"paused","step":60,"latest_checkpoint":"checkpoints/step-60"}`
+	if err := r.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st.jobs["c"].State != job.Pausing {
+		t.Errorf("c is %s after a failed requeuehold, want pausing", st.jobs["c"].State)
+	}
+	// The job purged meanwhile: requeuehold's ErrInvalidJob still ends the pause.
+	fs.actErr = &job.Error{Code: job.ENotFound, Message: "gone", Err: slurm.ErrInvalidJob}
+	if err := r.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if st.jobs["c"].State != job.Paused {
+		t.Errorf("c is %s after requeuehold of a purged job, want paused", st.jobs["c"].State)
+	}
+}
+
+type fakeLease struct{ checks, released int }
+
+func (l *fakeLease) Check(ctx context.Context) error {
+	l.checks++
+	if l.checks > 2 {
+		return fmt.Errorf("connection lost")
+	}
+	return nil
+}
+func (l *fakeLease) Release() { l.released++ }
+
+func TestRunLeadsAndStopsOnLostLease(t *testing.T) {
+	r, st, _ := setup()
+	r.Clusters[0].Interval = time.Millisecond
+	lease := &fakeLease{}
+	tries := 0
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	r.Lead = func(ctx context.Context) (Lease, error) {
+		tries++
+		switch tries {
+		case 1:
+			return nil, nil // another replica leads
+		case 2:
+			return lease, nil
+		}
+		cancel()
+		return nil, nil
+	}
+	r.Run(ctx)
+	if lease.released != 1 || st.runs != 2 || tries < 3 {
+		t.Fatalf("released %d, passes %d, tries %d; want 1, 2, >=3", lease.released, st.runs, tries)
+	}
+}
