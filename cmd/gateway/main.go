@@ -5,18 +5,27 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/spf13/cobra"
 
 	"github.com/ftgate/ftgate/internal/api"
+	"github.com/ftgate/ftgate/internal/auth"
 	"github.com/ftgate/ftgate/internal/config"
+	"github.com/ftgate/ftgate/internal/metrics"
 	"github.com/ftgate/ftgate/internal/postgres"
+	"github.com/ftgate/ftgate/internal/reconcile"
+	"github.com/ftgate/ftgate/internal/slurm"
+	"github.com/ftgate/ftgate/internal/sshconn"
+	"github.com/ftgate/ftgate/internal/submit"
 )
 
 var version = "dev"
@@ -38,19 +47,122 @@ func newRoot() *cobra.Command {
 		Version:       version,
 	}
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", os.Getenv("FTGATE_CONFIG"), "config file (YAML); FTGATE_* variables override it")
+	load := func() (*config.Config, error) { return config.Load(cfgPath, os.Environ()) }
 	root.AddCommand(&cobra.Command{
 		Use:   "serve",
-		Short: "Run the HTTP server",
+		Short: "Run the HTTP server, the submitter and the reconciler",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := config.Load(cfgPath, os.Environ())
+			cfg, err := load()
 			if err != nil {
 				return err
 			}
 			return serve(cmd.Context(), cfg)
 		},
 	})
+	root.AddCommand(newMigrate(load), newCA(load))
 	return root
+}
+
+func newMigrate(load func() (*config.Config, error)) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:       "migrate up|down|status",
+		Short:     "Apply, revert (newest one) or list the embedded database migrations",
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: []string{"up", "down", "status"},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
+			defer cancel()
+			pool, err := postgres.Open(ctx, cfg.Database.URL, 2)
+			if err != nil {
+				return err
+			}
+			defer pool.Close()
+			return migrate(ctx, pool, args[0], cmd.OutOrStdout())
+		},
+	}
+	return cmd
+}
+
+func migrate(ctx context.Context, p *pgxpool.Pool, op string, out io.Writer) error {
+	switch op {
+	case "up":
+		done, err := postgres.MigrateUp(ctx, p)
+		if err != nil {
+			return err
+		}
+		if len(done) == 0 {
+			fmt.Fprintln(out, "migrations: up to date")
+		}
+		for _, v := range done {
+			fmt.Fprintf(out, "applied %04d\n", v)
+		}
+	case "down":
+		v, err := postgres.MigrateDown(ctx, p)
+		if err != nil {
+			return err
+		}
+		if v == 0 {
+			fmt.Fprintln(out, "migrations: nothing to revert")
+		} else {
+			fmt.Fprintf(out, "reverted %04d\n", v)
+		}
+	case "status":
+		ms, err := postgres.MigrationStatus(ctx, p)
+		if err != nil {
+			return err
+		}
+		for _, m := range ms {
+			at := "pending"
+			if m.AppliedAt != nil {
+				at = "applied " + m.AppliedAt.UTC().Format(time.RFC3339)
+			}
+			fmt.Fprintf(out, "%04d_%s\t%s\n", m.Version, m.Name, at)
+		}
+	default:
+		return fmt.Errorf("migrate: want up, down or status, got %q", op)
+	}
+	return nil
+}
+
+func newCA(load func() (*config.Config, error)) *cobra.Command {
+	var cluster string
+	cmd := &cobra.Command{
+		Use:   "ca",
+		Short: "Print the SSH user CA public key of each cluster (for sshd's TrustedUserCAKeys)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := load()
+			if err != nil {
+				return err
+			}
+			n := 0
+			for _, cl := range cfg.Clusters {
+				if cluster != "" && cl.Name != cluster {
+					continue
+				}
+				if cl.UserCAKey == "" {
+					continue
+				}
+				s, err := sshconn.LoadSigner(cl.UserCAKey)
+				if err != nil {
+					return fmt.Errorf("cluster %s user_ca_key: %w", cl.Name, err)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "%s ftgate-user-ca-%s\n", sshconn.AuthorizedKey(s), cl.Name)
+				n++
+			}
+			if n == 0 {
+				return errors.New("no cluster with a user_ca_key (certificate mode) matches")
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cluster, "cluster", "", "only this cluster")
+	return cmd
 }
 
 func newLogger(level string) *slog.Logger {
@@ -61,6 +173,7 @@ func newLogger(level string) *slog.Logger {
 
 func serve(ctx context.Context, cfg *config.Config) error {
 	log := newLogger(cfg.LogLevel)
+	slog.SetDefault(log)
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
@@ -69,25 +182,110 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	defer pool.Close()
+	if cfg.Database.MigrateOnStart {
+		done, err := postgres.MigrateUp(ctx, pool)
+		if err != nil {
+			return err
+		}
+		log.Info("migrations applied", "versions", done)
+	}
+	store := postgres.New(pool)
+	verifier, err := auth.New(ctx, cfg.OIDC, auth.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("oidc: %w", err)
+	}
+	m := metrics.New()
+	m.RegisterJobs(func(ctx context.Context) ([]metrics.JobCount, error) {
+		cs, err := store.CountByState(ctx)
+		out := make([]metrics.JobCount, len(cs))
+		for i, c := range cs {
+			out[i] = metrics.JobCount{Cluster: c.Cluster, State: string(c.State), N: c.N}
+		}
+		return out, err
+	})
 
-	srv := &http.Server{
+	sub := &submit.Submitter{Store: store, Clusters: map[string]submit.Cluster{}, Log: log.With("worker", "submit"), Metrics: m}
+	rec := &reconcile.Reconciler{Store: store, Log: log.With("worker", "reconcile"), Metrics: m,
+		Lead: func(ctx context.Context) (reconcile.Lease, error) {
+			l, err := postgres.TryLead(ctx, pool, "reconcile")
+			if l == nil {
+				return nil, err
+			}
+			return l, nil
+		}}
+	srv := &api.Server{Log: log, Version: version, Auth: verifier, Store: store, Metrics: m,
+		MaxBody: cfg.Limits.MaxBodyBytes, MaxActivePerUser: cfg.Limits.MaxActiveJobsPerUser, Kick: sub.Kick,
+		AuthConfig: authConfig(cfg.OIDC)}
+	for i := range cfg.Clusters {
+		cl := &cfg.Clusters[i]
+		scfg, err := sshconn.ConfigFromCluster(cl)
+		if err != nil {
+			return err
+		}
+		scfg.Logger = log.With("cluster", cl.Name)
+		ssh, err := sshconn.New(scfg)
+		if err != nil {
+			return fmt.Errorf("cluster %s: %w", cl.Name, err)
+		}
+		defer ssh.Close()
+		client, err := slurm.New(ssh, slurm.OptionsFromCluster(cl))
+		if err != nil {
+			return fmt.Errorf("cluster %s: %w", cl.Name, err)
+		}
+		ac := &api.Cluster{Config: *cl, Slurm: client, Files: ssh}
+		if cl.ProbeUser != "" {
+			user := cl.ProbeUser
+			ac.Ping = func(ctx context.Context) error {
+				if _, _, err := ssh.Run(ctx, user, []string{"scontrol", "ping"}, nil); err != nil {
+					return fmt.Errorf("scontrol ping as %s: %w", user, err)
+				}
+				return nil
+			}
+		}
+		srv.Clusters = append(srv.Clusters, ac)
+		sub.Clusters[cl.Name] = submit.Cluster{Slurm: client, Files: ssh}
+		rec.Clusters = append(rec.Clusters, reconcile.Cluster{Name: cl.Name, Slurm: client, Interval: cl.PollInterval,
+			Policy: reconcile.Policy{RestartBudget: cl.RestartBudget, PauseGrace: cl.PauseGrace, LostGrace: max(time.Minute, 10*cl.PollInterval)}})
+	}
+
+	var wg sync.WaitGroup
+	wctx, cancelWorkers := context.WithCancel(ctx)
+	defer cancelWorkers()
+	wg.Add(2)
+	go func() { defer wg.Done(); sub.Run(wctx) }()
+	go func() { defer wg.Done(); rec.Run(wctx) }()
+
+	hs := &http.Server{
 		Addr:              cfg.Listen,
-		Handler:           (&api.Server{Log: log, Version: version}).Handler(),
+		Handler:           auth.NewAudit(log).Middleware(srv.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	log.Info("gateway listening", "addr", cfg.Listen, "version", version)
+	go func() { errc <- hs.ListenAndServe() }()
+	log.Info("gateway listening", "addr", cfg.Listen, "version", version, "clusters", len(cfg.Clusters))
 	select {
 	case err := <-errc:
+		cancelWorkers()
+		wg.Wait()
 		return fmt.Errorf("listen: %w", err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := srv.Shutdown(shutCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err = hs.Shutdown(shutCtx)
+	cancelWorkers()
+	wg.Wait()
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+func authConfig(o config.OIDC) api.AuthConfig {
+	ac := api.AuthConfig{Issuer: o.Issuer, ClientID: o.ClientID, Scopes: o.Scopes}
+	if len(o.Audiences) > 0 {
+		ac.Audience = o.Audiences[0]
+	}
+	return ac
 }

@@ -3,6 +3,9 @@
 package metrics
 
 import (
+	"context"
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -52,4 +55,36 @@ func New() *Metrics {
 	r.MustRegister(m.HTTPRequests, m.HTTPDuration, m.Submits, m.SubmitDuration, m.Reconciles, m.ReconcileDuration,
 		m.Transitions, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// JobCount is the number of jobs of one cluster in one state.
+type JobCount struct {
+	Cluster, State string
+	N              int
+}
+
+// RegisterJobs exports ftgate_jobs{cluster,state}, counted by count at each scrape.
+func (m *Metrics) RegisterJobs(count func(ctx context.Context) ([]JobCount, error)) {
+	m.Registry.MustRegister(&jobsCollector{count: count})
+}
+
+var jobsDesc = prometheus.NewDesc("ftgate_jobs", "Jobs by cluster and gateway state.", []string{"cluster", "state"}, nil)
+
+type jobsCollector struct {
+	count func(ctx context.Context) ([]JobCount, error)
+}
+
+func (c *jobsCollector) Describe(ch chan<- *prometheus.Desc) { ch <- jobsDesc }
+
+func (c *jobsCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	counts, err := c.count(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(jobsDesc, err)
+		return
+	}
+	for _, n := range counts {
+		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(n.N), n.Cluster, n.State)
+	}
 }
