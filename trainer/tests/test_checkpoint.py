@@ -1,0 +1,100 @@
+"""Checkpoint rotation, verification and the optimizer state round trip."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from ftgate_trainer import checkpoint
+from helpers import metrics, progress, run_inprocess
+
+
+def fake(root, step, key):
+    metric = None if key is None else {"value": key[1], "name": "eval_loss" if key[0] == 0 else "train_loss",
+                                       "key": list(key)}
+    return checkpoint.save(root, step, {"model.pt": checkpoint.tensor_bytes({"w": torch.full((2,), float(step))})},
+                           metric)
+
+
+@pytest.mark.parametrize("keys,keep_last,keep_best,want,best", [
+    # the best (lowest eval loss) is old: kept besides the last two
+    ({1: (0, 0.5), 2: (0, 0.2), 3: (0, 0.4), 4: (0, 0.6), 5: (0, 0.7)}, 2, 1, [2, 4, 5], 2),
+    # the best is among the last two: exactly two remain
+    ({1: (0, 0.9), 2: (0, 0.8), 3: (0, 0.3), 4: (0, 0.1)}, 2, 1, [3, 4], 4),
+    # keep_best 0: only the last K
+    ({1: (0, 0.1), 2: (0, 0.8), 3: (0, 0.9)}, 2, 0, [2, 3], None),
+    # eval-loss checkpoints outrank train-loss ones; unranked ones are never "best"
+    ({1: (1, 0.01), 2: (0, 0.5), 3: None, 4: (1, 0.3), 5: (1, 0.2)}, 1, 2, [1, 2, 5], 2),
+    # ties go to the newer checkpoint
+    ({1: (0, 0.5), 2: (0, 0.5), 3: (0, 0.9), 4: (0, 0.9)}, 1, 1, [2, 4], 2),
+])
+def test_rotate(tmp_path, keys, keep_last, keep_best, want, best):
+    root = str(tmp_path / "checkpoints")
+    for step, key in keys.items():
+        fake(root, step, key)
+    kept, best_path = checkpoint.rotate(root, keep_last, keep_best)
+    assert kept == want
+    assert checkpoint.steps(root) == want
+    assert best_path == (checkpoint.step_dir(root, best) if best else None)
+    assert sorted(os.listdir(root)) == ["step-%d" % s for s in want]
+
+
+def test_rotation_in_a_run_keeps_last_two_and_best(make_job, small_model):
+    d = make_job("sft", hyperparameters__max_steps=9, hyperparameters__learning_rate=0.05,
+                 logging__save_every=1, logging__eval_every=1, checkpoints={"keep_last": 2, "keep_best": 1})
+    job = json.load(open(os.path.join(d, "job.json")))
+    job["dataset"]["eval_path"] = job["dataset"]["path"]
+    json.dump(job, open(os.path.join(d, "job.json"), "w"))
+    assert run_inprocess(d) == 0
+    evals = {r["step"]: r["eval_loss"] for r in metrics(d) if "eval_loss" in r and r["step"] < 9}
+    assert sorted(evals) == list(range(1, 9))
+    best = min(evals, key=lambda s: (evals[s], -s))
+    want = sorted({7, 8, best})
+    print("eval losses", evals, "-> keep", want)
+    assert sorted(os.listdir(os.path.join(d, "checkpoints"))) == ["step-%d" % s for s in want]
+    assert progress(d)["best_checkpoint"] == "checkpoints/step-%d" % best
+
+
+def test_verify_detects_damage(tmp_path):
+    root = str(tmp_path)
+    path = fake(root, 3, (0, 1.0))
+    assert checkpoint.verify(path) is None
+    with open(os.path.join(path, "model.pt"), "ab") as f:
+        f.write(b"x")
+    assert checkpoint.verify(path) == "size mismatch for model.pt"
+    os.remove(os.path.join(path, "model.pt"))
+    assert checkpoint.verify(path) == "missing file model.pt"
+    os.remove(os.path.join(path, "manifest.json"))
+    assert checkpoint.verify(path) == "no manifest.json"
+    os.rename(path, os.path.join(root, "step-4"))
+    path4 = fake(root, 5, (0, 1.0))
+    man = json.load(open(os.path.join(path4, "manifest.json")))
+    man["step"] = 6
+    json.dump(man, open(os.path.join(path4, "manifest.json"), "w"))
+    assert checkpoint.verify(path4) == "manifest.json does not describe this checkpoint"
+    assert checkpoint.latest_verified(root) is None
+
+
+def test_leftover_temporaries_are_removed(tmp_path):
+    root = str(tmp_path)
+    os.mkdir(os.path.join(root, ".tmp-step-7-123"))
+    os.mkdir(os.path.join(root, ".del-step-2-123"))
+    fake(root, 1, None)
+    checkpoint.clean_temporaries(root)
+    assert os.listdir(root) == ["step-1"]
+
+
+def test_optimizer_state_round_trip():
+    p = torch.nn.Parameter(torch.randn(3))
+    opt = torch.optim.AdamW([p], lr=0.1)
+    p.grad = torch.ones(3)
+    opt.step()
+    t, rest = checkpoint.flatten_optimizer(opt.state_dict())
+    json.dumps(rest)
+    sd = checkpoint.unflatten_optimizer(t, json.loads(json.dumps(rest)))
+    opt2 = torch.optim.AdamW([torch.nn.Parameter(p.detach().clone())], lr=0.1)
+    opt2.load_state_dict(sd)
+    for k, v in opt.state_dict()["state"][0].items():
+        assert torch.equal(v, opt2.state_dict()["state"][0][k])
+    assert opt.state_dict()["param_groups"] == opt2.state_dict()["param_groups"]
