@@ -35,6 +35,8 @@ pause and resume them, and download their models, checkpoints and logs.`,
 	root.PersistentFlags().StringVar(&f.ServerFlag, "server", "", "gateway URL (default: $FTCTL_SERVER, then the config file's server)")
 	root.AddCommand(NewCmdGPUStat(nil))
 	root.AddCommand(NewCmdAuth(f))
+	AddJobCommands(root, f)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErrorf("%v", err) })
 	root.SetIn(f.IO.In)
 	root.SetOut(f.IO.Out)
 	root.SetErr(f.IO.ErrOut)
@@ -50,13 +52,11 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 func Run(f *Factory, args []string) int {
 	root := NewCmdRoot(f)
 	root.SetArgs(args)
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(f.IO.ErrOut, "ftctl:", err)
-		var login *LoginRequiredError
-		if errors.As(err, &login) {
-			return ExitLogin
-		}
-		return ExitError
+	err := root.Execute()
+	var failed *jobFailedError
+	if err != nil && !errors.As(err, &failed) {
+		// The job's outcome was already printed; other errors are one line with a hint.
+		fmt.Fprintln(f.IO.ErrOut, "ftctl:", FormatError(err))
 	}
-	return ExitOK
+	return ExitCode(err)
 }

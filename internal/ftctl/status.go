@@ -1,0 +1,207 @@
+package ftctl
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ftgate/ftgate/internal/job"
+)
+
+// JobStatusOptions are the options of `ftctl status`.
+type JobStatusOptions struct {
+	IO     *IOStreams
+	Client func() (*APIClient, error)
+	Now    func() time.Time
+	JobID  string
+	JSON   bool
+}
+
+// NewCmdJobStatus returns `ftctl status JOB`.
+func NewCmdJobStatus(f *Factory, runF func(context.Context, *JobStatusOptions) error) *cobra.Command {
+	opts := &JobStatusOptions{}
+	cmd := &cobra.Command{
+		Use:   "status JOB",
+		Short: "Show a job: state and reason, Slurm id, progress, restarts, checkpoints",
+		Example: `  ftctl status 01JD5X3M8ZQ
+  ftctl status 01JD5X3M8ZQ --json`,
+		Args: jobArg,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.IO, opts.Client, opts.Now, opts.JobID = f.IO, f.apiClient, f.now, args[0]
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runJobStatus(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the gateway's JSON answer")
+	return cmd
+}
+
+// Checkpoint is one complete checkpoint of a job.
+type Checkpoint struct {
+	Name  string     `json:"name"`
+	Step  int64      `json:"step"`
+	Bytes int64      `json:"bytes,omitempty"`
+	Size  int64      `json:"size,omitempty"`
+	Time  *time.Time `json:"modified_at,omitempty"`
+	Best  bool       `json:"best,omitempty"`
+}
+
+// listCheckpoints reads GET /api/training/{id}/checkpoints; a gateway without the route
+// answers nil.
+func listCheckpoints(ctx context.Context, c *APIClient, id string) ([]Checkpoint, error) {
+	var raw json.RawMessage
+	if err := c.Do(ctx, http.MethodGet, "/api/training/"+url.PathEscape(id)+"/checkpoints", nil, nil, nil, &raw); err != nil {
+		return nil, err
+	}
+	var wrapped struct {
+		Checkpoints []Checkpoint `json:"checkpoints"`
+	}
+	if err := json.Unmarshal(raw, &wrapped); err == nil && wrapped.Checkpoints != nil {
+		return wrapped.Checkpoints, nil
+	}
+	var list []Checkpoint
+	if err := json.Unmarshal(raw, &list); err != nil {
+		return nil, fmt.Errorf("decode checkpoints: %w", err)
+	}
+	return list, nil
+}
+
+func runJobStatus(ctx context.Context, opts *JobStatusOptions) error {
+	c, err := opts.Client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, defaultTimeout)
+	defer cancel()
+	j, raw, err := c.GetJob(ctx, opts.JobID)
+	if err != nil {
+		return err
+	}
+	if opts.JSON {
+		return printJSON(opts.IO.Out, raw)
+	}
+	cps, cpErr := listCheckpoints(ctx, c, opts.JobID)
+	writeJobStatus(opts.IO.Out, j, cps, cpErr, opts.Now())
+	return nil
+}
+
+func writeJobStatus(w io.Writer, j Job, cps []Checkpoint, cpErr error, now time.Time) {
+	var rows [][2]string
+	add := func(k, v string) {
+		if v != "" {
+			rows = append(rows, [2]string{k, v})
+		}
+	}
+	s := j.Spec
+	add("Job", j.ID)
+	add("Name", s.Name)
+	add("User", j.User)
+	state := string(j.State)
+	if j.Reason != "" {
+		state += " (" + j.Reason + ")"
+	}
+	add("State", state)
+	slurm := "-"
+	if j.SlurmID != "" {
+		slurm = j.SlurmID
+		if j.SlurmState != "" {
+			slurm += " " + j.SlurmState
+		}
+	}
+	add("Slurm job", slurm)
+	res := s.Resources
+	where := j.Cluster
+	if res.Partition != "" {
+		where += ", partition " + res.Partition
+	}
+	add("Cluster", where)
+	add("Method", s.Method)
+	add("Model", s.Model)
+	add("Dataset", s.Dataset.Path)
+	add("Eval dataset", s.Dataset.EvalPath)
+	gpus := plural(res.GPUs, "GPU", "GPUs")
+	if res.GPUType != "" {
+		gpus += " (" + res.GPUType + ")"
+	}
+	add("Resources", fmt.Sprintf("%s, %s, %d MB, time limit %s", gpus, plural(res.CPUs, "CPU", "CPUs"), res.MemoryMB,
+		FormatDuration(time.Duration(res.TimeLimitMinutes)*time.Minute)))
+	p := j.Progress
+	if p.Phase != "" || p.Step > 0 {
+		add("Phase", p.Phase)
+		add("Progress", progressLine(p))
+	}
+	add("Restarts", fmt.Sprint(j.RestartCount))
+	add("Error", p.Error)
+	add("Created", timeAgo(&j.CreatedAt, now))
+	add("Started", timeAgo(j.StartedAt, now))
+	add("Ended", timeAgo(j.EndedAt, now))
+	if j.StartedAt != nil {
+		add("Elapsed", elapsed(j, now))
+	}
+	add("Job directory", j.JobDir)
+	switch {
+	case cpErr != nil:
+		add("Checkpoints", "unknown ("+firstLine(cpErr.Error())+")")
+	case len(cps) == 0:
+		add("Checkpoints", dash(p.LatestCheckpoint))
+	default:
+		names := make([]string, len(cps))
+		for i, cp := range cps {
+			names[i] = cp.Name
+			if cp.Best {
+				names[i] += " (best)"
+			}
+		}
+		add("Checkpoints", strings.Join(names, ", "))
+	}
+	width := 0
+	for _, r := range rows {
+		width = max(width, len(r[0]))
+	}
+	var b strings.Builder
+	for _, r := range rows {
+		fmt.Fprintf(&b, "%-*s  %s\n", width+1, r[0]+":", r[1])
+	}
+	_, _ = io.WriteString(w, b.String())
+}
+
+// progressLine renders step/total with a bar, loss, throughput and ETA.
+func progressLine(p job.Progress) string {
+	var parts []string
+	if p.TotalSteps > 0 {
+		parts = append(parts, fmt.Sprintf("%s %d/%d %s", ProgressBar(p.Step, p.TotalSteps, 20), p.Step, p.TotalSteps, Percent(p.Step, p.TotalSteps)))
+	} else {
+		parts = append(parts, fmt.Sprintf("step %d", p.Step))
+	}
+	if p.Loss != nil {
+		parts = append(parts, "loss "+FormatLoss(p.Loss))
+	}
+	if p.TokensPerSecond > 0 {
+		parts = append(parts, fmt.Sprintf("%.0f tokens/s", p.TokensPerSecond))
+	}
+	if p.ETASeconds != nil && *p.ETASeconds > 0 {
+		parts = append(parts, "ETA "+FormatDuration(time.Duration(*p.ETASeconds*float64(time.Second))))
+	}
+	return strings.Join(parts, "  ")
+}
+
+func timeAgo(t *time.Time, now time.Time) string {
+	if t == nil || t.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf("%s (%s ago)", t.UTC().Format(time.RFC3339), FormatAge(*t, now))
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
