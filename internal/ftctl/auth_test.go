@@ -72,25 +72,34 @@ func (e *testEnv) run(t *testing.T, errOut *approver, args ...string) (stdout, s
 	return out.String(), errOut.String(), code
 }
 
-// approver is stderr that approves the device code it sees, as the user would.
+// approver is stderr that approves the device code it sees, as the user would: in
+// the embedded provider p as sub, or by calling onCode.
 type approver struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-	p   *authtest.Provider
-	sub string
-	err error
+	mu     sync.Mutex
+	buf    bytes.Buffer
+	p      *authtest.Provider
+	sub    string
+	onCode func(verifyURI, code string)
+	seen   bool
+	err    error
 }
 
-var codeRE = regexp.MustCompile(`enter the code: (\S+)\n`)
+var (
+	codeRE      = regexp.MustCompile(`enter the code: (\S+)\n`)
+	deviceURIRE = regexp.MustCompile(`Open (\S+) in a browser and enter the code: (\S+)\n`)
+)
 
 func (a *approver) Write(b []byte) (int, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.buf.Write(b)
-	if a.p != nil {
-		if m := codeRE.FindStringSubmatch(a.buf.String()); m != nil {
-			a.err = a.p.Approve(m[1], a.sub)
-			a.p = nil
+	if m := deviceURIRE.FindStringSubmatch(a.buf.String()); m != nil && !a.seen {
+		a.seen = true
+		if a.p != nil {
+			a.err = a.p.Approve(m[2], a.sub)
+		}
+		if a.onCode != nil {
+			a.onCode(m[1], m[2])
 		}
 	}
 	return len(b), nil

@@ -1,0 +1,266 @@
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/ftgate/ftgate/internal/auth"
+	"github.com/ftgate/ftgate/internal/auth/authtest"
+	"github.com/ftgate/ftgate/internal/config"
+	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/postgres"
+)
+
+// The authorization matrix: every route class (public, user job routes, admin-only)
+// against every kind of credential, through the real auth.Verifier and tokens from a
+// real OpenID provider embedded in the test (forged ones for the negative cells).
+
+const authzSpec = `{"method":"sft","model":"builtin:tiny","dataset":{"path":"/data/train.jsonl"},
+ "hyperparameters":{"max_steps":20},"resources":{"gpus":1}}`
+
+// Credential kinds. The first ones are invalid tokens: 401 on every protected route.
+var invalidKinds = []string{"no token", "malformed", "opaque", "expired", "not yet valid", "wrong issuer",
+	"wrong audience", "unknown signing key", "alg none", "HS256 with public key"}
+
+// Valid kinds: alice owns job-a (queued) and job-p (paused); bob owns job-b; root's
+// token verifies but maps to no allowed account.
+var validKinds = []string{"alice", "bob", "admin", "root"}
+
+type authzRoute struct {
+	class, method, path, body string
+	// want is the status for alice, bob, admin and root (the valid kinds, in order);
+	// invalid kinds get 401 on protected routes and 200 on public ones.
+	want [4]int
+	// jobs, when set, is how many jobs the list answers for alice, bob and admin.
+	jobs *[3]int
+}
+
+var authzRoutes = []authzRoute{
+	{class: "public", method: "GET", path: "/health", want: [4]int{200, 200, 200, 200}},
+	{class: "public", method: "GET", path: "/api/auth/config", want: [4]int{200, 200, 200, 200}},
+	{class: "public", method: "GET", path: "/api/openapi.json", want: [4]int{200, 200, 200, 200}},
+	{class: "user", method: "GET", path: "/api/whoami", want: [4]int{200, 200, 200, 403}},
+	{class: "user", method: "GET", path: "/api/system/status", want: [4]int{200, 200, 200, 403}},
+	{class: "user", method: "POST", path: "/api/training/execute", body: authzSpec, want: [4]int{202, 202, 202, 403}},
+	{class: "user", method: "GET", path: "/api/jobs", want: [4]int{200, 200, 200, 403}, jobs: &[3]int{2, 1, 3}},
+	{class: "user", method: "GET", path: "/api/training/status/job-a", want: [4]int{200, 404, 200, 403}},
+	{class: "user", method: "GET", path: "/api/training/status/job-b", want: [4]int{404, 200, 200, 403}},
+	{class: "user", method: "GET", path: "/api/training/status/nope", want: [4]int{404, 404, 404, 403}},
+	{class: "user", method: "POST", path: "/api/training/cancel/job-a", want: [4]int{200, 404, 200, 403}},
+	{class: "user", method: "POST", path: "/api/training/pause/job-a", want: [4]int{200, 404, 200, 403}},
+	{class: "user", method: "POST", path: "/api/training/resume/job-p", want: [4]int{200, 404, 200, 403}},
+	{class: "admin", method: "GET", path: "/api/jobs?user=bob", want: [4]int{403, 200, 200, 403}, jobs: &[3]int{0, 1, 1}},
+	{class: "admin", method: "GET", path: "/api/jobs?user=alice", want: [4]int{200, 403, 200, 403}, jobs: &[3]int{2, 0, 2}},
+}
+
+func TestAuthorizationMatrix(t *testing.T) {
+	p := authtest.New(t)
+	v, err := auth.New(context.Background(), config.OIDC{
+		Issuer: p.Issuer, Audiences: []string{authtest.Audience}, ClientID: authtest.ClientID,
+		UsernameClaim: "preferred_username", GroupsClaim: "groups", AdminGroups: []string{"ftgate-admins"},
+		DenyUsers: []string{"root", "daemon"}, ClockSkew: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := authzTokens(t, p)
+
+	for _, rt := range authzRoutes {
+		for _, kind := range append(slices.Clone(invalidKinds), validKinds...) {
+			want := http.StatusUnauthorized
+			if i := slices.Index(validKinds, kind); i >= 0 {
+				want = rt.want[i]
+			} else if rt.class == "public" {
+				want = http.StatusOK
+			}
+			t.Run(rt.class+" "+rt.method+" "+rt.path+" as "+kind, func(t *testing.T) {
+				store, fs := newMemStore(), newFakeSlurm()
+				srv := &Server{Auth: v, Store: store, MaxBody: 4096, Version: "test",
+					AuthConfig: AuthConfig{Issuer: p.Issuer, ClientID: authtest.ClientID, Audience: authtest.Audience},
+					Clusters: []*Cluster{{
+						Config: config.Cluster{Name: "dev", JobRoot: "/jobs", Partitions: []string{"gpu"}, DefaultPartition: "gpu", ProbeUser: "alice"},
+						Slurm:  fs, Files: fs, Ping: func(context.Context) error { return nil },
+					}},
+				}
+				req := httptest.NewRequest(rt.method, rt.path, strings.NewReader(rt.body))
+				if tok := tokens[kind]; tok != "" {
+					req.Header.Set("Authorization", "Bearer "+tok)
+				}
+				rec := httptest.NewRecorder()
+				srv.Handler().ServeHTTP(rec, req)
+				if rec.Code != want {
+					t.Fatalf("status %d, want %d: %s", rec.Code, want, rec.Body)
+				}
+				if rec.Code == http.StatusUnauthorized && rec.Header().Get("WWW-Authenticate") == "" {
+					t.Errorf("401 without WWW-Authenticate")
+				}
+				if rec.Code == http.StatusUnauthorized || rec.Code == http.StatusForbidden || rec.Code == http.StatusNotFound {
+					if calls := fs.Calls(); calls != "" {
+						t.Errorf("refused request reached Slurm: %s", calls)
+					}
+					if changed := store.changed(); changed != "" {
+						t.Errorf("refused request changed the store: %s", changed)
+					}
+				}
+				if i := slices.Index(validKinds, kind); rt.jobs != nil && i >= 0 && i < 3 && rec.Code == http.StatusOK {
+					var body struct {
+						Jobs []job.Job `json:"jobs"`
+					}
+					if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+						t.Fatal(err)
+					}
+					if len(body.Jobs) != rt.jobs[i] {
+						t.Errorf("listed %d jobs, want %d", len(body.Jobs), rt.jobs[i])
+					}
+					for _, j := range body.Jobs {
+						if kind != "admin" && j.User != kind {
+							t.Errorf("%s sees %s's job %s", kind, j.User, j.ID)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// authzTokens returns a bearer token per credential kind.
+func authzTokens(t *testing.T, p *authtest.Provider) map[string]string {
+	t.Helper()
+	foreign, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sign := func(mod func(map[string]any)) string {
+		c := p.Claims("sub-alice")
+		mod(c)
+		tok, err := p.Sign(c, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	now := time.Now()
+	toks := map[string]string{
+		"no token":      "",
+		"malformed":     "eyJhbGciOiJSUzI1NiJ9.bm90IGpzb24.c2ln",
+		"opaque":        "2YotnFZFEjr1zCsicMWpAA",
+		"expired":       sign(func(c map[string]any) { c["exp"] = now.Add(-2 * time.Minute).Unix() }),
+		"not yet valid": sign(func(c map[string]any) { c["nbf"] = now.Add(2 * time.Minute).Unix() }),
+		"wrong issuer":  sign(func(c map[string]any) { c["iss"] = "http://127.0.0.1:1/other" }),
+		// The CLI's own client id is not the API's audience.
+		"wrong audience": sign(func(c map[string]any) { c["aud"] = []string{authtest.ClientID} }),
+		"alg none":       authtest.Unsigned(p.Claims("sub-alice")),
+	}
+	if toks["unknown signing key"], err = authtest.SignWith(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: foreign, KeyID: "key-1"}},
+		(&jose.SignerOptions{}).WithType("JWT"), p.Claims("sub-alice")); err != nil {
+		t.Fatal(err)
+	}
+	if toks["HS256 with public key"], err = p.HS256WithPublicKey(p.Claims("sub-alice")); err != nil {
+		t.Fatal(err)
+	}
+	// The valid kinds are real tokens from the provider's device flow.
+	for kind, sub := range map[string]string{"alice": "sub-alice", "bob": "sub-bob", "admin": "sub-admin", "root": "sub-root"} {
+		toks[kind] = p.AccessToken(t, sub)
+	}
+	for _, k := range append(slices.Clone(invalidKinds), validKinds...) {
+		if _, ok := toks[k]; !ok {
+			t.Fatalf("no token for %q", k)
+		}
+	}
+	return toks
+}
+
+// memStore is an in-memory Store holding alice's queued job-a and paused job-p and
+// bob's queued job-b.
+type memStore struct {
+	mu      sync.Mutex
+	jobs    map[string]job.Job
+	changes []string
+}
+
+func newMemStore() *memStore {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := &memStore{jobs: map[string]job.Job{}}
+	for i, j := range []job.Job{
+		{ID: "job-a", OwnerSubject: "sub-alice", User: "alice", State: job.Queued, SlurmID: "101"},
+		{ID: "job-p", OwnerSubject: "sub-alice", User: "alice", State: job.Paused, SlurmID: "102"},
+		{ID: "job-b", OwnerSubject: "sub-bob", User: "bob", State: job.Queued, SlurmID: "103"},
+	} {
+		j.Cluster, j.JobDir, j.CreatedAt = "dev", "/jobs/"+j.User+"/"+j.ID, t0.Add(time.Duration(i)*time.Minute)
+		s.jobs[j.ID] = j
+	}
+	return s
+}
+
+func (s *memStore) changed() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.changes, "; ")
+}
+
+func (s *memStore) Create(_ context.Context, j job.Job, _ int) (job.Job, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j.CreatedAt = time.Now()
+	s.jobs[j.ID] = j
+	s.changes = append(s.changes, "create "+j.ID)
+	return j, true, nil
+}
+
+func (s *memStore) Get(_ context.Context, id string) (job.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[id]
+	if !ok {
+		return job.Job{}, job.Errorf(job.ENotFound, "job %s not found", id)
+	}
+	return j, nil
+}
+
+func (s *memStore) List(_ context.Context, f postgres.Filter) ([]job.Job, string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []job.Job
+	for _, j := range s.jobs {
+		if (f.Owner == "" || j.OwnerSubject == f.Owner) && (f.User == "" || j.User == f.User) {
+			out = append(out, j)
+		}
+	}
+	slices.SortFunc(out, func(a, b job.Job) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	return out, "", nil
+}
+
+func (s *memStore) Transition(_ context.Context, id string, c job.Change) (job.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j, ok := s.jobs[id]
+	if !ok {
+		return job.Job{}, job.Errorf(job.ENotFound, "job %s not found", id)
+	}
+	if j.State != c.From {
+		return job.Job{}, job.Errorf(job.EConflict, "job %s is %s, not %s", id, j.State, c.From)
+	}
+	j.State = c.To
+	s.jobs[id] = j
+	s.changes = append(s.changes, "transition "+id+" to "+string(c.To))
+	return j, nil
+}
+
+func (s *memStore) CountByState(context.Context) ([]postgres.StateCount, error) { return nil, nil }
+
+func (s *memStore) Runs(context.Context) (map[string]postgres.Run, error) {
+	return map[string]postgres.Run{}, nil
+}
+
+func (s *memStore) Ping(context.Context) error { return nil }
