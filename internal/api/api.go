@@ -45,6 +45,8 @@ type Server struct {
 	MaxActivePerUser int
 	// Kick wakes the submitter after a job is queued for submission.
 	Kick func()
+	// Streams serves event streams (see stream.go); a zero value answers 503.
+	Streams Streams
 }
 
 // Handler returns the route table.
@@ -66,6 +68,7 @@ func (s *Server) Handler() http.Handler {
 		r.Post("/api/training/resume/{job_id}", s.resume)
 		r.Get("/api/jobs", s.list)
 		r.Get("/api/system/status", s.systemStatus)
+		s.streamRoutes(r)
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.URL.Path)

@@ -19,9 +19,9 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 		t.Fatalf("openapi.json: %v", err)
 	}
 	s := &Server{}
-	routes := 0
+	routes := map[string]bool{}
 	err := chi.Walk(s.Handler().(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
-		routes++
+		routes[route] = true
 		ops, ok := doc.Paths[route]
 		if !ok {
 			t.Errorf("route %s %s is missing from openapi.json", method, route)
@@ -35,8 +35,8 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if routes != len(doc.Paths) {
-		t.Errorf("router has %d routes, openapi.json has %d paths", routes, len(doc.Paths))
+	if len(routes) != len(doc.Paths) {
+		t.Errorf("router has %d routes, openapi.json has %d paths", len(routes), len(doc.Paths))
 	}
 }
 

@@ -1,0 +1,472 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/ftgate/ftgate/internal/artifact"
+	"github.com/ftgate/ftgate/internal/job"
+)
+
+// artifactRoutes registers logs, checkpoints, model downloads and purge.
+func (s *Server) artifactRoutes(r chi.Router) {
+	r.Get("/api/training/{job_id}/logs", s.jobLogs)
+	r.Get("/api/training/{job_id}/checkpoints", s.listCheckpoints)
+	r.Get("/api/training/{job_id}/checkpoints/{name}", s.getCheckpoint)
+	r.Delete("/api/training/{job_id}/checkpoints/{name}", s.deleteCheckpoint)
+	r.Get("/api/training/{job_id}/model", s.getModel)
+	r.Get("/api/training/{job_id}/model/manifest", s.getModelManifest)
+	r.Delete("/api/training/{job_id}", s.purgeJob)
+}
+
+// jobDir returns the job's directory on its cluster. The cluster's file access
+// (Cluster.Files, an *sshconn.Pool in the gateway) must also implement artifact.FS.
+func (s *Server) jobDir(j job.Job) (*artifact.Dir, error) {
+	cl, ok := s.cluster(j.Cluster)
+	if !ok {
+		return nil, job.Errorf(job.EUnavailable, "cluster %s is not configured on this gateway", j.Cluster)
+	}
+	fsys, ok := cl.Files.(artifact.FS)
+	if !ok {
+		return nil, job.Errorf(job.EUnavailable, "artifact access is not configured for cluster %s", j.Cluster)
+	}
+	return artifact.ForJob(fsys, cl.Config.JobRoot, j)
+}
+
+func readFull(r io.Reader, buf []byte) (int, error) {
+	n, err := io.ReadFull(r, buf)
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return n, err
+}
+
+// jobLogs is GET /api/training/{job_id}/logs?offset=&tail=&follow=1: the Slurm output
+// file as text/plain from byte offset (default 0) or its last tail lines; follow
+// keeps the response open and streams new output until the job ends.
+// X-Log-Offset is the starting byte offset; without follow X-Log-Next-Offset is the
+// offset to ask for next.
+func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
+	j, _, err := s.load(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	if q.Get("offset") != "" && q.Get("tail") != "" {
+		s.Error(w, r, job.Errorf(job.EInvalid, "offset and tail: give one or the other"))
+		return
+	}
+	offset, err := queryInt(r, "offset", 0, 0, 1<<62)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	tail, err := queryInt(r, "tail", 0, 0, 100000)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	follow := wantFlag(r, "follow")
+	d, err := s.jobDir(j)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	name, err := d.LogFile(ctx, j.SlurmID)
+	var real string
+	var size int64
+	if err == nil {
+		var fi os.FileInfo
+		real, fi, err = d.Stat(ctx, name)
+		if fi != nil {
+			size = fi.Size()
+		}
+	}
+	if err != nil && !(follow && job.ErrorCode(err) == job.ENotFound) {
+		s.Error(w, r, err)
+		return
+	}
+	if real != "" {
+		if tail > 0 {
+			if offset, err = d.TailStart(ctx, real, size, int(tail)); err != nil {
+				s.Error(w, r, err)
+				return
+			}
+		}
+		if offset > size {
+			offset = size
+		}
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Log-File", name)
+	h.Set("X-Log-Offset", strconv.FormatInt(offset, 10))
+	if !follow {
+		h.Set("X-Log-Next-Offset", strconv.FormatInt(size, 10))
+		h.Set("Content-Length", strconv.FormatInt(size-offset, 10))
+		w.WriteHeader(http.StatusOK)
+		if size > offset {
+			rc, err := d.Open(ctx, real, offset)
+			if err != nil {
+				s.logger().Warn("open log", "job", j.ID, "err", err)
+				return
+			}
+			defer rc.Close()
+			_, _ = io.CopyN(w, rc, size-offset)
+		}
+		return
+	}
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	s.followLog(ctx, w, j, d, name, offset)
+}
+
+// followLog copies new log output as it is written until the job is terminal and
+// the log has no more output, or the client leaves.
+func (s *Server) followLog(ctx context.Context, w http.ResponseWriter, j job.Job, d *artifact.Dir, name string, offset int64) {
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	t := time.NewTicker(logPoll)
+	defer t.Stop()
+	lastPing := time.Now()
+	for {
+		done := j.State.Terminal()
+		if name == "" {
+			name, _ = d.LogFile(ctx, j.SlurmID)
+		}
+		wrote := false
+		if name != "" {
+			if real, fi, err := d.Stat(ctx, name); err == nil {
+				if fi.Size() < offset {
+					offset = 0
+				}
+				if n := fi.Size() - offset; n > 0 {
+					f, err := d.Open(ctx, real, offset)
+					if err != nil {
+						return
+					}
+					_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+					c, err := io.CopyN(w, f, n)
+					f.Close()
+					offset += c
+					if err != nil {
+						return
+					}
+					wrote = true
+				}
+			}
+		}
+		if wrote {
+			if rc.Flush() != nil {
+				return
+			}
+			lastPing = time.Now()
+		}
+		if done && !wrote {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !done {
+			if cur, err := s.Store.Get(ctx, j.ID); err == nil {
+				j = cur
+			}
+		}
+		if time.Since(lastPing) > s.heartbeat() {
+			// Nothing to say; an empty flush keeps the chunked stream alive.
+			if rc.Flush() != nil {
+				return
+			}
+			lastPing = time.Now()
+		}
+	}
+}
+
+// listCheckpoints is GET /api/training/{job_id}/checkpoints.
+func (s *Server) listCheckpoints(w http.ResponseWriter, r *http.Request) {
+	j, _, err := s.load(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	d, err := s.jobDir(j)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	cks, err := d.Checkpoints(r.Context())
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"job_id": j.ID, "checkpoints": cks})
+}
+
+// checkpointArg validates {name} before anything is read.
+func (s *Server) checkpointArg(r *http.Request) (job.Job, *artifact.Dir, string, error) {
+	name := chi.URLParam(r, "name")
+	j, _, err := s.load(r)
+	if err != nil {
+		return j, nil, "", err
+	}
+	if _, err := artifact.CheckpointName(name); err != nil {
+		return j, nil, "", err
+	}
+	d, err := s.jobDir(j)
+	return j, d, name, err
+}
+
+// getCheckpoint is GET /api/training/{job_id}/checkpoints/{name}: a tar stream of
+// the checkpoint directory.
+func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) {
+	j, d, name, err := s.checkpointArg(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	files, err := d.Walk(r.Context(), "checkpoints/"+name, 10000)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	s.writeTar(w, r, d, files, fmt.Sprintf("%s-%s", shortID(j.ID), name))
+}
+
+func shortID(id string) string { return strings.SplitN(id, "-", 2)[0] }
+
+func (s *Server) writeTar(w http.ResponseWriter, r *http.Request, d *artifact.Dir, files []artifact.File, prefix string) {
+	w.Header().Set("Content-Type", "application/x-tar")
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s.tar"`, prefix))
+	w.WriteHeader(http.StatusOK)
+	if err := d.WriteTar(r.Context(), w, files, prefix); err != nil {
+		// Headers are gone: the truncated tar (no end marker) tells the client.
+		s.logger().Warn("tar stream ended early", "path", r.URL.Path, "err", err)
+	}
+}
+
+// deleteCheckpoint is DELETE /api/training/{job_id}/checkpoints/{name}. The newest
+// complete checkpoint of a job that may still resume is kept (409).
+func (s *Server) deleteCheckpoint(w http.ResponseWriter, r *http.Request) {
+	j, d, name, err := s.checkpointArg(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	cks, err := d.Checkpoints(ctx)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	found, newest := false, ""
+	for _, c := range cks {
+		if c.Name == name {
+			found = true
+		}
+		if c.Complete {
+			newest = c.Name
+		}
+	}
+	if !found {
+		s.Error(w, r, job.Errorf(job.ENotFound, "checkpoint %s not found", name))
+		return
+	}
+	if !j.State.Terminal() && name == newest {
+		s.Error(w, r, job.Errorf(job.EConflict, "checkpoint %s is the newest complete checkpoint of a %s job; it is needed to resume", name, j.State))
+		return
+	}
+	if err := d.Remove(ctx, "checkpoints/"+name); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	s.logger().Info("checkpoint deleted", "job", j.ID, "checkpoint", name, "by", callerName(r))
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// getModel is GET /api/training/{job_id}/model: a tar stream of model/, or with
+// ?file=<path> one file with Range and ETag (the sha256 from the manifest).
+func (s *Server) getModel(w http.ResponseWriter, r *http.Request) {
+	j, _, err := s.load(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	var rel string
+	if _, ok := r.URL.Query()["file"]; ok {
+		if rel, err = artifact.Rel("file", r.URL.Query().Get("file")); err != nil {
+			s.Error(w, r, err)
+			return
+		}
+	}
+	d, err := s.jobDir(j)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	if rel == "" {
+		files, err := d.Walk(ctx, "model", 10000)
+		if err != nil {
+			s.Error(w, r, err)
+			return
+		}
+		s.writeTar(w, r, d, files, shortID(j.ID)+"-model")
+		return
+	}
+	real, fi, err := d.Stat(ctx, "model/"+rel)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	etag := ""
+	if m, err := d.ReadManifest(ctx, "model"); err == nil {
+		if f, ok := m.Files[rel]; ok && f.Size == fi.Size() && isHex(f.SHA256) {
+			etag = `"sha256-` + f.SHA256 + `"`
+			w.Header().Set("X-Checksum-Sha256", f.SHA256)
+		}
+	}
+	if etag == "" {
+		etag = fmt.Sprintf(`W/"%x-%x"`, fi.Size(), fi.ModTime().UnixNano())
+	}
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, path.Base(rel)))
+	w.Header().Set("Content-Type", "application/octet-stream")
+	http.ServeContent(w, r, "", fi.ModTime(), &remoteFile{ctx: ctx, d: d, path: real, size: fi.Size()})
+}
+
+func isHex(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// remoteFile is an io.ReadSeeker over an SFTP file that opens at the position of the
+// first read, so http.ServeContent serves ranges without reading what it skips.
+type remoteFile struct {
+	ctx  context.Context
+	d    *artifact.Dir
+	path string
+	size int64
+	pos  int64
+	rc   io.ReadCloser
+}
+
+func (f *remoteFile) Seek(off int64, whence int) (int64, error) {
+	var p int64
+	switch whence {
+	case io.SeekStart:
+		p = off
+	case io.SeekCurrent:
+		p = f.pos + off
+	case io.SeekEnd:
+		p = f.size + off
+	}
+	if p < 0 {
+		return 0, errors.New("seek before start")
+	}
+	if p != f.pos && f.rc != nil {
+		f.rc.Close()
+		f.rc = nil
+	}
+	f.pos = p
+	return p, nil
+}
+
+func (f *remoteFile) Read(b []byte) (int, error) {
+	if f.pos >= f.size {
+		return 0, io.EOF
+	}
+	if f.rc == nil {
+		rc, err := f.d.Open(f.ctx, f.path, f.pos)
+		if err != nil {
+			return 0, err
+		}
+		f.rc = rc
+	}
+	if rem := f.size - f.pos; int64(len(b)) > rem {
+		b = b[:rem]
+	}
+	n, err := f.rc.Read(b)
+	f.pos += int64(n)
+	if errors.Is(err, io.EOF) && f.pos < f.size {
+		err = io.ErrUnexpectedEOF
+	}
+	if f.pos >= f.size && f.rc != nil {
+		f.rc.Close()
+		f.rc = nil
+	}
+	return n, err
+}
+
+// getModelManifest is GET /api/training/{job_id}/model/manifest: model/manifest.json
+// (file sizes and sha256 sums).
+func (s *Server) getModelManifest(w http.ResponseWriter, r *http.Request) {
+	j, _, err := s.load(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	d, err := s.jobDir(j)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	m, err := d.ReadManifest(r.Context(), "model")
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, m)
+}
+
+// purgeJob is DELETE /api/training/{job_id}?purge=1: removes the job directory of a
+// finished job on the cluster. The job's record stays.
+func (s *Server) purgeJob(w http.ResponseWriter, r *http.Request) {
+	j, _, err := s.load(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	if !wantFlag(r, "purge") {
+		s.Error(w, r, job.Errorf(job.EInvalid, "purge: must be 1 to delete the job directory (DELETE without purge is not supported)"))
+		return
+	}
+	if !j.State.Terminal() {
+		s.Error(w, r, job.Errorf(job.EConflict, "job is %s; cancel it or wait for it to finish before purging its files", j.State))
+		return
+	}
+	d, err := s.jobDir(j)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	if err := d.Purge(r.Context()); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	s.logger().Info("job directory purged", "job", j.ID, "dir", j.JobDir, "by", callerName(r))
+	writeJSON(w, http.StatusOK, map[string]any{"job_id": j.ID, "purged": true})
+}

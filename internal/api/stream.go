@@ -1,0 +1,431 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/ftgate/ftgate/internal/artifact"
+	"github.com/ftgate/ftgate/internal/event"
+	"github.com/ftgate/ftgate/internal/job"
+)
+
+const (
+	defaultHeartbeat = 15 * time.Second
+	// streamWriteTimeout bounds one write to a streaming client: a client that does
+	// not read for this long is disconnected.
+	streamWriteTimeout = 10 * time.Second
+	// logPoll is how often streams and followed logs look for new log output.
+	logPoll = time.Second
+	// maxLogChunk caps the log bytes read per poll.
+	maxLogChunk = 256 << 10
+)
+
+// Streams are the dependencies of the event streams.
+type Streams struct {
+	// Hub fans job events out (event.New on the database pool, running).
+	Hub *event.Hub
+	// Events reads a job's event log; *postgres.Store implements it.
+	Events event.Log
+	// Heartbeat is the keep-alive interval of streams (0: 15s).
+	Heartbeat time.Duration
+}
+
+// streamRoutes registers the event streams, the metrics series and the artifact
+// routes (inside the authenticated group).
+func (s *Server) streamRoutes(r chi.Router) {
+	r.Get("/api/events", s.allEvents)
+	r.Get("/api/training/{job_id}/events", s.jobEvents)
+	r.Get("/api/training/{job_id}/ws", s.jobEventsWS)
+	r.Get("/api/training/{job_id}/metrics", s.jobMetrics)
+	s.artifactRoutes(r)
+}
+
+func (s *Server) heartbeat() time.Duration {
+	if s.Streams.Heartbeat > 0 {
+		return s.Streams.Heartbeat
+	}
+	return defaultHeartbeat
+}
+
+// wireEvent is an event as streams send it.
+type wireEvent struct {
+	JobID string          `json:"job_id"`
+	ID    int64           `json:"id"`
+	Kind  string          `json:"kind"`
+	State job.State       `json:"state,omitempty"`
+	At    time.Time       `json:"at"`
+	Data  json.RawMessage `json:"data,omitempty"`
+}
+
+func toWire(e job.Event) wireEvent {
+	w := wireEvent{JobID: e.JobID, ID: e.ID, Kind: e.Kind, State: e.State, At: e.At}
+	if len(e.Data) > 0 && json.Valid(e.Data) {
+		w.Data = e.Data
+	}
+	return w
+}
+
+// wireLog is a batch of new log lines.
+type wireLog struct {
+	File   string   `json:"file"`
+	Offset int64    `json:"offset"` // byte offset after these lines
+	Lines  []string `json:"lines"`
+}
+
+// sink is one streaming transport (SSE or WebSocket).
+type sink interface {
+	event(e job.Event) error
+	log(l wireLog) error
+	ping() error
+	// fail tells the client why the stream ends (e.g. slow consumer).
+	fail(code, msg string)
+}
+
+// parseEventID reads a resume position: the Last-Event-ID header, else the named
+// query parameters.
+func parseEventID(r *http.Request, params ...string) (int64, error) {
+	name, v := "Last-Event-ID", r.Header.Get("Last-Event-ID")
+	for _, p := range params {
+		if v != "" {
+			break
+		}
+		name, v = p, r.URL.Query().Get(p)
+	}
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < 0 {
+		return 0, job.Errorf(job.EInvalid, "%s: want a non-negative event id, got %q", name, truncate(v, 40))
+	}
+	return n, nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+func (s *Server) streamReady() error {
+	if s.Streams.Hub == nil || s.Streams.Events == nil {
+		return job.Errorf(job.EUnavailable, "event streaming is not configured on this gateway")
+	}
+	return nil
+}
+
+// logFollower reads new output of a job's log for streams that asked for logs.
+type logFollower struct {
+	dir    *artifact.Dir
+	slurm  string
+	file   string
+	real   string
+	offset int64 // -1: start at the current end
+	rest   []byte
+}
+
+func (f *logFollower) poll(ctx context.Context, emit func(wireLog) error) error {
+	if f.real == "" {
+		name, err := f.dir.LogFile(ctx, f.slurm)
+		if err != nil {
+			return nil // no log yet
+		}
+		f.file = name
+	}
+	real, fi, err := f.dir.Stat(ctx, f.file)
+	if err != nil {
+		return nil // not written yet
+	}
+	f.real = real
+	size := fi.Size()
+	if f.offset < 0 {
+		f.offset = size
+	}
+	if size < f.offset { // truncated or replaced: start over
+		f.offset, f.rest = 0, nil
+	}
+	if size == f.offset {
+		return nil
+	}
+	n := min(size-f.offset, maxLogChunk)
+	rc, err := f.dir.Open(ctx, real, f.offset)
+	if err != nil {
+		return nil
+	}
+	buf := make([]byte, n)
+	m, err := readFull(rc, buf)
+	rc.Close()
+	if m == 0 {
+		return err
+	}
+	f.offset += int64(m)
+	lines, rest := artifact.LogLines(append(f.rest, buf[:m]...))
+	f.rest = append([]byte(nil), rest...)
+	if len(f.rest) > maxLogChunk { // a giant line: flush it as is
+		lines, f.rest = append(lines, string(f.rest)), nil
+	}
+	if len(lines) == 0 {
+		return nil
+	}
+	return emit(wireLog{File: f.file, Offset: f.offset - int64(len(f.rest)), Lines: lines})
+}
+
+// pump delivers events (exactly once, in order per job), heartbeats and, when
+// follow is set, log lines until the client leaves or the subscription is dropped.
+func (s *Server) pump(ctx context.Context, sub *event.Sub, cur *event.Cursor, jobID string, out sink, follow *logFollower) {
+	hb := time.NewTicker(s.heartbeat())
+	defer hb.Stop()
+	var logTick <-chan time.Time
+	if follow != nil {
+		t := time.NewTicker(logPoll)
+		defer t.Stop()
+		logTick = t.C
+		if err := follow.poll(ctx, out.log); err != nil {
+			return
+		}
+	}
+	for {
+		var err error
+		select {
+		case <-ctx.Done():
+			return
+		case <-sub.Done():
+			if errors.Is(sub.Err(), event.ErrSlow) {
+				out.fail("slow_consumer", sub.Err().Error())
+			} else {
+				out.fail("unavailable", "event stream closed by the gateway; reconnect with the last event id")
+			}
+			return
+		case <-sub.Gap():
+			if jobID != "" {
+				err = cur.Backfill(ctx, jobID, out.event)
+			} else {
+				err = cur.BackfillAll(ctx, out.event)
+			}
+		case m := <-sub.C():
+			err = cur.Accept(ctx, m.Event, out.event)
+		case <-hb.C:
+			err = out.ping()
+		case <-logTick:
+			err = follow.poll(ctx, out.log)
+		}
+		if err != nil {
+			if ctx.Err() == nil && !isWriteErr(err) {
+				s.logger().Warn("event stream ended", "job", jobID, "err", err)
+				out.fail(job.ErrorCode(err), job.ErrorMessage(err))
+			}
+			return
+		}
+	}
+}
+
+// writeErr marks errors from writing to the client.
+type writeErr struct{ err error }
+
+func (e writeErr) Error() string { return "write to client: " + e.err.Error() }
+func (e writeErr) Unwrap() error { return e.err }
+
+func isWriteErr(err error) bool {
+	var we writeErr
+	return errors.As(err, &we)
+}
+
+// sseSink writes Server-Sent Events.
+type sseSink struct {
+	w   http.ResponseWriter
+	rc  *http.ResponseController
+	ids bool // send id: lines (per-job streams)
+}
+
+func (o *sseSink) write(s string) error {
+	_ = o.rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+	if _, err := fmt.Fprint(o.w, s); err != nil {
+		return writeErr{err}
+	}
+	if err := o.rc.Flush(); err != nil {
+		return writeErr{err}
+	}
+	return nil
+}
+
+func (o *sseSink) event(e job.Event) error {
+	b, err := json.Marshal(toWire(e))
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	id := ""
+	if o.ids {
+		id = "id: " + strconv.FormatInt(e.ID, 10) + "\n"
+	}
+	return o.write(id + "event: " + sseName(e.Kind) + "\ndata: " + string(b) + "\n\n")
+}
+
+func (o *sseSink) log(l wireLog) error {
+	b, _ := json.Marshal(l)
+	return o.write("event: log\ndata: " + string(b) + "\n\n")
+}
+
+func (o *sseSink) ping() error { return o.write(": ping\n\n") }
+
+func (o *sseSink) fail(code, msg string) {
+	b, _ := json.Marshal(map[string]string{"code": code, "message": msg})
+	_ = o.write("event: error\ndata: " + string(b) + "\n\n")
+}
+
+// sseName keeps event names to a safe alphabet.
+func sseName(kind string) string {
+	for _, c := range kind {
+		if !(c >= 'a' && c <= 'z' || c == '_') {
+			return "message"
+		}
+	}
+	if kind == "" {
+		return "message"
+	}
+	return kind
+}
+
+func startSSE(w http.ResponseWriter, ids bool) *sseSink {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("Connection", "keep-alive")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	o := &sseSink{w: w, rc: http.NewResponseController(w), ids: ids}
+	_ = o.write("retry: 3000\n\n")
+	return o
+}
+
+// jobEvents is GET /api/training/{job_id}/events: the job's events as SSE, resumed
+// after Last-Event-ID (or ?last_event_id=) from the event log; ?logs=1 adds log lines.
+func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
+	j, id, err := s.load(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	after, err := parseEventID(r, "last_event_id", "since")
+	if err == nil {
+		err = s.streamReady()
+	}
+	var follow *logFollower
+	if err == nil && wantFlag(r, "logs") {
+		follow, err = s.logFollower(r, j, id)
+	}
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	sub := s.Streams.Hub.Subscribe(event.Filter{JobID: j.ID})
+	defer sub.Close()
+	cur := event.NewCursor(s.Streams.Events)
+	cur.Start(j.ID, after)
+	out := startSSE(w, true)
+	if err := cur.Backfill(r.Context(), j.ID, out.event); err != nil {
+		if !isWriteErr(err) {
+			out.fail(job.ErrorCode(err), job.ErrorMessage(err))
+		}
+		return
+	}
+	s.pump(r.Context(), sub, cur, j.ID, out, follow)
+}
+
+// allEvents is GET /api/events: live events of every job the caller may see (all
+// jobs for admins). Each event carries its job id and per-job id; this stream starts
+// now (use a job's own stream to resume it from its event log).
+func (s *Server) allEvents(w http.ResponseWriter, r *http.Request) {
+	id, _ := IdentityFrom(r.Context())
+	if err := s.streamReady(); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	f := event.Filter{Owner: id.Subject}
+	if id.Admin {
+		f.Owner = ""
+	}
+	sub := s.Streams.Hub.Subscribe(f)
+	defer sub.Close()
+	out := startSSE(w, false)
+	s.pump(r.Context(), sub, event.NewCursor(s.Streams.Events), "", out, nil)
+}
+
+func wantFlag(r *http.Request, name string) bool {
+	switch r.URL.Query().Get(name) {
+	case "1", "true", "yes":
+		return true
+	}
+	return false
+}
+
+// logFollower prepares log lines for a stream; ?log_offset= starts there, else at the
+// current end.
+func (s *Server) logFollower(r *http.Request, j job.Job, _ job.Identity) (*logFollower, error) {
+	d, err := s.jobDir(j)
+	if err != nil {
+		return nil, err
+	}
+	off := int64(-1)
+	if v := r.URL.Query().Get("log_offset"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return nil, job.Errorf(job.EInvalid, "log_offset: want a non-negative byte offset, got %q", truncate(v, 40))
+		}
+		off = n
+	}
+	return &logFollower{dir: d, slurm: j.SlurmID, offset: off}, nil
+}
+
+// jobMetrics is GET /api/training/{job_id}/metrics?since_step=&max_points=: the
+// job's metrics.jsonl as series for charts.
+func (s *Server) jobMetrics(w http.ResponseWriter, r *http.Request) {
+	j, _, err := s.load(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	since, err := queryInt(r, "since_step", -1, -1, 1<<53)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	maxPoints, err := queryInt(r, "max_points", 10000, 1, 100000)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	d, err := s.jobDir(j)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	series, err := d.Metrics(r.Context(), since, int(maxPoints))
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"job_id": j.ID, "since_step": since, "last_step": series.LastStep,
+		"series": series.Series, "skipped_lines": series.Skipped, "progress": j.Progress})
+}
+
+// queryInt parses an optional integer query parameter within [lo, hi].
+func queryInt(r *http.Request, name string, def, lo, hi int64) (int64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < lo || n > hi {
+		return 0, job.Errorf(job.EInvalid, "%s: want an integer between %d and %d, got %q", name, lo, hi, truncate(v, 40))
+	}
+	return n, nil
+}

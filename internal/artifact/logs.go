@@ -1,0 +1,104 @@
+package artifact
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"regexp"
+	"strings"
+
+	"github.com/ftgate/ftgate/internal/job"
+)
+
+var (
+	slurmIDRE = regexp.MustCompile(`^[0-9]{1,12}(_[0-9]{1,10})?$`)
+	logNameRE = regexp.MustCompile(`^slurm-[0-9]{1,12}(_[0-9]{1,10})?\.out$`)
+)
+
+// maxTailWindow is how far back from the end a tail looks for line starts.
+const maxTailWindow = 1 << 20
+
+// LogFile returns the name of the job's Slurm output file: slurm-<slurm id>.out when
+// the Slurm id is known, else the newest slurm-*.out in the job directory.
+func (d *Dir) LogFile(ctx context.Context, slurmID string) (string, error) {
+	if slurmIDRE.MatchString(slurmID) {
+		return "slurm-" + slurmID + ".out", nil
+	}
+	real, err := d.realDir(ctx)
+	if err != nil {
+		return "", err
+	}
+	fis, err := d.FS.ReadDir(ctx, d.User, real)
+	if err != nil {
+		return "", d.fsErr(err, "job directory")
+	}
+	name := ""
+	var newest int64
+	for _, fi := range fis {
+		if logNameRE.MatchString(fi.Name()) && fi.Mode().IsRegular() && (name == "" || fi.ModTime().UnixNano() > newest) {
+			name, newest = fi.Name(), fi.ModTime().UnixNano()
+		}
+	}
+	if name == "" {
+		return "", job.Errorf(job.ENotFound, "the job has no log yet")
+	}
+	return name, nil
+}
+
+// TailStart returns the offset at which the last n lines of the file at real (of
+// size bytes) begin, looking back at most 1 MiB.
+func (d *Dir) TailStart(ctx context.Context, real string, size int64, n int) (int64, error) {
+	if n <= 0 || size == 0 {
+		return size, nil
+	}
+	from := max(size-maxTailWindow, 0)
+	rc, err := d.Open(ctx, real, from)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	buf, err := io.ReadAll(io.LimitReader(rc, size-from))
+	if err != nil {
+		return 0, d.fsErr(err, "log")
+	}
+	return from + int64(TailIndex(buf, n, from == 0)), nil
+}
+
+// TailIndex returns the index in buf where its last n lines start. A trailing newline
+// does not start a new line. When buf is not the start of the file, its first
+// (possibly partial) line is never returned whole.
+func TailIndex(buf []byte, n int, atStart bool) int {
+	end := len(buf)
+	if end > 0 && buf[end-1] == '\n' {
+		end--
+	}
+	i := end
+	for range n {
+		j := bytes.LastIndexByte(buf[:i], '\n')
+		if j < 0 {
+			if atStart {
+				return 0
+			}
+			// Partial first line: start after it.
+			k := bytes.IndexByte(buf, '\n')
+			if k < 0 {
+				return len(buf)
+			}
+			return k + 1
+		}
+		i = j
+	}
+	return i + 1
+}
+
+// LogLines splits new log output into complete lines and the remaining partial one.
+func LogLines(b []byte) (lines []string, rest []byte) {
+	for {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return lines, b
+		}
+		lines = append(lines, strings.TrimSuffix(string(b[:i]), "\r"))
+		b = b[i+1:]
+	}
+}
