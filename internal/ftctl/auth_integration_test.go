@@ -94,6 +94,22 @@ func TestIntegrationAuthLoginDex(t *testing.T) {
 			}
 		})
 	}
+
+	// --web: authorization code + PKCE on Dex's registered loopback redirect (port 8085).
+	t.Run("web", func(t *testing.T) {
+		browser := &dexBrowser{t: t, email: "bob@example.com", password: st.Password}
+		e := &testEnv{cfgDir: filepath.Join(t.TempDir(), "ftctl"), env: map[string]string{}, open: func(u string) error {
+			browser.approve(u, "")
+			return nil
+		}}
+		out, errOut, code := e.run(t, nil, "--server", gw.URL, "auth", "login", "--web", "--timeout", "60s")
+		if berr := browser.wait(); berr != nil {
+			t.Fatalf("logging in through Dex's pages: %v", berr)
+		}
+		if code != 0 || out != "Logged in to "+gw.URL+" as bob.\n" {
+			t.Fatalf("login --web exit %d\nstdout %q\nstderr %s", code, out, errOut)
+		}
+	})
 }
 
 // dexBrowser approves a device code through Dex's HTML pages with a cookie jar: the
@@ -121,6 +137,8 @@ func (b *dexBrowser) wait() error {
 
 var formActionRE = regexp.MustCompile(`<form method="post" action="([^"]+)"`)
 
+// run approves code at verifyURI; with no code, verifyURI is an authorization URL
+// whose redirect lands on ftctl's loopback listener.
 func (b *dexBrowser) run(verifyURI, code string) error {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 20 * time.Second}
@@ -128,15 +146,17 @@ func (b *dexBrowser) run(verifyURI, code string) error {
 	if err != nil {
 		return err
 	}
-	page, at, err = submit(c, page, at, url.Values{"user_code": {code}})
-	if err != nil {
-		return fmt.Errorf("user code form: %w", err)
+	if code != "" {
+		page, at, err = submit(c, page, at, url.Values{"user_code": {code}})
+		if err != nil {
+			return fmt.Errorf("user code form: %w", err)
+		}
 	}
 	page, _, err = submit(c, page, at, url.Values{"login": {b.email}, "password": {b.password}})
 	if err != nil {
 		return fmt.Errorf("login form: %w", err)
 	}
-	if !strings.Contains(strings.ToLower(page), "success") {
+	if !strings.Contains(strings.ToLower(page), "success") && !strings.Contains(page, "ftctl is logged in") {
 		return fmt.Errorf("after login Dex shows: %.400s", page)
 	}
 	return nil

@@ -30,6 +30,8 @@ type testEnv struct {
 	env      map[string]string
 	now      time.Time
 	nowShift time.Duration
+	// open is the browser for --web (browse when nil).
+	open func(url string) error
 }
 
 func newTestEnv(t *testing.T) *testEnv {
@@ -67,7 +69,10 @@ func (e *testEnv) run(t *testing.T, errOut *approver, args ...string) (stdout, s
 		return e.env[k]
 	}
 	f.Now = func() time.Time { return time.Now().Add(e.nowShift) }
-	f.OpenBrowser = func(u string) error { return browse(u) }
+	f.OpenBrowser = browse
+	if e.open != nil {
+		f.OpenBrowser = e.open
+	}
 	code = Run(f, args)
 	return out.String(), errOut.String(), code
 }
