@@ -325,7 +325,7 @@ func TestControlCommands(t *testing.T) {
 		}
 	}
 	want := []string{"scancel 23", "scancel --batch --signal=USR2 23", "scontrol hold 22", "scontrol release 24",
-		"scontrol update JobId=24 StartTime=now", "scontrol requeue 23", "scontrol requeuehold 23"}
+		"scontrol requeue 23", "scontrol requeuehold 23"}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("commands:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
