@@ -33,14 +33,16 @@ const authzSpec = `{"method":"sft","model":"builtin:tiny","dataset":{"path":"/da
 var invalidKinds = []string{"no token", "malformed", "opaque", "expired", "not yet valid", "wrong issuer",
 	"wrong audience", "unknown signing key", "alg none", "HS256 with public key"}
 
-// Valid kinds: alice owns job-a (queued) and job-p (paused); bob owns job-b; root's
-// token verifies but maps to no allowed account.
-var validKinds = []string{"alice", "bob", "admin", "root"}
+// Valid kinds: alice owns job-a (queued) and job-p (paused); bob owns job-b. The
+// tokens of root, ../x, a;b and an empty username verify but map to no allowed
+// account: 403 on protected routes, and nothing reaches Slurm or the store.
+var validKinds = []string{"alice", "bob", "admin", "root", "../x", "a;b", "empty username"}
 
 type authzRoute struct {
 	class, method, path, body string
-	// want is the status for alice, bob, admin and root (the valid kinds, in order);
-	// invalid kinds get 401 on protected routes and 200 on public ones.
+	// want is the status for alice, bob, admin and the refused accounts (root and the
+	// other bad usernames); invalid kinds get 401 on protected routes and 200 on
+	// public ones.
 	want [4]int
 	// jobs, when set, is how many jobs the list answers for alice, bob and admin.
 	jobs *[3]int
@@ -80,7 +82,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 		for _, kind := range append(slices.Clone(invalidKinds), validKinds...) {
 			want := http.StatusUnauthorized
 			if i := slices.Index(validKinds, kind); i >= 0 {
-				want = rt.want[i]
+				want = rt.want[min(i, 3)]
 			} else if rt.class == "public" {
 				want = http.StatusOK
 			}
@@ -169,8 +171,9 @@ func authzTokens(t *testing.T, p *authtest.Provider) map[string]string {
 	if toks["HS256 with public key"], err = p.HS256WithPublicKey(p.Claims("sub-alice")); err != nil {
 		t.Fatal(err)
 	}
-	// The valid kinds are real tokens from the provider's device flow.
-	for kind, sub := range map[string]string{"alice": "sub-alice", "bob": "sub-bob", "admin": "sub-admin", "root": "sub-root"} {
+	// The valid kinds are real tokens from the provider (authorization code + PKCE).
+	for kind, sub := range map[string]string{"alice": "sub-alice", "bob": "sub-bob", "admin": "sub-admin", "root": "sub-root",
+		"../x": "sub-dotdot", "a;b": "sub-semicolon", "empty username": "sub-empty"} {
 		toks[kind] = p.AccessToken(t, sub)
 	}
 	for _, k := range append(slices.Clone(invalidKinds), validKinds...) {

@@ -155,10 +155,44 @@ func (p *Provider) Login(t testing.TB, sub string) *oauth2.Token {
 	return tok
 }
 
-// AccessToken returns a fresh access token of the user with subject sub.
+// AccessToken returns a fresh access token of the user with subject sub, from the
+// authorization code grant with PKCE (faster than the device grant's polling).
 func (p *Provider) AccessToken(t testing.TB, sub string) string {
 	t.Helper()
-	return p.Login(t, sub).AccessToken
+	return p.CodeLogin(t, sub).AccessToken
+}
+
+// CodeLogin runs the authorization code grant with PKCE as the user with subject sub
+// (passed as login_hint to the login page, which approves at once).
+func (p *Provider) CodeLogin(t testing.TB, sub string) *oauth2.Token {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	conf := p.OAuth2Config(Scopes()...)
+	conf.RedirectURL = "http://127.0.0.1:1/callback" // never contacted: the redirect is intercepted
+	verifier := oauth2.GenerateVerifier()
+	authURL := conf.AuthCodeURL("state-1", oauth2.S256ChallengeOption(verifier), oauth2.SetAuthURLParam("login_hint", sub))
+	var code string
+	c := &http.Client{Timeout: 20 * time.Second, CheckRedirect: func(r *http.Request, _ []*http.Request) error {
+		if strings.HasPrefix(r.URL.String(), conf.RedirectURL) {
+			code = r.URL.Query().Get("code")
+			return http.ErrUseLastResponse
+		}
+		return nil
+	}}
+	resp, err := c.Get(authURL)
+	if err != nil {
+		t.Fatalf("authorize: %v", err)
+	}
+	resp.Body.Close()
+	if code == "" {
+		t.Fatalf("authorize as %s: no code (HTTP %d)", sub, resp.StatusCode)
+	}
+	tok, err := conf.Exchange(ctx, code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		t.Fatalf("exchange code: %v", err)
+	}
+	return tok
 }
 
 // Approve completes the pending device authorization with userCode as the user sub,
@@ -174,7 +208,8 @@ func (p *Provider) Approve(userCode, sub string) error {
 }
 
 // SetBrowserUser selects who logs in when the authorization code flow's login page is
-// visited (the page approves at once, like a browser with a session).
+// visited without a login_hint (the page approves at once, like a browser with a
+// session).
 func (p *Provider) SetBrowserUser(sub string) {
 	p.st.mu.Lock()
 	p.st.browserUser = sub
@@ -233,6 +268,9 @@ func (p *Provider) login(w http.ResponseWriter, r *http.Request) {
 	p.st.mu.Lock()
 	sub := p.st.browserUser
 	p.st.mu.Unlock()
+	if req, err := p.st.Storage.AuthRequestByID(r.Context(), id); err == nil && req.(*storage.AuthRequest).LoginHint != "" {
+		sub = req.(*storage.AuthRequest).LoginHint
+	}
 	u := p.st.users.GetUserByID(sub)
 	if u == nil {
 		http.Error(w, "no browser user set (SetBrowserUser)", http.StatusForbidden)
