@@ -110,15 +110,15 @@ func runDownload(ctx context.Context, opts *DownloadOptions) error {
 		base = "/api/training/" + url.PathEscape(opts.JobID) + "/checkpoints/" + url.PathEscape(opts.Checkpoint)
 		what = "checkpoint " + opts.Checkpoint
 	}
-	d := &downloader{c: c, opts: opts, base: base, started: time.Now()}
-	mctx, cancel := context.WithTimeout(ctx, defaultTimeout)
-	raw, err := d.fetchSmall(mctx, "manifest.json")
-	cancel()
-	var ae *APIError
-	if err != nil && opts.Checkpoint != "" && errors.As(err, &ae) && ae.Status == http.StatusBadRequest {
-		// The gateway serves this checkpoint only as a whole tar stream.
+	d := &downloader{c: c, opts: opts, base: base}
+	if opts.Checkpoint != "" {
+		// The gateway serves a checkpoint as one tar stream (no ranges).
 		return d.tarDownload(ctx, what)
 	}
+	mctx, cancel := context.WithTimeout(ctx, defaultTimeout)
+	var raw json.RawMessage
+	err = c.Do(mctx, http.MethodGet, base+"/manifest", nil, nil, nil, &raw)
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,7 @@ func runDownload(ctx context.Context, opts *DownloadOptions) error {
 	for _, n := range names {
 		d.total += m.Files[n].Size
 	}
-	if err := writeFileAtomicMode(filepath.Join(opts.Dir, "manifest.json"), raw, 0o644); err != nil {
+	if err := writeFileAtomicMode(filepath.Join(opts.Dir, "manifest.json"), []byte(raw), 0o644); err != nil {
 		return err
 	}
 	resumed := 0
@@ -176,27 +176,13 @@ func manifestNames(m *Manifest) ([]string, error) {
 }
 
 type downloader struct {
-	c       *APIClient
-	opts    *DownloadOptions
-	base    string
-	total   int64
-	done    int64  // bytes of finished files
-	cur     *int64 // bytes of the file being fetched
-	started time.Time
-	drawn   time.Time
-}
-
-func (d *downloader) fetchSmall(ctx context.Context, name string) ([]byte, error) {
-	resp, err := d.c.Request(ctx, http.MethodGet, d.base, url.Values{"file": {name}}, nil, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	return b, nil
+	c     *APIClient
+	opts  *DownloadOptions
+	base  string
+	total int64
+	done  int64  // bytes of finished files
+	cur   *int64 // bytes of the file being fetched
+	drawn time.Time
 }
 
 // file downloads one file into <dir>/<name>, resuming <name>.part with an HTTP Range
@@ -368,11 +354,9 @@ func (d *downloader) tarDownload(ctx context.Context, what string) error {
 		if h.Typeflag != tar.TypeReg {
 			continue
 		}
-		name := h.Name
-		if i := strings.Index(name, "/"); i >= 0 && strings.HasPrefix(name, d.opts.Checkpoint+"/") {
-			name = name[i+1:]
-		}
-		if !filepath.IsLocal(name) {
+		// Entries are <prefix>/<path>: drop the archive's top-level directory.
+		_, name, ok := strings.Cut(h.Name, "/")
+		if !ok || !filepath.IsLocal(name) || strings.Contains(name, `\`) {
 			return fmt.Errorf("the %s archive holds an unsafe path %q", what, h.Name)
 		}
 		dst := filepath.Join(d.opts.Dir, filepath.FromSlash(name))

@@ -2,7 +2,7 @@ package ftctl
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,32 +47,35 @@ func NewCmdJobStatus(f *Factory, runF func(context.Context, *JobStatusOptions) e
 
 // Checkpoint is one complete checkpoint of a job.
 type Checkpoint struct {
-	Name  string     `json:"name"`
-	Step  int64      `json:"step"`
-	Bytes int64      `json:"bytes,omitempty"`
-	Size  int64      `json:"size,omitempty"`
-	Time  *time.Time `json:"modified_at,omitempty"`
-	Best  bool       `json:"best,omitempty"`
+	Name     string   `json:"name"`
+	Step     int64    `json:"step"`
+	Size     int64    `json:"size"`
+	Loss     *float64 `json:"loss,omitempty"`
+	Complete bool     `json:"complete"`
+	Best     bool     `json:"best"`
 }
 
-// listCheckpoints reads GET /api/training/{id}/checkpoints; a gateway without the route
-// answers nil.
+// listCheckpoints reads GET /api/training/{id}/checkpoints: the complete ones, oldest
+// first. A job without a directory yet (404) has none.
 func listCheckpoints(ctx context.Context, c *APIClient, id string) ([]Checkpoint, error) {
-	var raw json.RawMessage
-	if err := c.Do(ctx, http.MethodGet, "/api/training/"+url.PathEscape(id)+"/checkpoints", nil, nil, nil, &raw); err != nil {
-		return nil, err
-	}
-	var wrapped struct {
+	var out struct {
 		Checkpoints []Checkpoint `json:"checkpoints"`
 	}
-	if err := json.Unmarshal(raw, &wrapped); err == nil && wrapped.Checkpoints != nil {
-		return wrapped.Checkpoints, nil
+	err := c.Do(ctx, http.MethodGet, "/api/training/"+url.PathEscape(id)+"/checkpoints", nil, nil, nil, &out)
+	var ae *APIError
+	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+		return nil, nil
 	}
-	var list []Checkpoint
-	if err := json.Unmarshal(raw, &list); err != nil {
-		return nil, fmt.Errorf("decode checkpoints: %w", err)
+	if err != nil {
+		return nil, err
 	}
-	return list, nil
+	var done []Checkpoint
+	for _, cp := range out.Checkpoints {
+		if cp.Complete {
+			done = append(done, cp)
+		}
+	}
+	return done, nil
 }
 
 func runJobStatus(ctx context.Context, opts *JobStatusOptions) error {
@@ -157,6 +160,9 @@ func writeJobStatus(w io.Writer, j Job, cps []Checkpoint, cpErr error, now time.
 		names := make([]string, len(cps))
 		for i, cp := range cps {
 			names[i] = cp.Name
+			if cp.Loss != nil {
+				names[i] += " loss " + FormatLoss(cp.Loss)
+			}
 			if cp.Best {
 				names[i] += " (best)"
 			}

@@ -90,7 +90,7 @@ func runWatch(ctx context.Context, o *WatchOptions) error {
 	if err != nil {
 		return err
 	}
-	w := &watcher{o: o, c: c}
+	w := &watcher{o: o, c: c, last: -1}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	j, err := w.fetch(ctx)
@@ -185,7 +185,8 @@ func (w *watcher) stream(ctx context.Context, kick chan<- struct{}, noStream cha
 		}
 		resp, err := w.c.Request(ctx, http.MethodGet, "/api/training/"+url.PathEscape(w.o.JobID)+"/events", nil, hdr, nil)
 		var ae *APIError
-		if errors.As(err, &ae) && (ae.Status == http.StatusNotFound || ae.Status == http.StatusMethodNotAllowed) {
+		if errors.As(err, &ae) && (ae.Status == http.StatusNotFound || ae.Status == http.StatusMethodNotAllowed || ae.Status == http.StatusServiceUnavailable) {
+			// No event stream on this gateway: poll instead.
 			close(noStream)
 			return
 		}
