@@ -409,5 +409,3 @@ func writeManifestDir(t *testing.T, dir string, step int64, files map[string]str
 	}
 	return m
 }
-
-
