@@ -189,75 +189,20 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		}
 		log.Info("migrations applied", "versions", done)
 	}
-	store := postgres.New(pool)
-	verifier, err := auth.New(ctx, cfg.OIDC, auth.WithLogger(log))
+	a, err := assemble(ctx, cfg, pool, log)
 	if err != nil {
-		return fmt.Errorf("oidc: %w", err)
+		return err
 	}
-	m := metrics.New()
-	m.RegisterJobs(func(ctx context.Context) ([]metrics.JobCount, error) {
-		cs, err := store.CountByState(ctx)
-		out := make([]metrics.JobCount, len(cs))
-		for i, c := range cs {
-			out[i] = metrics.JobCount{Cluster: c.Cluster, State: string(c.State), N: c.N}
-		}
-		return out, err
-	})
-
-	sub := &submit.Submitter{Store: store, Clusters: map[string]submit.Cluster{}, Log: log.With("worker", "submit"), Metrics: m}
-	rec := &reconcile.Reconciler{Store: store, Log: log.With("worker", "reconcile"), Metrics: m,
-		Lead: func(ctx context.Context) (reconcile.Lease, error) {
-			l, err := postgres.TryLead(ctx, pool, "reconcile")
-			if l == nil {
-				return nil, err
-			}
-			return l, nil
-		}}
-	srv := &api.Server{Log: log, Version: version, Auth: verifier, Store: store, Metrics: m,
-		MaxBody: cfg.Limits.MaxBodyBytes, MaxActivePerUser: cfg.Limits.MaxActiveJobsPerUser, Kick: sub.Kick,
-		AuthConfig: authConfig(cfg.OIDC)}
-	for i := range cfg.Clusters {
-		cl := &cfg.Clusters[i]
-		scfg, err := sshconn.ConfigFromCluster(cl)
-		if err != nil {
-			return err
-		}
-		scfg.Logger = log.With("cluster", cl.Name)
-		ssh, err := sshconn.New(scfg)
-		if err != nil {
-			return fmt.Errorf("cluster %s: %w", cl.Name, err)
-		}
-		defer ssh.Close()
-		client, err := slurm.New(ssh, slurm.OptionsFromCluster(cl))
-		if err != nil {
-			return fmt.Errorf("cluster %s: %w", cl.Name, err)
-		}
-		ac := &api.Cluster{Config: *cl, Slurm: client, Files: ssh}
-		if cl.ProbeUser != "" {
-			user := cl.ProbeUser
-			ac.Ping = func(ctx context.Context) error {
-				if _, _, err := ssh.Run(ctx, user, []string{"scontrol", "ping"}, nil); err != nil {
-					return fmt.Errorf("scontrol ping as %s: %w", user, err)
-				}
-				return nil
-			}
-		}
-		srv.Clusters = append(srv.Clusters, ac)
-		sub.Clusters[cl.Name] = submit.Cluster{Slurm: client, Files: ssh}
-		rec.Clusters = append(rec.Clusters, reconcile.Cluster{Name: cl.Name, Slurm: client, Interval: cl.PollInterval,
-			Policy: reconcile.Policy{RestartBudget: cl.RestartBudget, PauseGrace: cl.PauseGrace, LostGrace: max(time.Minute, 10*cl.PollInterval)}})
-	}
-
+	defer a.close()
 	var wg sync.WaitGroup
 	wctx, cancelWorkers := context.WithCancel(ctx)
 	defer cancelWorkers()
-	wg.Add(2)
-	go func() { defer wg.Done(); sub.Run(wctx) }()
-	go func() { defer wg.Done(); rec.Run(wctx) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); a.run(wctx) }()
 
 	hs := &http.Server{
 		Addr:              cfg.Listen,
-		Handler:           auth.NewAudit(log).Middleware(srv.Handler()),
+		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	errc := make(chan error, 1)
@@ -280,6 +225,97 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
+}
+
+// app is the assembled gateway: the HTTP handler and the background workers.
+type app struct {
+	handler http.Handler
+	sub     *submit.Submitter
+	rec     *reconcile.Reconciler
+	closers []func() error
+}
+
+// run runs the submitter and the reconciler until ctx ends.
+func (a *app) run(ctx context.Context) {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); a.sub.Run(ctx) }()
+	go func() { defer wg.Done(); a.rec.Run(ctx) }()
+	wg.Wait()
+}
+
+func (a *app) close() {
+	for _, c := range a.closers {
+		_ = c()
+	}
+}
+
+// assemble builds the gateway on pool from cfg: OIDC verifier, one SSH pool and Slurm
+// client per cluster, the API server, the submitter and the reconciler.
+func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger) (*app, error) {
+	store := postgres.New(pool)
+	verifier, err := auth.New(ctx, cfg.OIDC, auth.WithLogger(log))
+	if err != nil {
+		return nil, fmt.Errorf("oidc: %w", err)
+	}
+	m := metrics.New()
+	m.RegisterJobs(func(ctx context.Context) ([]metrics.JobCount, error) {
+		cs, err := store.CountByState(ctx)
+		out := make([]metrics.JobCount, len(cs))
+		for i, c := range cs {
+			out[i] = metrics.JobCount{Cluster: c.Cluster, State: string(c.State), N: c.N}
+		}
+		return out, err
+	})
+	a := &app{}
+	a.sub = &submit.Submitter{Store: store, Clusters: map[string]submit.Cluster{}, Log: log.With("worker", "submit"), Metrics: m}
+	a.rec = &reconcile.Reconciler{Store: store, Log: log.With("worker", "reconcile"), Metrics: m,
+		Lead: func(ctx context.Context) (reconcile.Lease, error) {
+			l, err := postgres.TryLead(ctx, pool, "reconcile")
+			if l == nil {
+				return nil, err
+			}
+			return l, nil
+		}}
+	srv := &api.Server{Log: log, Version: version, Auth: verifier, Store: store, Metrics: m,
+		MaxBody: cfg.Limits.MaxBodyBytes, MaxActivePerUser: cfg.Limits.MaxActiveJobsPerUser, Kick: a.sub.Kick,
+		AuthConfig: authConfig(cfg.OIDC)}
+	for i := range cfg.Clusters {
+		cl := &cfg.Clusters[i]
+		scfg, err := sshconn.ConfigFromCluster(cl)
+		if err != nil {
+			a.close()
+			return nil, err
+		}
+		scfg.Logger = log.With("cluster", cl.Name)
+		ssh, err := sshconn.New(scfg)
+		if err != nil {
+			a.close()
+			return nil, fmt.Errorf("cluster %s: %w", cl.Name, err)
+		}
+		a.closers = append(a.closers, ssh.Close)
+		client, err := slurm.New(ssh, slurm.OptionsFromCluster(cl))
+		if err != nil {
+			a.close()
+			return nil, fmt.Errorf("cluster %s: %w", cl.Name, err)
+		}
+		ac := &api.Cluster{Config: *cl, Slurm: client, Files: ssh}
+		if cl.ProbeUser != "" {
+			user := cl.ProbeUser
+			ac.Ping = func(ctx context.Context) error {
+				if _, _, err := ssh.Run(ctx, user, []string{"scontrol", "ping"}, nil); err != nil {
+					return fmt.Errorf("scontrol ping as %s: %w", user, err)
+				}
+				return nil
+			}
+		}
+		srv.Clusters = append(srv.Clusters, ac)
+		a.sub.Clusters[cl.Name] = submit.Cluster{Slurm: client, Files: ssh}
+		a.rec.Clusters = append(a.rec.Clusters, reconcile.Cluster{Name: cl.Name, Slurm: client, Interval: cl.PollInterval,
+			Policy: reconcile.Policy{RestartBudget: cl.RestartBudget, PauseGrace: cl.PauseGrace, LostGrace: max(time.Minute, 10*cl.PollInterval)}})
+	}
+	a.handler = auth.NewAudit(log).Middleware(srv.Handler())
+	return a, nil
 }
 
 func authConfig(o config.OIDC) api.AuthConfig {

@@ -1,0 +1,330 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ftgate/ftgate/internal/config"
+	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/slurm"
+	"github.com/ftgate/ftgate/internal/sshconn"
+	"github.com/ftgate/ftgate/internal/stacktest"
+)
+
+// e2e is the whole gateway in-process against the real stack: Postgres (own schema),
+// Dex tokens, sshd with user certificates, Slurm and the real trainer.
+type e2e struct {
+	t     *testing.T
+	url   string
+	token string
+	slurm *slurm.Client
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
+}
+
+func startE2E(t *testing.T) *e2e {
+	st := stacktest.Require(t)
+	cfg, err := config.Load(st.GatewayConfig, nil)
+	if err != nil {
+		t.Fatalf("load %s: %v", st.GatewayConfig, err)
+	}
+	cl := &cfg.Clusters[0]
+	cl.PollInterval = 500 * time.Millisecond
+	cl.PauseGrace = time.Minute
+	cl.ProbeUser = "alice"
+	if d := st.Env["STACK_TRAINER_DIR"]; d != "" {
+		cl.TrainerDir = d
+	}
+	pool, _ := pgtest.Open(t, st.PGURL, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+	a, err := assemble(ctx, cfg, pool, log)
+	if err != nil {
+		cancel()
+		t.Fatalf("assemble: %v", err)
+	}
+	a.sub.Interval = 300 * time.Millisecond
+	done := make(chan struct{})
+	go func() { defer close(done); a.run(ctx) }()
+	hs := httptest.NewServer(a.handler)
+	t.Cleanup(func() {
+		hs.Close()
+		cancel()
+		<-done
+		a.close()
+	})
+	scfg, err := sshconn.ConfigFromCluster(cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := sshconn.New(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sp.Close() })
+	sc, err := slurm.New(sp, slurm.OptionsFromCluster(cl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &e2e{t: t, url: hs.URL, token: dexToken(t, st, "alice"), slurm: sc}
+}
+
+// dexToken logs user in at the stack's Dex with the password grant, asking for the
+// API's audience.
+func dexToken(t *testing.T, st *stacktest.Stack, user string) string {
+	form := url.Values{"grant_type": {"password"}, "username": {user + "@example.com"}, "password": {st.Password},
+		"client_id": {st.OIDCClientID}, "scope": {"openid profile email groups audience:server:client_id:" + st.OIDCAudience}}
+	resp, err := http.PostForm(st.OIDCIssuer+"/token", form)
+	if err != nil {
+		t.Fatalf("dex token: %v", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out.AccessToken == "" {
+		t.Fatalf("dex token: status %d, %v", resp.StatusCode, err)
+	}
+	return out.AccessToken
+}
+
+func (e *e2e) do(method, path string, body any) (int, map[string]any) {
+	e.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, e.url+path, rd)
+	req.Header.Set("Authorization", "Bearer "+e.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m
+}
+
+func (e *e2e) spec(steps, gpus int) map[string]any {
+	data := filepath.Join(repoRoot(), "examples", "data", "sft-train.jsonl")
+	return map[string]any{"method": "sft", "model": "builtin:tiny", "dataset": map[string]any{"path": data},
+		"hyperparameters": map[string]any{"learning_rate": 0.003, "max_steps": steps, "batch_size": 8, "max_length": 96, "warmup_steps": 5},
+		"logging":         map[string]any{"log_every": 10, "eval_every": 1000, "save_every": 20, "progress_interval_seconds": 1},
+		"resources":       map[string]any{"gpus": gpus, "cpus": 1, "memory_mb": 1024, "time_limit_minutes": 10}}
+}
+
+func (e *e2e) execute(steps, gpus int) string {
+	e.t.Helper()
+	code, m := e.do("POST", "/api/training/execute", e.spec(steps, gpus))
+	if code != http.StatusAccepted {
+		e.t.Fatalf("execute: %d %v", code, m)
+	}
+	return m["id"].(string)
+}
+
+// wait polls the job's status until cond holds, for at most d.
+func (e *e2e) wait(id string, d time.Duration, what string, cond func(m map[string]any) bool) map[string]any {
+	e.t.Helper()
+	deadline := time.Now().Add(d)
+	var m map[string]any
+	for time.Now().Before(deadline) {
+		var code int
+		code, m = e.do("GET", "/api/training/status/"+id, nil)
+		if code != 200 {
+			e.t.Fatalf("status: %d %v", code, m)
+		}
+		if cond(m) {
+			return m
+		}
+		if s := m["state"]; s == "failed" && !strings.Contains(what, "failed") {
+			e.t.Fatalf("waiting for %s: job failed: %v", what, m["reason"])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	e.t.Fatalf("job %s: no %s within %s; last: state=%v slurm=%v reason=%v progress=%v", id, what, d, m["state"], m["slurm_state"], m["reason"], m["progress"])
+	return nil
+}
+
+func stateIs(states ...string) func(map[string]any) bool {
+	return func(m map[string]any) bool {
+		for _, s := range states {
+			if m["state"] == s {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+func step(m map[string]any) float64 {
+	p, _ := m["progress"].(map[string]any)
+	f, _ := p["step"].(float64)
+	return f
+}
+
+func (e *e2e) slurmStatus(m map[string]any) slurm.Status {
+	e.t.Helper()
+	id := m["slurm_id"].(string)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := e.slurm.Poll(ctx, "alice", []string{id})
+	if err != nil {
+		e.t.Fatalf("poll slurm %s: %v", id, err)
+	}
+	return st[id]
+}
+
+func TestIntegrationEndToEndPauseResume(t *testing.T) {
+	e := startE2E(t)
+	id := e.execute(250, 1)
+	m := e.wait(id, 60*time.Second, "running", stateIs("running"))
+	slurmID := m["slurm_id"].(string)
+	m = e.wait(id, 60*time.Second, "progress", func(m map[string]any) bool { return step(m) >= 30 })
+	t.Logf("running as Slurm job %s, step %v", slurmID, step(m))
+
+	code, m := e.do("POST", "/api/training/pause/"+id, nil)
+	if code != http.StatusAccepted || m["state"] != "pausing" {
+		t.Fatalf("pause: %d %v", code, m)
+	}
+	m = e.wait(id, 60*time.Second, "paused", stateIs("paused"))
+	pausedAt := step(m)
+	st := e.slurmStatus(m)
+	if st.State != slurm.StatePending || !(st.Held || st.RequeuedHeld) {
+		t.Fatalf("paused job in Slurm: %+v, want PENDING and held", st)
+	}
+	if code, m2 := e.do("POST", "/api/training/pause/"+id, nil); code != 200 || m2["state"] != "paused" {
+		t.Fatalf("second pause: %d %v", code, m2)
+	}
+	t.Logf("paused at step %v: %v", pausedAt, m["reason"])
+
+	code, m = e.do("POST", "/api/training/resume/"+id, nil)
+	if code != 200 || m["state"] != "queued" {
+		t.Fatalf("resume: %d %v", code, m)
+	}
+	m = e.wait(id, 60*time.Second, "running again", stateIs("running", "succeeded"))
+	if m["slurm_id"] != slurmID {
+		t.Errorf("resumed as Slurm job %v, want the same id %s", m["slurm_id"], slurmID)
+	}
+	m = e.wait(id, 120*time.Second, "succeeded", stateIs("succeeded"))
+	if step(m) != 250 || m["ended_at"] == nil {
+		t.Fatalf("succeeded with step %v: %v", step(m), m)
+	}
+	if code, m := e.do("POST", "/api/training/resume/"+id, nil); code != 409 {
+		t.Fatalf("resume succeeded job: %d %v", code, m)
+	}
+	// The trainer resumed from the checkpoint rather than starting over.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	files, err := e.slurm.ReadFiles(ctx, "alice", []string{m["job_dir"].(string) + "/progress.json"}, 1<<16)
+	if err != nil || !files[0].Exists {
+		t.Fatalf("read progress.json: %v", err)
+	}
+	var p struct {
+		ResumedFrom  *string `json:"resumed_from"`
+		RestartCount int     `json:"restart_count"`
+	}
+	_ = json.Unmarshal(files[0].Data, &p)
+	if p.ResumedFrom == nil || p.RestartCount < 1 {
+		t.Errorf("progress.json after resume: resumed_from=%v restart_count=%d", p.ResumedFrom, p.RestartCount)
+	}
+	code, sys := e.do("GET", "/api/system/status", nil)
+	if code != 200 {
+		t.Fatalf("system status: %d %v", code, sys)
+	}
+	t.Logf("system status: %v", sys["clusters"])
+}
+
+func TestIntegrationEndToEndCancelFromEachState(t *testing.T) {
+	e := startE2E(t)
+	cancelJob := func(id, from string) {
+		t.Helper()
+		code, m := e.do("POST", "/api/training/cancel/"+id, nil)
+		if code != 200 || m["state"] != "cancelled" {
+			t.Fatalf("cancel from %s: %d %v", from, code, m)
+		}
+	}
+	// submitting: cancel at once; the submitter cancels whatever it created.
+	sid := e.execute(5000, 1)
+	cancelJob(sid, "submitting")
+
+	// running: a job holding all 4 GPUs...
+	big := e.execute(5000, 4)
+	e.wait(big, 60*time.Second, "running", stateIs("running"))
+	// ...keeps the next one queued (PENDING on resources).
+	q := e.execute(5000, 1)
+	m := e.wait(q, 60*time.Second, "queued", stateIs("queued"))
+	time.Sleep(time.Second)
+	if _, m = e.do("GET", "/api/training/status/"+q, nil); m["state"] != "queued" {
+		t.Fatalf("job should stay queued while the GPUs are taken: %v", m["state"])
+	}
+	cancelJob(q, "queued")
+	cancelJob(big, "running")
+	for _, id := range []string{q, big} {
+		_, m := e.do("GET", "/api/training/status/"+id, nil)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			st := e.slurmStatus(m)
+			if st.State == slurm.StateCancelled {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("Slurm job %v of cancelled job %s is %s", m["slurm_id"], id, st.State)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+
+	// pausing and paused.
+	p1 := e.execute(5000, 1)
+	e.wait(p1, 60*time.Second, "progress", func(m map[string]any) bool { return m["state"] == "running" && step(m) >= 1 })
+	code, m := e.do("POST", "/api/training/pause/"+p1, nil)
+	if code != http.StatusAccepted {
+		t.Fatalf("pause: %d %v", code, m)
+	}
+	cancelJob(p1, "pausing")
+	p2 := e.execute(5000, 1)
+	e.wait(p2, 60*time.Second, "progress", func(m map[string]any) bool { return m["state"] == "running" && step(m) >= 25 })
+	if code, m := e.do("POST", "/api/training/pause/"+p2, nil); code != http.StatusAccepted {
+		t.Fatalf("pause: %d %v", code, m)
+	}
+	e.wait(p2, 60*time.Second, "paused", stateIs("paused"))
+	cancelJob(p2, "paused")
+
+	// The submitting job's Slurm job, if the submitter got that far, was cancelled too.
+	time.Sleep(2 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f, err := e.slurm.FindByTag(ctx, "alice", sid, time.Now().Add(-10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f != nil && !f.State.Terminal() {
+		t.Fatalf("job cancelled while submitting left Slurm job %s in %s", f.ID, f.State)
+	}
+	_, m = e.do("GET", "/api/jobs?status=cancelled", nil)
+	if n := len(m["jobs"].([]any)); n != 5 {
+		t.Fatalf("%d cancelled jobs listed, want 5", n)
+	}
+	fmt.Fprintln(io.Discard)
+}
