@@ -234,9 +234,16 @@ func (s *Server) checkpointArg(r *http.Request) (job.Job, *artifact.Dir, string,
 }
 
 // getCheckpoint is GET /api/training/{job_id}/checkpoints/{name}: a tar stream of
-// the checkpoint directory.
+// the checkpoint directory, or with ?file=<path> one file with Range and ETag.
 func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) {
 	j, d, name, err := s.checkpointArg(r)
+	if err == nil {
+		var rel string
+		if rel, err = fileArg(r); err == nil && rel != "" {
+			s.serveFile(w, r, d, "checkpoints/"+name, rel)
+			return
+		}
+	}
 	if err != nil {
 		s.Error(w, r, err)
 		return
@@ -308,12 +315,10 @@ func (s *Server) getModel(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	var rel string
-	if _, ok := r.URL.Query()["file"]; ok {
-		if rel, err = artifact.Rel("file", r.URL.Query().Get("file")); err != nil {
-			s.Error(w, r, err)
-			return
-		}
+	rel, err := fileArg(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
 	}
 	d, err := s.jobDir(j)
 	if err != nil {
@@ -330,13 +335,28 @@ func (s *Server) getModel(w http.ResponseWriter, r *http.Request) {
 		s.writeTar(w, r, d, files, shortID(j.ID)+"-model")
 		return
 	}
-	real, fi, err := d.Stat(ctx, "model/"+rel)
+	s.serveFile(w, r, d, "model", rel)
+}
+
+// fileArg returns the validated ?file= parameter, or "" when absent.
+func fileArg(r *http.Request) (string, error) {
+	if _, ok := r.URL.Query()["file"]; !ok {
+		return "", nil
+	}
+	return artifact.Rel("file", r.URL.Query().Get("file"))
+}
+
+// serveFile serves dir/rel with Range support; the ETag is the file's sha256 from
+// dir/manifest.json when listed there with the same size.
+func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, d *artifact.Dir, dir, rel string) {
+	ctx := r.Context()
+	real, fi, err := d.StatIn(ctx, dir, rel)
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
 	etag := ""
-	if m, err := d.ReadManifest(ctx, "model"); err == nil {
+	if m, err := d.ReadManifest(ctx, dir); err == nil {
 		if f, ok := m.Files[rel]; ok && f.Size == fi.Size() && isHex(f.SHA256) {
 			etag = `"sha256-` + f.SHA256 + `"`
 			w.Header().Set("X-Checksum-Sha256", f.SHA256)

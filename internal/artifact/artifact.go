@@ -119,16 +119,33 @@ func notFound(what string) error { return job.Errorf(job.ENotFound, "%s not foun
 // A path that does not exist, or whose resolution leaves the job directory (a
 // symlink pointing elsewhere), is ENotFound.
 func (d *Dir) Resolve(ctx context.Context, rel string) (string, error) {
+	return d.ResolveIn(ctx, "", rel)
+}
+
+// ResolveIn is Resolve for rel below the subdirectory top (e.g. "model"): the result
+// must lie inside top's own resolution, so a symlink in model/ cannot serve other
+// files of the job directory either.
+func (d *Dir) ResolveIn(ctx context.Context, top, rel string) (string, error) {
 	base, err := d.realDir(ctx)
 	if err != nil {
 		return "", err
 	}
-	real, err := d.FS.RealPath(ctx, d.User, path.Join(d.Path, rel))
+	if top != "" {
+		tb, err := d.FS.RealPath(ctx, d.User, path.Join(d.Path, top))
+		if err != nil {
+			return "", d.fsErr(err, top)
+		}
+		if !strings.HasPrefix(tb, base+"/") {
+			return "", notFound(top)
+		}
+		base = tb
+	}
+	real, err := d.FS.RealPath(ctx, d.User, path.Join(d.Path, top, rel))
 	if err != nil {
-		return "", d.fsErr(err, rel)
+		return "", d.fsErr(err, path.Join(top, rel))
 	}
 	if !strings.HasPrefix(real, base+"/") {
-		return "", notFound(rel)
+		return "", notFound(path.Join(top, rel))
 	}
 	return real, nil
 }
@@ -165,7 +182,12 @@ type File struct {
 // Stat returns the info of the regular file rel (symlinks inside the job directory are
 // followed once resolved).
 func (d *Dir) Stat(ctx context.Context, rel string) (string, os.FileInfo, error) {
-	real, err := d.Resolve(ctx, rel)
+	return d.StatIn(ctx, "", rel)
+}
+
+// StatIn is Stat for rel below the subdirectory top (see ResolveIn).
+func (d *Dir) StatIn(ctx context.Context, top, rel string) (string, os.FileInfo, error) {
+	real, err := d.ResolveIn(ctx, top, rel)
 	if err != nil {
 		return "", nil, err
 	}
