@@ -1,10 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -267,3 +270,65 @@ func (s *memStore) Runs(context.Context) (map[string]postgres.Run, error) {
 }
 
 func (s *memStore) Ping(context.Context) error { return nil }
+
+// TestAuditThroughRouter wraps the real route table as cmd/gateway does and checks one
+// audit record per state-changing request: who, what, which job, result.
+func TestAuditThroughRouter(t *testing.T) {
+	p := authtest.New(t)
+	v, err := auth.New(context.Background(), config.OIDC{
+		Issuer: p.Issuer, Audiences: []string{authtest.Audience}, UsernameClaim: "preferred_username",
+		GroupsClaim: "groups", AdminGroups: []string{"ftgate-admins"}, DenyUsers: []string{"root"}, ClockSkew: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := newFakeSlurm()
+	srv := &Server{Auth: v, Store: newMemStore(), MaxBody: 4096, Clusters: []*Cluster{{
+		Config: config.Cluster{Name: "dev", JobRoot: "/jobs", Partitions: []string{"gpu"}, DefaultPartition: "gpu"},
+		Slurm:  fs, Files: fs,
+	}}}
+	var buf bytes.Buffer
+	h := auth.NewAudit(slog.New(slog.NewJSONHandler(&buf, nil))).Middleware(srv.Handler())
+	alice, bob, root := p.AccessToken(t, "sub-alice"), p.AccessToken(t, "sub-bob"), p.AccessToken(t, "sub-root")
+	for _, rq := range []struct{ method, path, tok, body string }{
+		{"POST", "/api/training/cancel/job-a", bob, ""},
+		{"POST", "/api/training/cancel/job-a", alice, ""},
+		{"GET", "/api/training/status/job-a", alice, ""},
+		{"POST", "/api/training/pause/job-b", root, ""},
+		{"POST", "/api/training/resume/job-p", "", ""},
+		{"POST", "/api/training/execute", alice, authzSpec},
+	} {
+		req := httptest.NewRequest(rq.method, rq.path, strings.NewReader(rq.body))
+		if rq.tok != "" {
+			req.Header.Set("Authorization", "Bearer "+rq.tok)
+		}
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	var got []string
+	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("audit line %q: %v", line, err)
+		}
+		if m["msg"] != "audit" {
+			continue
+		}
+		jobID, _ := m["job"].(string)
+		if strings.HasPrefix(rqPath(m), "/api/training/execute") && jobID != "" {
+			jobID = "<new>"
+		}
+		got = append(got, fmt.Sprintf("%v %v job=%s user=%v status=%v result=%v reason=%v", m["method"], m["route"], jobID, m["user"], m["status"], m["result"], m["reason"]))
+	}
+	want := []string{
+		"POST /api/training/cancel/{job_id} job=job-a user=bob status=404 result=error reason=<nil>",
+		"POST /api/training/cancel/{job_id} job=job-a user=alice status=200 result=ok reason=<nil>",
+		`POST /api/training/pause/{job_id} job=job-b user=<nil> status=403 result=denied reason=username "root" may not use the gateway`,
+		"POST /api/training/resume/{job_id} job=job-p user=<nil> status=401 result=denied reason=missing Authorization header: send Authorization: Bearer <token> (ftctl auth token prints one)",
+		"POST /api/training/execute job=<new> user=alice status=202 result=ok reason=<nil>",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("audit records:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func rqPath(m map[string]any) string { s, _ := m["path"].(string); return s }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"path"
 	"sync"
 	"time"
 
@@ -37,11 +38,14 @@ type auditEntry struct {
 	authed bool
 	reason string
 	jobID  string
+	route  *chi.Context // the router's context, seen by Authenticate inside the router
 }
 
 // Middleware audits state-changing requests. Put it before the authentication
-// middleware (Verifier.Authenticate fills in the caller or the refusal reason); the job
-// id comes from the route's {id} parameter or from SetAuditJob.
+// middleware, e.g. around the whole router (Verifier.Authenticate fills in the caller
+// or the refusal reason, and the matched route); the job id comes from the route's
+// {job_id} or {id} parameter, SetAuditJob, or the Location header of a 2xx answer
+// (a created job).
 func (a *Audit) Middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
@@ -54,24 +58,34 @@ func (a *Audit) Middleware(next http.Handler) http.Handler {
 		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
 		start := time.Now()
 		next.ServeHTTP(ww, r.WithContext(context.WithValue(r.Context(), auditKey{}, e)))
-		a.write(r, e, ww.Status(), time.Since(start))
+		a.write(r, e, ww, time.Since(start))
 	})
 }
 
-func (a *Audit) write(r *http.Request, e *auditEntry, status int, d time.Duration) {
+func (a *Audit) write(r *http.Request, e *auditEntry, ww middleware.WrapResponseWriter, d time.Duration) {
+	status := ww.Status()
 	if status == 0 {
 		status = http.StatusOK
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	route, jobID := r.URL.Path, e.jobID
-	if rc := chi.RouteContext(r.Context()); rc != nil {
+	rc := e.route
+	if rc == nil {
+		rc = chi.RouteContext(r.Context())
+	}
+	if rc != nil {
 		if p := rc.RoutePattern(); p != "" {
 			route = p
 		}
-		if jobID == "" {
-			jobID = rc.URLParam("id")
+		for _, k := range []string{"job_id", "id"} {
+			if jobID == "" {
+				jobID = rc.URLParam(k)
+			}
 		}
+	}
+	if loc := ww.Header().Get("Location"); jobID == "" && status < 300 && loc != "" {
+		jobID = path.Base(loc) // a created job: Location /api/training/status/<id>
 	}
 	result := "ok"
 	switch {
@@ -117,6 +131,7 @@ func noteIdentity(ctx context.Context, id job.Identity) {
 	if e, ok := ctx.Value(auditKey{}).(*auditEntry); ok {
 		e.mu.Lock()
 		e.id, e.authed = id, true
+		e.route = chi.RouteContext(ctx)
 		e.mu.Unlock()
 	}
 }
@@ -125,6 +140,7 @@ func noteFailure(ctx context.Context, err error) {
 	if e, ok := ctx.Value(auditKey{}).(*auditEntry); ok {
 		e.mu.Lock()
 		e.reason = job.ErrorMessage(err)
+		e.route = chi.RouteContext(ctx)
 		e.mu.Unlock()
 	}
 }
