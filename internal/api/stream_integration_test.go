@@ -35,6 +35,22 @@ type replicaServer struct {
 }
 
 func startReplica(t testing.TB, pool *pgxpool.Pool, files Files, jobRoot string, buffer int) *replicaServer {
+	return startReplicaOn(t, pool, files, jobRoot, buffer, nil)
+}
+
+// smallBuffers makes accepted connections' kernel send buffers tiny, so a client that
+// does not read blocks the server's writes after a few KiB.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+func startReplicaOn(t testing.TB, pool *pgxpool.Pool, files Files, jobRoot string, buffer int, wrap func(net.Listener) net.Listener) *replicaServer {
 	t.Helper()
 	p, err := pgxpool.NewWithConfig(context.Background(), pool.Config())
 	if err != nil {
@@ -53,7 +69,11 @@ func startReplica(t testing.TB, pool *pgxpool.Pool, files Files, jobRoot string,
 	srv := &Server{Auth: tokenAuth{}, Store: store, Version: "test",
 		Clusters: []*Cluster{{Config: config.Cluster{Name: "dev", JobRoot: jobRoot, Partitions: []string{"gpu"}}, Files: files}},
 		Streams:  Streams{Hub: hub, Events: store, Heartbeat: 500 * time.Millisecond}}
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	if wrap != nil {
+		hs.Listener = wrap(hs.Listener)
+	}
+	hs.Start()
 	t.Cleanup(func() {
 		hs.CloseClientConnections()
 		hs.Close()
@@ -261,11 +281,12 @@ func TestIntegrationSSEAcrossReplicasAndResume(t *testing.T) {
 }
 
 // TestIntegrationSSEManySubscribersOneStalled: 200 SSE subscribers on one replica and
-// one client that never reads; the others get every event, in time.
+// one client that never reads; the others get every event, in time, and the stalled
+// one is dropped with a slow_consumer error it sees once it reads again.
 func TestIntegrationSSEManySubscribersOneStalled(t *testing.T) {
 	pool := pgtest.Schema(t)
 	a := startReplica(t, pool, nil, "/jobs", 0)
-	b := startReplica(t, pool, nil, "/jobs", 64)
+	b := startReplicaOn(t, pool, nil, "/jobs", 64, func(l net.Listener) net.Listener { return smallBuffers{l} })
 	j := createJob(t, a.store, "alice", "/jobs")
 	url := b.http.URL + "/api/training/" + j.ID + "/events"
 	ctx := context.Background()
@@ -276,9 +297,10 @@ func TestIntegrationSSEManySubscribersOneStalled(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stalled.Close()
+	_ = stalled.(*net.TCPConn).SetReadBuffer(4096)
 	fmt.Fprintf(stalled, "GET /api/training/%s/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer alice\r\n\r\n", j.ID)
 
-	const subscribers, events = 200, 30
+	const subscribers, events = 200, 200
 	chans := make([]<-chan sseEvent, subscribers)
 	for i := range chans {
 		var stop func()
@@ -297,7 +319,7 @@ func TestIntegrationSSEManySubscribersOneStalled(t *testing.T) {
 			sent[step+1] = time.Now()
 			sentMu.Unlock()
 			_ = a.store.SetProgress(ctx, j.ID, progressAt(step))
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(2 * time.Millisecond)
 		}
 	}()
 	var wg sync.WaitGroup
@@ -339,7 +361,21 @@ func TestIntegrationSSEManySubscribersOneStalled(t *testing.T) {
 	if worst > 3*time.Second {
 		t.Errorf("slowest delivery %v, want under 3s", worst)
 	}
+	if st := b.hub.Stats(); st.Dropped != 1 {
+		t.Errorf("hub dropped %d subscribers, want the stalled one (%+v)", st.Dropped, st)
+	}
 	t.Logf("%d SSE subscribers + 1 stalled: all %d events delivered, slowest %v; hub %+v", subscribers, events, worst, b.hub.Stats())
+	// The stalled client reads again: buffered events, then the reason it was dropped.
+	_ = stalled.SetReadDeadline(time.Now().Add(20 * time.Second))
+	var seen strings.Builder
+	buf := make([]byte, 64<<10)
+	for !strings.Contains(seen.String(), "slow_consumer") {
+		n, err := stalled.Read(buf)
+		seen.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("stalled client: no slow_consumer error before %v (read %d bytes)", err, seen.Len())
+		}
+	}
 }
 
 // stackFS returns an SFTP pool to the stack's login node, as the gateway builds it.
