@@ -24,6 +24,8 @@ EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_REQUEUE = 0, 1, 2, 75
 MAX_GRAD_NORM = 1.0
 # Test hook: seconds to sleep after every optimizer step, so tests can signal mid-run.
 STEP_SLEEP_ENV = "FTGATE_TRAINER_TEST_STEP_SLEEP"
+# Overrides the device (cpu, cuda, cuda:1); by default cuda when available.
+DEVICE_ENV = "FTGATE_TRAINER_DEVICE"
 
 
 def lr_at(step, base, warmup, total):
@@ -88,7 +90,7 @@ class Trainer:
         random.seed(h.seed)
         np.random.seed(h.seed)
         torch.manual_seed(h.seed)
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(os.environ.get(DEVICE_ENV) or ("cuda" if torch.cuda.is_available() else "cpu"))
         # Datasets are read before the model, so a bad row fails fast.
         train_rows = data.load_rows(sp.dataset_path, sp.method, "dataset.path")
         eval_rows = data.load_rows(sp.eval_path, sp.method, "dataset.eval_path") if sp.eval_path else None
