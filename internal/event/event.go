@@ -99,6 +99,12 @@ func New(pool *pgxpool.Pool, log Log, cfg Config) *Hub {
 	})
 }
 
+// NewLocal returns a hub without a database listener: only Publish feeds it. For
+// tests and single-process tools.
+func NewLocal(cfg Config) *Hub {
+	return newHub(nil, cfg, nil)
+}
+
 func newHub(log Log, cfg Config, connect func(context.Context) (*pgx.Conn, error)) *Hub {
 	if cfg.Buffer <= 0 {
 		cfg.Buffer = 256
