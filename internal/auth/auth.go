@@ -155,13 +155,12 @@ func BearerToken(r *http.Request) (string, error) {
 
 // claims are the standard claims checked beyond what go-oidc checks.
 type claims struct {
-	Subject  string          `json:"sub"`
-	Expiry   *json.Number    `json:"exp"`
-	NotBef   *json.Number    `json:"nbf"`
-	AZP      string          `json:"azp"`
-	ClientID string          `json:"client_id"`
-	Email    string          `json:"email"`
-	Audience json.RawMessage `json:"aud"`
+	Subject  string       `json:"sub"`
+	Expiry   *json.Number `json:"exp"`
+	NotBef   *json.Number `json:"nbf"`
+	AZP      string       `json:"azp"`
+	ClientID string       `json:"client_id"`
+	Email    string       `json:"email"`
 }
 
 // Verify checks raw (signature, issuer, audience, exp, nbf, authorized party) and maps

@@ -206,7 +206,8 @@ $`)
 
 func TestAuthLoginAdmin(t *testing.T) {
 	e := newTestEnv(t)
-	out, errOut, code := e.run(t, &approver{p: e.p, sub: "sub-admin"}, "--server", e.gw.URL, "auth", "login")
+	e.p.SetBrowserUser("sub-admin")
+	out, errOut, code := e.run(t, nil, "--server", e.gw.URL, "auth", "login", "--web", "--port", "0")
 	if code != 0 || out != "Logged in to "+e.gw.URL+" as admin (admin).\n" {
 		t.Fatalf("exit %d stdout %q stderr %q", code, out, errOut)
 	}
@@ -218,7 +219,8 @@ func TestAuthLoginAdmin(t *testing.T) {
 
 func TestAuthLoginRefusedAccount(t *testing.T) {
 	e := newTestEnv(t)
-	out, errOut, code := e.run(t, &approver{p: e.p, sub: "sub-root"}, "--server", e.gw.URL, "auth", "login")
+	e.p.SetBrowserUser("sub-root")
+	out, errOut, code := e.run(t, nil, "--server", e.gw.URL, "auth", "login", "--web", "--port", "0")
 	want := `ftctl: logged in at ` + e.p.Issuer + `, but the gateway refuses the token: username "root" may not use the gateway (HTTP 403)` + "\n"
 	if code != ExitError || out != "" || !strings.HasSuffix(errOut, want) {
 		t.Errorf("exit %d stdout %q stderr %q, want suffix %q", code, out, errOut, want)
@@ -246,7 +248,8 @@ func TestAuthLoginWeb(t *testing.T) {
 
 func TestAuthTokenRefresh(t *testing.T) {
 	e := newTestEnv(t)
-	if _, errOut, code := e.run(t, &approver{p: e.p, sub: "sub-alice"}, "--server", e.gw.URL, "auth", "login"); code != 0 {
+	e.p.SetBrowserUser("sub-alice")
+	if _, errOut, code := e.run(t, nil, "--server", e.gw.URL, "auth", "login", "--web", "--port", "0"); code != 0 {
 		t.Fatalf("login: %s", errOut)
 	}
 	first, _, _ := e.run(t, nil, "auth", "token")
@@ -370,3 +373,40 @@ func TestLoginNeedsGatewaySettings(t *testing.T) {
 func b64(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// TestConcurrentRefresh: two ftctl processes refreshing at once spend the (rotating)
+// refresh token once; both get the new token.
+func TestConcurrentRefresh(t *testing.T) {
+	e := newTestEnv(t)
+	e.p.SetBrowserUser("sub-alice")
+	if _, errOut, code := e.run(t, nil, "--server", e.gw.URL, "auth", "login", "--web", "--port", "0"); code != 0 {
+		t.Fatalf("login: %s", errOut)
+	}
+	later := func() time.Time { return time.Now().Add(4*time.Minute + 30*time.Second) }
+	// Hold the cache lock until all four have read the stale token and wait for it.
+	unlock, err := (&TokenCache{Path: filepath.Join(e.cfgDir, "tokens.json")}).lock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	toks, errs := make([]string, 4), make([]error, 4)
+	for i := range toks {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &TokenCache{Path: filepath.Join(e.cfgDir, "tokens.json"), Now: later}
+			toks[i], errs[i] = c.Token(context.Background(), e.gw.URL)
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	unlock()
+	wg.Wait()
+	for i := range toks {
+		if errs[i] != nil {
+			t.Fatalf("refresh %d: %v", i, errs[i])
+		}
+		if toks[i] != toks[0] {
+			t.Errorf("refresh %d got a different token: the refresh token was spent twice", i)
+		}
+	}
+}

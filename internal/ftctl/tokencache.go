@@ -187,20 +187,21 @@ func (c *TokenCache) Token(ctx context.Context, server string) (string, error) {
 	if s == nil {
 		return "", &LoginRequiredError{Server: server}
 	}
-	if tok, exp := s.Bearer(); c.now().Add(refreshMargin).Before(exp) {
+	tok, exp := s.Bearer()
+	if c.now().Add(refreshMargin).Before(exp) {
 		return tok, nil
 	}
-	s, err = c.Refresh(ctx, server)
+	s, err = c.Refresh(ctx, server, tok)
 	if err != nil {
 		return "", err
 	}
-	tok, _ := s.Bearer()
+	tok, _ = s.Bearer()
 	return tok, nil
 }
 
-// Refresh uses the refresh token of server's session, unless another process already
-// did, and saves the new tokens.
-func (c *TokenCache) Refresh(ctx context.Context, server string) (*Session, error) {
+// Refresh uses the refresh token of server's session and saves the new tokens, unless
+// another process replaced the stale bearer token meanwhile.
+func (c *TokenCache) Refresh(ctx context.Context, server, stale string) (*Session, error) {
 	unlock, err := c.lock()
 	if err != nil {
 		return nil, err
@@ -214,7 +215,7 @@ func (c *TokenCache) Refresh(ctx context.Context, server string) (*Session, erro
 	if s == nil {
 		return nil, &LoginRequiredError{Server: server}
 	}
-	if _, exp := s.Bearer(); c.now().Add(refreshMargin).Before(exp) {
+	if tok, _ := s.Bearer(); tok != stale {
 		return s, nil // refreshed meanwhile by another ftctl
 	}
 	if s.RefreshToken == "" {
