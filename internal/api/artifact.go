@@ -27,6 +27,35 @@ func (s *Server) artifactRoutes(r chi.Router) {
 	r.Get("/api/training/{job_id}/model", s.getModel)
 	r.Get("/api/training/{job_id}/model/manifest", s.getModelManifest)
 	r.Delete("/api/training/{job_id}", s.purgeJob)
+	r.Put("/api/training/{job_id}/pin", s.pinJob)
+	r.Delete("/api/training/{job_id}/pin", s.pinJob)
+}
+
+// pinner records pins and purges; *postgres.Store implements it.
+type pinner interface {
+	SetPinned(ctx context.Context, id string, pinned bool) error
+	MarkPurged(ctx context.Context, id string, at time.Time) error
+}
+
+// pinJob is PUT (pin) or DELETE (unpin) /api/training/{job_id}/pin: a pinned job's
+// files are kept past the cluster's retention period.
+func (s *Server) pinJob(w http.ResponseWriter, r *http.Request) {
+	j, _, err := s.load(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	p, ok := s.Store.(pinner)
+	if !ok {
+		s.Error(w, r, job.Errorf(job.EUnavailable, "pinning is not available on this gateway"))
+		return
+	}
+	pinned := r.Method == http.MethodPut
+	if err := p.SetPinned(r.Context(), j.ID, pinned); err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"job_id": j.ID, "pinned": pinned})
 }
 
 // jobDir returns the job's directory on its cluster. The cluster's file access
@@ -486,6 +515,11 @@ func (s *Server) purgeJob(w http.ResponseWriter, r *http.Request) {
 	if err := d.Purge(r.Context()); err != nil {
 		s.Error(w, r, err)
 		return
+	}
+	if p, ok := s.Store.(pinner); ok {
+		if err := p.MarkPurged(r.Context(), j.ID, time.Now()); err != nil {
+			s.logger().Warn("record purge", "job", j.ID, "err", err)
+		}
 	}
 	s.logger().Info("job directory purged", "job", j.ID, "dir", j.JobDir, "by", callerName(r))
 	writeJSON(w, http.StatusOK, map[string]any{"job_id": j.ID, "purged": true})

@@ -440,6 +440,18 @@ func TestIntegrationArtifacts(t *testing.T) {
 				t.Errorf("bob GET %s: %d, want 404", p, resp.StatusCode)
 			}
 		}
+		if resp, _ := c.do("PUT", "bob", "/pin"); resp.StatusCode != 404 {
+			t.Errorf("bob pin: %d, want 404", resp.StatusCode)
+		}
+		if resp, b := c.do("PUT", "alice", "/pin"); resp.StatusCode != 200 || !strings.Contains(string(b), `"pinned":true`) {
+			t.Errorf("pin: %d %s", resp.StatusCode, b)
+		}
+		if p, _, _ := rep.store.Pinned(ctx, j.ID); !p {
+			t.Error("pin not stored")
+		}
+		if resp, _ := c.do("DELETE", "alice", "/pin"); resp.StatusCode != 200 {
+			t.Errorf("unpin: %d", resp.StatusCode)
+		}
 		if resp, _ := c.do("DELETE", "bob", "?purge=1"); resp.StatusCode != 404 {
 			t.Errorf("bob purge: %d, want 404", resp.StatusCode)
 		}
@@ -457,6 +469,9 @@ func TestIntegrationArtifacts(t *testing.T) {
 		}
 		if out, _, err := pool0.Run(ctx, "alice", []string{"ls", "-d", j.JobDir}, nil); err == nil {
 			t.Fatalf("job directory still there: %s", out)
+		}
+		if _, purged, _ := rep.store.Pinned(ctx, j.ID); purged == nil {
+			t.Error("purge not recorded")
 		}
 		if out := remote(t, pool0, "alice", "ls", "-d", st.JobRoot+"/alice"); !strings.Contains(out, "alice") {
 			t.Fatal("purge removed the user's job root")

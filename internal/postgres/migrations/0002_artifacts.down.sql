@@ -1,0 +1,3 @@
+DROP INDEX IF EXISTS jobs_retention;
+ALTER TABLE jobs DROP COLUMN IF EXISTS artifacts_purged_at;
+ALTER TABLE jobs DROP COLUMN IF EXISTS pinned;
