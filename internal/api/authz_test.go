@@ -317,6 +317,9 @@ func TestAuditThroughRouter(t *testing.T) {
 		if strings.HasPrefix(rqPath(m), "/api/training/execute") && jobID != "" {
 			jobID = "<new>"
 		}
+		if rid, _ := m["request_id"].(string); rid == "" {
+			t.Errorf("audit record without request_id: %v", m)
+		}
 		got = append(got, fmt.Sprintf("%v %v job=%s user=%v status=%v result=%v reason=%v", m["method"], m["route"], jobID, m["user"], m["status"], m["result"], m["reason"]))
 	}
 	want := []string{

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"net/http"
@@ -39,6 +40,7 @@ type auditEntry struct {
 	reason string
 	jobID  string
 	route  *chi.Context // the router's context, seen by Authenticate inside the router
+	reqID  string       // the request id, seen there too
 }
 
 // Middleware audits state-changing requests. Put it before the authentication
@@ -102,7 +104,7 @@ func (a *Audit) write(r *http.Request, e *auditEntry, ww middleware.WrapResponse
 		slog.Int("status", status),
 		slog.String("result", result),
 		slog.String("remote", r.RemoteAddr),
-		slog.String("request_id", middleware.GetReqID(r.Context())),
+		slog.String("request_id", cmp.Or(e.reqID, middleware.GetReqID(r.Context()))),
 		slog.Duration("duration", d),
 	}
 	if e.authed {
@@ -131,7 +133,7 @@ func noteIdentity(ctx context.Context, id job.Identity) {
 	if e, ok := ctx.Value(auditKey{}).(*auditEntry); ok {
 		e.mu.Lock()
 		e.id, e.authed = id, true
-		e.route = chi.RouteContext(ctx)
+		e.route, e.reqID = chi.RouteContext(ctx), middleware.GetReqID(ctx)
 		e.mu.Unlock()
 	}
 }
@@ -140,7 +142,7 @@ func noteFailure(ctx context.Context, err error) {
 	if e, ok := ctx.Value(auditKey{}).(*auditEntry); ok {
 		e.mu.Lock()
 		e.reason = job.ErrorMessage(err)
-		e.route = chi.RouteContext(ctx)
+		e.route, e.reqID = chi.RouteContext(ctx), middleware.GetReqID(ctx)
 		e.mu.Unlock()
 	}
 }

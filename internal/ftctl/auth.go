@@ -178,7 +178,7 @@ func fetchAuthConfig(ctx context.Context, c *http.Client, server string) (*AuthC
 	}
 	resp, err := c.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetch login settings from %s: %w", server, err)
+		return nil, &connError{server: server, err: err}
 	}
 	defer resp.Body.Close()
 	if err := CheckResponse(resp, server); err != nil {
