@@ -4,6 +4,7 @@ manifest of sizes and sha256 sums, then renamed; verification, resume selection,
 Tensor files hold only flat {name: tensor} dicts (loaded with weights_only=True); every
 other value lives in JSON."""
 
+import hashlib
 import io
 import json
 import logging
@@ -68,7 +69,6 @@ def save(root, step, files, metric):
 
 
 def _sha256(data):
-    import hashlib
     return hashlib.sha256(data).hexdigest()
 
 

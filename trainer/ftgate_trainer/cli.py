@@ -10,11 +10,9 @@ import signal
 import sys
 import traceback
 
-from . import progress, spec
+from . import EXIT_BAD_INPUT, EXIT_FAILURE, progress, spec
 
 log = logging.getLogger("ftgate_trainer")
-
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_REQUEUE = 0, 1, 2, 75
 
 
 class Stop:
@@ -94,6 +92,9 @@ def main(argv=None):
         log.error("bad input: %s", e)
         rep.phase("failed", error=str(e))
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        rep.phase("failed", error="interrupted by SIGINT")
+        return 130
     except Exception as e:
         traceback.print_exc(file=sys.stderr)
         rep.phase("failed", error="%s: %s" % (type(e).__name__, e))

@@ -14,13 +14,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import checkpoint, data, fsio
+from . import EXIT_OK, EXIT_REQUEUE, checkpoint, data, fsio
 from . import spec as specmod
 from .spec import SpecError
 
 log = logging.getLogger("ftgate_trainer")
 
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_REQUEUE = 0, 1, 2, 75
 MAX_GRAD_NORM = 1.0
 # Test hook: seconds to sleep after every optimizer step, so tests can signal mid-run.
 STEP_SLEEP_ENV = "FTGATE_TRAINER_TEST_STEP_SLEEP"

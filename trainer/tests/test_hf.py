@@ -9,7 +9,7 @@ import signal
 import pytest
 import torch
 
-from helpers import (dpo_rows, final_weights, metrics, progress, run_inprocess, sft_rows, start_subprocess,
+from helpers import (dpo_rows, metrics, progress, run_inprocess, sft_rows, start_subprocess,
                      trainer_env, wait_for)
 
 pytestmark = pytest.mark.hf
