@@ -43,8 +43,10 @@ def load_tensors(path, device="cpu"):
     return torch.load(path, map_location=device, weights_only=True)
 
 
-def save(root, step, files, metric):
+def save(root, step, files, metric=None, metric_name=None):
     """Writes files ({name: bytes}) as checkpoint step-<step> and returns its path.
+    metric (lower is better) and metric_name ("eval_loss" or "train_loss") rank it for
+    keep_best.
 
     The directory appears under its final name only when complete: files and manifest are
     written and fsynced in a temporary directory, which is then renamed. An existing
@@ -55,7 +57,8 @@ def save(root, step, files, metric):
     if os.path.exists(tmp):
         shutil.rmtree(tmp)
     os.mkdir(tmp)
-    manifest = {"format": FORMAT, "step": step, "metric": metric, "created_at": time.time(), "files": {}}
+    manifest = {"format": FORMAT, "step": step, "metric": metric, "metric_name": metric_name,
+                "created_at": time.time(), "files": {}}
     for name, data in sorted(files.items()):
         fsio.write_durable(os.path.join(tmp, name), data)
         manifest["files"][name] = {"size": len(data), "sha256": _sha256(data)}
@@ -142,13 +145,12 @@ def latest_verified(root):
 
 
 def _rank_key(man):
-    """Ranking key of a manifest's metric: eval_loss checkpoints first, then train_loss; lower is better."""
+    """Ranking key of a manifest's metric: eval_loss checkpoints first, then train_loss;
+    lower is better. None when the checkpoint has no metric."""
     m = man.get("metric") if isinstance(man, dict) else None
-    if isinstance(m, dict) and isinstance(m.get("key"), list) and len(m["key"]) == 2:
-        return (int(m["key"][0]), float(m["key"][1]))
-    if isinstance(m, (int, float)) and not isinstance(m, bool):
-        return (1, float(m))
-    return None
+    if isinstance(m, bool) or not isinstance(m, (int, float)) or m != m:
+        return None
+    return (0 if man.get("metric_name") == "eval_loss" else 1, float(m))
 
 
 def rotate(root, keep_last, keep_best):
@@ -161,7 +163,7 @@ def rotate(root, keep_last, keep_best):
             k = _rank_key(read_manifest(step_dir(root, s)))
         except (OSError, ValueError, TypeError):
             k = None
-        if k is not None and k[1] == k[1]:
+        if k is not None:
             keys[s] = k
     keep = set(all_steps[-keep_last:]) if keep_last > 0 else set(all_steps)
     ranked = sorted(keys, key=lambda s: (keys[s], -s))

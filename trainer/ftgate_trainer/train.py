@@ -235,8 +235,7 @@ class Trainer:
             "data.pt": checkpoint.tensor_bytes({"order": torch.tensor(self.order, dtype=torch.int64)}),
             "trainer_state.json": checkpoint.json_bytes(state),
         }
-        key = None if metric is None else (0 if metric_name == "eval_loss" else 1, metric)
-        path = checkpoint.save(self.ckpt_root, self.step, files, {"value": metric, "name": metric_name, "key": key})
+        path = checkpoint.save(self.ckpt_root, self.step, files, metric, metric_name)
         self.since_save = [0.0, 0]
         self.last_save_step = self.step
         kept, best = checkpoint.rotate(self.ckpt_root, self.sp.checkpoints.keep_last, self.sp.checkpoints.keep_best)

@@ -11,10 +11,10 @@ from helpers import metrics, progress, run_inprocess
 
 
 def fake(root, step, key):
-    metric = None if key is None else {"value": key[1], "name": "eval_loss" if key[0] == 0 else "train_loss",
-                                       "key": list(key)}
+    """A checkpoint whose metric is key = (0 for eval_loss or 1 for train_loss, value), or None."""
+    metric, name = (None, None) if key is None else (key[1], "eval_loss" if key[0] == 0 else "train_loss")
     return checkpoint.save(root, step, {"model.pt": checkpoint.tensor_bytes({"w": torch.full((2,), float(step))})},
-                           metric)
+                           metric, name)
 
 
 @pytest.mark.parametrize("keys,keep_last,keep_best,want,best", [
