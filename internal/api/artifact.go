@@ -449,7 +449,7 @@ func (f *remoteFile) Read(b []byte) (int, error) {
 		return 0, io.EOF
 	}
 	if f.rc == nil {
-		rc, err := f.d.Open(f.ctx, f.path, f.pos)
+		rc, err := f.d.OpenStream(f.ctx, f.path, f.pos)
 		if err != nil {
 			return 0, err
 		}

@@ -128,12 +128,12 @@ func openSSE(t testing.TB, url, user, lastID string) (<-chan sseEvent, func()) {
 		cancel()
 		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, b)
 	}
-	ch := make(chan sseEvent, 4096)
+	ch := make(chan sseEvent, 256)
 	go func() {
 		defer close(ch)
 		defer resp.Body.Close()
 		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		sc.Buffer(make([]byte, 4096), 1<<20)
 		var ev sseEvent
 		for sc.Scan() {
 			line := sc.Text()

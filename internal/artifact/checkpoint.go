@@ -155,7 +155,7 @@ func (d *Dir) WriteTar(ctx context.Context, w io.Writer, files []File, prefix st
 		if err := tw.WriteHeader(hdr); err != nil {
 			return fmt.Errorf("write tar header: %w", err)
 		}
-		rc, err := d.Open(ctx, f.Path, 0)
+		rc, err := d.OpenStream(ctx, f.Path, 0)
 		if err != nil {
 			return err
 		}

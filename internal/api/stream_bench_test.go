@@ -1,0 +1,252 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/postgres"
+	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/reconcile"
+	"github.com/ftgate/ftgate/internal/slurm"
+)
+
+// These benchmarks need the local stack; they print figures and assert nothing.
+
+func percentile(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(p*float64(len(s))))]
+}
+
+func rssKiB() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return -1
+}
+
+// BenchmarkProgressToSSELatency: a real Slurm job (sleep) on the stack, the real
+// reconciler at the default poll interval (2s) reading progress.json over SSH, and an
+// SSE subscriber on the gateway. Each iteration writes progress.json with a new step
+// at a random moment and measures until the SSE client has the event.
+func BenchmarkProgressToSSELatency(b *testing.B) {
+	fsys, st := stackFS(b)
+	pool := pgtest.Schema(b)
+	rep := startReplica(b, pool, fsys, st.JobRoot, 0)
+	ctx := context.Background()
+	j := createJob(b, rep.store, "alice", st.JobRoot)
+	remote(b, fsys, "alice", "mkdir", "-p", j.JobDir)
+	b.Cleanup(func() { remote(b, fsys, "alice", "rm", "-rf", "--", j.JobDir) })
+	out := remote(b, fsys, "alice", "sbatch", "--parsable", "--job-name=ftgate-bench", "-p", st.Partition, "-o", "/dev/null", "--wrap", "sleep 600")
+	slurmID := strings.TrimSpace(strings.Split(out, ";")[0])
+	b.Cleanup(func() { _, _, _ = fsys.Run(context.Background(), "alice", []string{"scancel", slurmID}, nil) })
+	if _, err := rep.store.Transition(ctx, j.ID, job.Change{From: job.Submitting, To: job.Queued, SlurmID: slurmID}); err != nil {
+		b.Fatal(err)
+	}
+	client, err := slurm.New(fsys, slurm.Options{Cluster: "dev", JobRoot: st.JobRoot, Partitions: []string{st.Partition}, DefaultPartition: st.Partition})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const interval = 2 * time.Second // config default clusters[].poll_interval
+	rec := &reconcile.Reconciler{Store: rep.store, Clusters: []reconcile.Cluster{{Name: "dev", Slurm: client, Interval: interval,
+		Policy: reconcile.Policy{RestartBudget: 1, PauseGrace: time.Minute, LostGrace: time.Minute}}},
+		Lead: func(ctx context.Context) (reconcile.Lease, error) {
+			l, err := postgres.TryLead(ctx, pool, "reconcile")
+			if l == nil {
+				return nil, err
+			}
+			return l, nil
+		}}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); rec.Run(rctx) }()
+	b.Cleanup(func() { cancel(); <-done })
+
+	events, stop := openSSE(b, rep.http.URL+"/api/training/"+j.ID+"/events", "alice", "")
+	defer stop()
+	write := func(step int) time.Time {
+		p := map[string]any{"schema_version": 1, "phase": "training", "step": step, "total_steps": 1 << 30,
+			"loss": 1.0 / float64(step+1), "updated_at": time.Now().UTC().Format(time.RFC3339Nano)}
+		data, _ := json.Marshal(p)
+		t0 := time.Now()
+		if err := fsys.WriteFile(ctx, "alice", j.JobDir+"/progress.json", data, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		return t0
+	}
+	waitStep := func(step int) time.Time {
+		deadline := time.After(30 * time.Second)
+		for {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					b.Fatal("stream ended")
+				}
+				if ev.Name == "progress" && strings.Contains(ev.Data, fmt.Sprintf(`"step":%d,`, step)) {
+					return ev.At
+				}
+			case <-deadline:
+				b.Fatalf("step %d never arrived", step)
+			}
+		}
+	}
+	// Warm up: the job must be running and followed.
+	write(0)
+	waitStep(0)
+	var lat []time.Duration
+	b.ResetTimer()
+	for i := 1; i <= b.N; i++ {
+		time.Sleep(time.Duration(rand.Int64N(int64(interval))))
+		t0 := write(i)
+		lat = append(lat, waitStep(i).Sub(t0))
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(percentile(lat, 0.5).Milliseconds()), "p50-ms")
+	b.ReportMetric(float64(percentile(lat, 0.99).Milliseconds()), "p99-ms")
+	fmt.Printf("progress.json write -> SSE receipt at poll interval %v: n=%d p50=%v p99=%v max=%v\n",
+		interval, len(lat), percentile(lat, 0.5).Round(time.Millisecond), percentile(lat, 0.99).Round(time.Millisecond), slices.Max(lat).Round(time.Millisecond))
+}
+
+// BenchmarkSSEWatchers1000: 1,000 concurrent SSE watchers of one job on one gateway
+// (clients in the same process); each iteration commits one progress event and
+// waits until every watcher has it.
+func BenchmarkSSEWatchers1000(b *testing.B) {
+	const watchers = 1000
+	pool := pgtest.Schema(b)
+	writer := startReplica(b, pool, nil, "/jobs", 0)
+	gw := startReplica(b, pool, nil, "/jobs", 0)
+	j := createJob(b, writer.store, "alice", "/jobs")
+	ctx := context.Background()
+	runtime.GC()
+	rss0 := rssKiB()
+	chans := make([]<-chan sseEvent, watchers)
+	for i := range chans {
+		var stop func()
+		chans[i], stop = openSSE(b, gw.http.URL+"/api/training/"+j.ID+"/events", "alice", "1")
+		defer stop()
+	}
+	for gw.hub.Stats().Subscribers < watchers {
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.GC()
+	rss1 := rssKiB()
+	var all, slowest []time.Duration
+	b.ResetTimer()
+	for i := 1; i <= b.N; i++ {
+		want := strconv.Itoa(i + 1)
+		t0 := time.Now()
+		if err := writer.store.SetProgress(ctx, j.ID, progressAt(int64(i))); err != nil {
+			b.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var worst time.Duration
+		for _, ch := range chans {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ev := range ch {
+					if ev.ID == want {
+						d := ev.At.Sub(t0)
+						mu.Lock()
+						all = append(all, d)
+						worst = max(worst, d)
+						mu.Unlock()
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		slowest = append(slowest, worst)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(percentile(all, 0.5).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(percentile(slowest, 0.5).Microseconds())/1000, "all-delivered-ms")
+	fmt.Printf("%d SSE watchers, %d events: per-delivery p50=%v p99=%v; all watchers served p50=%v max=%v; "+
+		"RSS %d MiB before, %d MiB with watchers (clients and server in one process: about %d KiB per watcher pair); hub %+v\n",
+		watchers, b.N, percentile(all, 0.5).Round(time.Microsecond), percentile(all, 0.99).Round(time.Microsecond),
+		percentile(slowest, 0.5).Round(time.Microsecond), slices.Max(slowest).Round(time.Microsecond),
+		rss0/1024, rss1/1024, (rss1-rss0)/watchers, gw.hub.Stats())
+}
+
+// writerOnly hides io.Discard's ReaderFrom (8 KiB reads) so copies use the given buffer.
+type writerOnly struct{ io.Writer }
+
+// BenchmarkDownloadThroughput: the same file read straight over SFTP (sshconn Open,
+// 512 KiB reads, as the gateway reads it) and downloaded through the gateway (GET /model?file=).
+// FTGATE_BENCH_FILE_MIB sets the size (default 1024).
+func BenchmarkDownloadThroughput(b *testing.B) {
+	fsys, st := stackFS(b)
+	pool := pgtest.Schema(b)
+	rep := startReplica(b, pool, fsys, st.JobRoot, 0)
+	ctx := context.Background()
+	j := createJob(b, rep.store, "alice", st.JobRoot)
+	mib := 1024
+	if v, err := strconv.Atoi(os.Getenv("FTGATE_BENCH_FILE_MIB")); err == nil && v > 0 {
+		mib = v
+	}
+	remote(b, fsys, "alice", "mkdir", "-p", j.JobDir+"/model")
+	b.Cleanup(func() { remote(b, fsys, "alice", "rm", "-rf", "--", j.JobDir) })
+	remote(b, fsys, "alice", "dd", "if=/dev/urandom", "of="+j.JobDir+"/model/big.bin", "bs=1M", "count="+strconv.Itoa(mib), "status=none")
+	size := int64(mib) << 20
+	b.SetBytes(size)
+	var sftpD, httpD []time.Duration
+	b.ResetTimer()
+	for i := 0; i < min(b.N, 3); i++ {
+		t0 := time.Now()
+		rc, err := fsys.Open(ctx, "alice", j.JobDir+"/model/big.bin", 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err := io.CopyBuffer(writerOnly{io.Discard}, rc, make([]byte, 512<<10))
+		rc.Close()
+		if err != nil || n != size {
+			b.Fatalf("sftp read %d bytes, %v", n, err)
+		}
+		sftpD = append(sftpD, time.Since(t0))
+
+		t0 = time.Now()
+		req, _ := http.NewRequest("GET", rep.http.URL+"/api/training/"+j.ID+"/model?file=big.bin", nil)
+		req.Header.Set("Authorization", "Bearer alice")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		n, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if err != nil || n != size {
+			b.Fatalf("gateway download %d bytes, %v", n, err)
+		}
+		httpD = append(httpD, time.Since(t0))
+	}
+	b.StopTimer()
+	rate := func(d time.Duration) float64 { return float64(size) / (1 << 20) / d.Seconds() }
+	fmt.Printf("download of a %d MiB file: sftp (sshconn Open) best %.0f MiB/s, gateway HTTP best %.0f MiB/s (%d runs each)\n",
+		mib, rate(slices.Min(sftpD)), rate(slices.Min(httpD)), len(sftpD))
+	b.ReportMetric(rate(slices.Min(sftpD)), "sftp-MiB/s")
+	b.ReportMetric(rate(slices.Min(httpD)), "gateway-MiB/s")
+}
