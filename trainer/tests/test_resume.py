@@ -33,13 +33,22 @@ def assert_same_weights(a, b):
         assert torch.equal(wa[k], wb[k]), "weights differ in %s" % k
 
 
+def strict_progress(job_dir):
+    """progress.json, which must always parse: it is replaced atomically, never rewritten in place."""
+    try:
+        raw = open(os.path.join(job_dir, "progress.json"), "rb").read()
+    except FileNotFoundError:
+        return {}
+    return json.loads(raw)
+
+
 def signal_at_step(job_dir, k, sig, pause, env=None):
     """Starts the trainer in a subprocess, sends sig once progress.json reports step >= k,
     and returns (exit code, step at which it stopped)."""
     env = env or trainer_env(FTGATE_TRAINER_TINY="32,1,2,64", FTGATE_TRAINER_TEST_STEP_SLEEP="0.05")
     p = start_subprocess(job_dir, env=env)
     try:
-        wait_for(lambda: progress(job_dir).get("step", 0) >= k, 60, "step %d" % k)
+        wait_for(lambda: strict_progress(job_dir).get("step", 0) >= k, 60, "step %d" % k)
         if pause:
             with open(os.path.join(job_dir, "control.json"), "w") as f:
                 json.dump({"action": "pause"}, f)
