@@ -65,6 +65,22 @@ var authzRoutes = []authzRoute{
 	{class: "user", method: "POST", path: "/api/training/cancel/job-a", want: [4]int{200, 404, 200, 403}},
 	{class: "user", method: "POST", path: "/api/training/pause/job-a", want: [4]int{200, 404, 200, 403}},
 	{class: "user", method: "POST", path: "/api/training/resume/job-p", want: [4]int{200, 404, 200, 403}},
+	// Streams and artifacts: this matrix has no event hub or file system behind the
+	// cluster, so the owner and admin get 503 once authorization has passed (409 for
+	// purging a queued job); another user gets 404 before anything is read.
+	{class: "user", method: "GET", path: "/api/events", want: [4]int{503, 503, 503, 403}},
+	{class: "user", method: "GET", path: "/api/training/job-a/events", want: [4]int{503, 404, 503, 403}},
+	{class: "user", method: "GET", path: "/api/training/job-a/ws", want: [4]int{503, 404, 503, 403}},
+	{class: "user", method: "GET", path: "/api/training/job-a/metrics", want: [4]int{503, 404, 503, 403}},
+	{class: "user", method: "GET", path: "/api/training/job-a/logs", want: [4]int{503, 404, 503, 403}},
+	{class: "user", method: "GET", path: "/api/training/job-a/checkpoints", want: [4]int{503, 404, 503, 403}},
+	{class: "user", method: "GET", path: "/api/training/job-a/checkpoints/step-10", want: [4]int{503, 404, 503, 403}},
+	{class: "user", method: "DELETE", path: "/api/training/job-a/checkpoints/step-10", want: [4]int{503, 404, 503, 403}},
+	{class: "user", method: "GET", path: "/api/training/job-a/model", want: [4]int{503, 404, 503, 403}},
+	{class: "user", method: "GET", path: "/api/training/job-a/model/manifest", want: [4]int{503, 404, 503, 403}},
+	{class: "user", method: "PUT", path: "/api/training/job-a/pin", want: [4]int{503, 404, 503, 403}},
+	{class: "user", method: "DELETE", path: "/api/training/job-a/pin", want: [4]int{503, 404, 503, 403}},
+	{class: "user", method: "DELETE", path: "/api/training/job-a?purge=1", want: [4]int{409, 404, 409, 403}},
 	{class: "admin", method: "GET", path: "/api/jobs?user=bob", want: [4]int{403, 200, 200, 403}, jobs: &[3]int{0, 1, 1}},
 	{class: "admin", method: "GET", path: "/api/jobs?user=alice", want: [4]int{200, 403, 200, 403}, jobs: &[3]int{2, 0, 2}},
 }
