@@ -19,6 +19,7 @@ echo "$*" > "$dir/args"
 echo "${PYTHONPATH}" > "$dir/pythonpath"
 if [ -n "${FAKE_EXIT:-}" ]; then exit "$FAKE_EXIT"; fi
 trap 'echo signalled >> "$dir/marker"; exit ${FAKE_EXIT_ON_SIGNAL:-0}' "$6"
+trap 'echo terminated >> "$dir/marker"; exit ${FAKE_EXIT_ON_SIGNAL:-0}' TERM
 touch "$dir/ready"
 while :; do sleep 0.02; done
 `
@@ -166,5 +167,22 @@ func TestScriptSignalWithoutPauseRequeues(t *testing.T) {
 	b, _ := os.ReadFile(r.log)
 	if strings.TrimSpace(string(b)) != "requeue 77" {
 		t.Errorf("scontrol log %q", b)
+	}
+}
+
+func TestScriptTermDoesNotRequeue(t *testing.T) {
+	r := startScript(t, "FAKE_EXIT_ON_SIGNAL=75")
+	r.waitFile(t, "ready")
+	// scancel (and time limit, preemption) deliver SIGTERM: the trainer checkpoints and
+	// exits 75, but the job must not requeue itself, or a cancelled job runs again.
+	r.cmd.Process.Signal(syscall.SIGTERM)
+	if rc := r.wait(t); rc != 75 {
+		t.Errorf("exit %d, want 75", rc)
+	}
+	if r.read("marker") != "terminated" {
+		t.Error("the trainer did not get SIGTERM")
+	}
+	if b, _ := os.ReadFile(r.log); len(b) != 0 {
+		t.Errorf("scontrol called after SIGTERM: %q", b)
 	}
 }
