@@ -1,11 +1,16 @@
 package ftctl
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
 	"os"
 	"regexp"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 )
@@ -13,7 +18,7 @@ import (
 // AddJobCommands adds the job commands (submit, list, status, watch, logs, pause,
 // resume, cancel, download, system) to root.
 func AddJobCommands(root *cobra.Command, f *Factory) {
-	root.AddCommand(
+	cmds := []*cobra.Command{
 		NewCmdSubmit(f, nil),
 		NewCmdList(f, nil),
 		NewCmdJobStatus(f, nil),
@@ -24,7 +29,39 @@ func AddJobCommands(root *cobra.Command, f *Factory) {
 		NewCmdControl(f, "cancel", nil),
 		NewCmdDownload(f, nil),
 		NewCmdSystem(f, nil),
-	)
+	}
+	for _, c := range cmds {
+		if strings.Contains(c.Use, "JOB") {
+			c.ValidArgsFunction = completeJobIDs(f)
+		}
+	}
+	root.AddCommand(cmds...)
+}
+
+// completeJobIDs completes a JOB argument with the caller's latest jobs.
+func completeJobIDs(f *Factory) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	return func(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		c, err := f.apiClient()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+		defer cancel()
+		var page JobList
+		if err := c.Do(ctx, http.MethodGet, "/api/jobs", url.Values{"limit": {"50"}}, nil, nil, &page); err != nil {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		var out []string
+		for _, j := range page.Jobs {
+			if strings.HasPrefix(j.ID, prefix) {
+				out = append(out, j.ID+"\t"+strings.TrimSpace(j.Spec.Name+" "+string(j.State)))
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }
 
 // apiClient returns a client for the configured gateway that carries the token.

@@ -375,6 +375,11 @@ func TestSystem(t *testing.T) {
 
 func TestCompletion(t *testing.T) {
 	e := newEnv(t)
+	seedList(e)
+	code, out, _ := e.run("__complete", "status", "")
+	if want := "j3\ttiny-j3 queued\nj2\trunning\nj1\ttiny-j1 succeeded\n:4\n"; code != 0 || out != want {
+		t.Errorf("job id completion: exit %d\n%q\nwant\n%q", code, out, want)
+	}
 	for _, sh := range []string{"bash", "zsh", "fish"} {
 		code, out, errOut := e.run("completion", sh)
 		if code != 0 || !strings.Contains(out, "ftctl") || errOut != "" {
