@@ -16,12 +16,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/ftgate/ftgate/internal/auth"
 	"github.com/ftgate/ftgate/internal/auth/authtest"
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/metrics"
 	"github.com/ftgate/ftgate/internal/postgres"
 )
 
@@ -55,6 +57,8 @@ var authzRoutes = []authzRoute{
 	{class: "public", method: "GET", path: "/health", want: [4]int{200, 200, 200, 200}},
 	{class: "public", method: "GET", path: "/api/auth/config", want: [4]int{200, 200, 200, 200}},
 	{class: "public", method: "GET", path: "/api/openapi.json", want: [4]int{200, 200, 200, 200}},
+	{class: "public", method: "GET", path: "/ready", want: [4]int{200, 200, 200, 200}},
+	{class: "public", method: "GET", path: "/metrics", want: [4]int{200, 200, 200, 200}},
 	{class: "user", method: "GET", path: "/api/whoami", want: [4]int{200, 200, 200, 403}},
 	{class: "user", method: "GET", path: "/api/system/status", want: [4]int{200, 200, 200, 403}},
 	{class: "user", method: "POST", path: "/api/training/execute", body: authzSpec, want: [4]int{202, 202, 202, 403}},
@@ -107,7 +111,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 			t.Run(rt.class+" "+rt.method+" "+rt.path+" as "+kind, func(t *testing.T) {
 				store, fs := newMemStore(), newFakeSlurm()
-				srv := &Server{Auth: v, Store: store, MaxBody: 4096, Version: "test",
+				srv := &Server{Auth: v, Store: store, MaxBody: 4096, Version: "test", Metrics: metrics.New(),
 					AuthConfig: AuthConfig{Issuer: p.Issuer, ClientID: authtest.ClientID, Audience: authtest.Audience},
 					Clusters: []*Cluster{{
 						Config: config.Cluster{Name: "dev", JobRoot: "/jobs", Partitions: []string{"gpu"}, DefaultPartition: "gpu", ProbeUser: "alice"},
@@ -351,3 +355,30 @@ func TestAuditThroughRouter(t *testing.T) {
 }
 
 func rqPath(m map[string]any) string { s, _ := m["path"].(string); return s }
+
+// TestAuthorizationMatrixCoversEveryRoute fails when a route is added without a row in
+// the matrix.
+func TestAuthorizationMatrixCoversEveryRoute(t *testing.T) {
+	covered := map[string]bool{}
+	for _, rt := range authzRoutes {
+		p, _, _ := strings.Cut(rt.path, "?")
+		for _, id := range []string{"job-a", "job-b", "job-p"} {
+			p = strings.ReplaceAll(p, "/"+id, "/{job_id}")
+		}
+		p = strings.ReplaceAll(p, "/step-10", "/{name}")
+		covered[rt.method+" "+p] = true
+	}
+	routes, ok := (&Server{}).Handler().(chi.Routes)
+	if !ok {
+		t.Fatal("Handler is not a chi router")
+	}
+	err := chi.Walk(routes, func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		if !covered[method+" "+route] {
+			t.Errorf("route %s %s has no row in the authorization matrix", method, route)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
