@@ -1,0 +1,123 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const minimal = `
+database:
+  url: postgres://u:p@127.0.0.1:5432/ftgate
+oidc:
+  issuer: http://127.0.0.1:5556/dex
+  audiences: [ftgate-api]
+clusters:
+- name: dev
+  host: 127.0.0.1
+  port: 2222
+  known_hosts: /etc/ftgate/known_hosts
+  user_ca_key: /etc/ftgate/user_ca
+  job_root: /scratch/ftgate
+  partitions: [gpu, urgent]
+`
+
+func write(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(write(t, "c.yaml", minimal), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Clusters[0]
+	if c.Listen != "127.0.0.1:8080" || c.LogLevel != "info" || c.Limits.MaxActiveJobsPerUser != 10 || c.Limits.MaxBodyBytes != 1<<20 ||
+		c.OIDC.UsernameClaim != "preferred_username" || c.OIDC.ClockSkew != 30*time.Second ||
+		cl.DefaultPartition != "gpu" || cl.CheckpointSignal != "USR2" || cl.RestartBudget != 3 || cl.PollInterval != 2*time.Second ||
+		cl.CertTTL != 5*time.Minute || cl.MaxSessions != 8 || cl.PauseGrace != 2*time.Minute || cl.Python != "python3" {
+		t.Fatalf("defaults not applied: %+v", c)
+	}
+	if got, ok := c.Cluster("dev"); !ok || got.Name != "dev" {
+		t.Fatal("Cluster(dev) not found")
+	}
+}
+
+func TestEnvOverridesAndFile(t *testing.T) {
+	secret := write(t, "dburl", "postgres://u:secret@127.0.0.1:5432/ftgate\n")
+	env := []string{
+		"FTGATE_LISTEN=127.0.0.1:9999",
+		"FTGATE_DATABASE_URL_FILE=" + secret,
+		"FTGATE_DATABASE_MIGRATE_ON_START=true",
+		"FTGATE_LIMITS_MAX_ACTIVE_JOBS_PER_USER=4",
+		"FTGATE_OIDC_AUDIENCES=a, b",
+		"FTGATE_CLUSTERS_0_POLL_INTERVAL=750ms",
+		"FTGATE_CLUSTERS_0_PROBE_USER=alice",
+		"FTGATE_CLUSTERS_1_NAME=second",
+		"FTGATE_CLUSTERS_1_HOST=login2",
+		"FTGATE_CLUSTERS_1_KNOWN_HOSTS=/k",
+		"FTGATE_CLUSTERS_1_SERVICE_KEY=/key",
+		"FTGATE_CLUSTERS_1_SERVICE_USER=svc",
+		"FTGATE_CLUSTERS_1_JOB_ROOT=/jobs",
+		"FTGATE_CLUSTERS_1_PARTITIONS=batch",
+		"OTHER_VAR=ignored",
+	}
+	c, err := Load(write(t, "c.yaml", minimal), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:9999" || c.Database.URL != "postgres://u:secret@127.0.0.1:5432/ftgate" || !c.Database.MigrateOnStart ||
+		c.Limits.MaxActiveJobsPerUser != 4 || strings.Join(c.OIDC.Audiences, "|") != "a|b" {
+		t.Fatalf("env not applied: %+v", c)
+	}
+	if len(c.Clusters) != 2 || c.Clusters[0].PollInterval != 750*time.Millisecond || c.Clusters[0].ProbeUser != "alice" ||
+		c.Clusters[1].Name != "second" || c.Clusters[1].Port != 22 || c.Clusters[1].ProbeUser != "svc" {
+		t.Fatalf("cluster env not applied: %+v", c.Clusters)
+	}
+}
+
+func TestLoadErrorsNameTheKey(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		env        []string
+		want       string
+	}{
+		{"no database", strings.Replace(minimal, "url: postgres://u:p@127.0.0.1:5432/ftgate", "url: ''", 1), nil, "config database.url: is required"},
+		{"no issuer", strings.Replace(minimal, "issuer: http://127.0.0.1:5556/dex", "issuer: ''", 1), nil, "config oidc.issuer"},
+		{"no audience", strings.Replace(minimal, "audiences: [ftgate-api]", "audiences: []", 1), nil, "config oidc.audiences"},
+		{"unknown key", minimal + "bogus: 1\n", nil, "field bogus not found"},
+		{"bad log level", minimal + "log_level: loud\n", nil, "config log_level"},
+		{"bad port", strings.Replace(minimal, "port: 2222", "port: 70000", 1), nil, "config clusters[0].port"},
+		{"no known_hosts", strings.Replace(minimal, "known_hosts: /etc/ftgate/known_hosts", "known_hosts: ''", 1), nil, "clusters[0].known_hosts: is required"},
+		{"relative job root", strings.Replace(minimal, "job_root: /scratch/ftgate", "job_root: scratch", 1), nil, "clusters[0].job_root"},
+		{"bad partition", strings.Replace(minimal, "[gpu, urgent]", "[gpu, 'a b']", 1), nil, "clusters[0].partitions"},
+		{"default not allowed", minimal + "  default_partition: debug\n", nil, "clusters[0].default_partition"},
+		{"bad signal", minimal + "  checkpoint_signal: KILL\n", nil, "clusters[0].checkpoint_signal"},
+		{"bad probe user", minimal + "  probe_user: Root!\n", nil, "clusters[0].probe_user"},
+		{"both auth modes", minimal + "  service_key: /k\n  service_user: svc\n", nil, "clusters[0].user_ca_key"},
+		{"duplicate cluster", minimal + strings.Join(strings.Split(minimal, "clusters:\n")[1:], ""), nil, `duplicate cluster "dev"`},
+		{"env bad int", minimal, []string{"FTGATE_LIMITS_MAX_ACTIVE_JOBS_PER_USER=ten"}, "config env FTGATE_LIMITS_MAX_ACTIVE_JOBS_PER_USER: want an integer"},
+		{"env bad duration", minimal, []string{"FTGATE_CLUSTERS_0_POLL_INTERVAL=2"}, "FTGATE_CLUSTERS_0_POLL_INTERVAL: want a duration"},
+		{"env bad bool", minimal, []string{"FTGATE_DATABASE_MIGRATE_ON_START=maybe"}, "FTGATE_DATABASE_MIGRATE_ON_START: want true or false"},
+		{"env missing file", minimal, []string{"FTGATE_DATABASE_URL_FILE=/nonexistent/secret"}, "config env FTGATE_DATABASE_URL_FILE"},
+		{"env bad cluster index", minimal, []string{"FTGATE_CLUSTERS_X_HOST=h"}, "bad cluster index"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(write(t, "c.yaml", tt.yaml), tt.env)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Load error %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+	if _, err := Load("/nonexistent/gateway.yaml", nil); err == nil || !strings.Contains(err.Error(), "read config") {
+		t.Fatalf("missing file: %v", err)
+	}
+}
