@@ -60,7 +60,7 @@ func BenchmarkProgressToSSELatency(b *testing.B) {
 	j := createJob(b, rep.store, "alice", st.JobRoot)
 	remote(b, fsys, "alice", "mkdir", "-p", j.JobDir)
 	b.Cleanup(func() { remote(b, fsys, "alice", "rm", "-rf", "--", j.JobDir) })
-	out := remote(b, fsys, "alice", "sbatch", "--parsable", "--job-name=ftgate-bench", "-p", st.Partition, "-o", "/dev/null", "--wrap", "sleep 600")
+	out := remote(b, fsys, "alice", "sbatch", "--parsable", "--job-name=ftgate-bench", "-p", st.Partition, "--time=15", "--mem=100M", "-o", "/dev/null", "--wrap", "sleep 600")
 	slurmID := strings.TrimSpace(strings.Split(out, ";")[0])
 	b.Cleanup(func() { _, _, _ = fsys.Run(context.Background(), "alice", []string{"scancel", slurmID}, nil) })
 	if _, err := rep.store.Transition(ctx, j.ID, job.Change{From: job.Submitting, To: job.Queued, SlurmID: slurmID}); err != nil {
@@ -97,8 +97,8 @@ func BenchmarkProgressToSSELatency(b *testing.B) {
 		}
 		return t0
 	}
-	waitStep := func(step int) time.Time {
-		deadline := time.After(30 * time.Second)
+	waitStep := func(step int, within time.Duration) time.Time {
+		deadline := time.After(within)
 		for {
 			select {
 			case ev, ok := <-events:
@@ -109,19 +109,23 @@ func BenchmarkProgressToSSELatency(b *testing.B) {
 					return ev.At
 				}
 			case <-deadline:
-				b.Fatalf("step %d never arrived", step)
+				cur, err := rep.store.Get(ctx, j.ID)
+				if cur.State != job.Running {
+					b.Skipf("the benchmark's Slurm job %s did not start (state %s, slurm %s): cluster busy?", slurmID, cur.State, cur.SlurmState)
+				}
+				b.Fatalf("step %d never arrived (job %s slurm %s %s progress %+v, %v)", step, cur.State, cur.SlurmID, cur.SlurmState, cur.Progress, err)
 			}
 		}
 	}
 	// Warm up: the job must be running and followed.
 	write(0)
-	waitStep(0)
+	waitStep(0, 60*time.Second)
 	var lat []time.Duration
 	b.ResetTimer()
 	for i := 1; i <= b.N; i++ {
 		time.Sleep(time.Duration(rand.Int64N(int64(interval))))
 		t0 := write(i)
-		lat = append(lat, waitStep(i).Sub(t0))
+		lat = append(lat, waitStep(i, 30*time.Second).Sub(t0))
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(percentile(lat, 0.5).Milliseconds()), "p50-ms")
