@@ -1,6 +1,7 @@
 package ftctl
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -110,6 +111,11 @@ func TestWatchExitStatus(t *testing.T) {
 	}
 	if code, _, _ := e.run("watch", "j2"); code != 0 {
 		t.Errorf("without --exit-status: exit %d, want 0", code)
+	}
+	code, out, _ = e.run("watch", "j2", "--json", "--exit-status")
+	var j job.Job
+	if code != ExitJobFailed || strings.Count(out, "\n") != 1 || json.Unmarshal([]byte(out), &j) != nil || j.State != job.Failed {
+		t.Errorf("--json: exit %d, stdout %q; want one JSON line of the failed job and exit 8", code, out)
 	}
 }
 
