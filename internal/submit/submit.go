@@ -176,7 +176,11 @@ func (s *Submitter) submitOne(ctx context.Context, j job.Job) {
 		s.count(j.Cluster, "failed", start)
 		return
 	}
-	slurmID, err := s.attempt(ctx, cl, j)
+	// An attempt must end before its lease does, or another replica could start a
+	// second one before this one's sbatch is visible to its tag lookup.
+	actx, cancel := context.WithTimeout(ctx, max(s.Lease-10*time.Second, s.Lease/2))
+	slurmID, err := s.attempt(actx, cl, j)
+	cancel()
 	if err != nil {
 		code := job.ErrorCode(err)
 		switch {
