@@ -20,6 +20,7 @@ import (
 	"github.com/ftgate/ftgate/internal/api"
 	"github.com/ftgate/ftgate/internal/auth"
 	"github.com/ftgate/ftgate/internal/config"
+	"github.com/ftgate/ftgate/internal/event"
 	"github.com/ftgate/ftgate/internal/metrics"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/reconcile"
@@ -232,13 +233,15 @@ type app struct {
 	handler http.Handler
 	sub     *submit.Submitter
 	rec     *reconcile.Reconciler
+	hub     *event.Hub
 	closers []func() error
 }
 
 // run runs the submitter and the reconciler until ctx ends.
 func (a *app) run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); _ = a.hub.Run(ctx) }()
 	go func() { defer wg.Done(); a.sub.Run(ctx) }()
 	go func() { defer wg.Done(); a.rec.Run(ctx) }()
 	wg.Wait()
@@ -280,6 +283,8 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 	srv := &api.Server{Log: log, Version: version, Auth: verifier, Store: store, Metrics: m,
 		MaxBody: cfg.Limits.MaxBodyBytes, MaxActivePerUser: cfg.Limits.MaxActiveJobsPerUser, Kick: a.sub.Kick,
 		AuthConfig: authConfig(cfg.OIDC)}
+	a.hub = event.New(pool, store, event.Config{Logger: log.With("worker", "events")})
+	srv.Streams = api.Streams{Hub: a.hub, Events: store}
 	for i := range cfg.Clusters {
 		cl := &cfg.Clusters[i]
 		scfg, err := sshconn.ConfigFromCluster(cl)
