@@ -18,7 +18,7 @@ from helpers import progress, run_inprocess
 
 WANT_KILLS_DURING_WRITE = 50
 MAX_CYCLES = 400
-TIME_BUDGET = 40.0
+TIME_BUDGET = 90.0  # typically done in 20 s; room for a loaded machine
 
 
 def child(job_dir):
