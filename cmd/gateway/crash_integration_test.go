@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ftgate/ftgate/internal/config"
+	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/sshconn"
+	"github.com/ftgate/ftgate/internal/stacktest"
+)
+
+// TestMain lets the crash test run this test binary as the gateway process.
+func TestMain(m *testing.M) {
+	if os.Getenv("FTGATE_TEST_SERVE") == "1" {
+		root := newRoot()
+		root.SetArgs([]string{"serve"})
+		if err := root.Execute(); err != nil {
+			fmt.Fprintln(os.Stderr, "gateway:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+func freeAddr(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestIntegrationCrashSafety kills the gateway with SIGKILL while 50 jobs are being
+// submitted, restarts it, and checks that every job reaches Slurm exactly once.
+func TestIntegrationCrashSafety(t *testing.T) {
+	st := stacktest.Require(t)
+	if testing.Short() {
+		t.Skip("slow: waits out the submit lease of the crashed process")
+	}
+	pool, schema := pgtest.Open(t, st.PGURL, true)
+	sep := "?"
+	if strings.Contains(st.PGURL, "?") {
+		sep = "&"
+	}
+	addr := freeAddr(t)
+	logPath := filepath.Join(t.TempDir(), "gateway.log")
+	env := append(os.Environ(), "FTGATE_TEST_SERVE=1", "FTGATE_CONFIG="+st.GatewayConfig,
+		"FTGATE_DATABASE_URL="+st.PGURL+sep+"search_path="+schema+",public", "FTGATE_LISTEN="+addr,
+		"FTGATE_LIMITS_MAX_ACTIVE_JOBS_PER_USER=100", "FTGATE_CLUSTERS_0_POLL_INTERVAL=1s")
+	start := func() *exec.Cmd {
+		logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logf.Close()
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env, cmd.Stdout, cmd.Stderr = env, logf, logf
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 100; i++ {
+			if resp, err := http.Get("http://" + addr + "/health"); err == nil {
+				resp.Body.Close()
+				return cmd
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		b, _ := os.ReadFile(logPath)
+		t.Fatalf("gateway did not start:\n%s", b)
+		return nil
+	}
+	gw := start()
+	t.Cleanup(func() { _ = gw.Process.Kill(); _, _ = gw.Process.Wait() })
+	token := dexToken(t, st, "alice")
+	call := func(method, path string, body any) (int, map[string]any, error) {
+		var buf bytes.Buffer
+		if body != nil {
+			_ = json.NewEncoder(&buf).Encode(body)
+		}
+		req, _ := http.NewRequest(method, "http://"+addr+path, &buf)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, nil, err
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m, nil
+	}
+	// One job at a time fits the node (16 CPUs each), so the crash test does not load
+	// the shared machine; the others stay queued until cancelled.
+	spec := (&e2e{}).spec(2000, 0)
+	spec["resources"].(map[string]any)["cpus"] = 16
+	var mu sync.Mutex
+	var ids []string
+	var wg sync.WaitGroup
+	killed := make(chan struct{})
+	for w := 0; w < 5; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 10; i++ {
+				code, m, err := call("POST", "/api/training/execute", spec)
+				if err != nil {
+					return // the gateway died under us
+				}
+				if code != http.StatusAccepted {
+					t.Errorf("execute: %d %v", code, m)
+					return
+				}
+				mu.Lock()
+				ids = append(ids, m["id"].(string))
+				n := len(ids)
+				mu.Unlock()
+				if n == 30 {
+					_ = gw.Process.Signal(syscall.SIGKILL)
+					close(killed)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case <-killed:
+	default:
+		t.Fatal("never reached 30 accepted jobs")
+	}
+	_, _ = gw.Process.Wait()
+	var leased, unclaimed int
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE submit_attempts > 0),
+		count(*) FILTER (WHERE submit_attempts = 0) FROM jobs WHERE state = 'submitting'`).Scan(&leased, &unclaimed); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed the gateway with %d jobs accepted; %d were mid-submission (leased), %d not yet claimed", len(ids), leased, unclaimed)
+	gw = start()
+	// Submit the rest after the restart.
+	for len(ids) < 50 {
+		code, m, err := call("POST", "/api/training/execute", spec)
+		if err != nil || code != http.StatusAccepted {
+			t.Fatalf("execute after restart: %d %v %v", code, m, err)
+		}
+		ids = append(ids, m["id"].(string))
+	}
+	t.Cleanup(func() {
+		for _, id := range ids {
+			_, _, _ = call("POST", "/api/training/cancel/"+id, nil)
+		}
+	})
+	// Jobs leased by the dead process are retried once their lease (2 min) ends.
+	deadline := time.Now().Add(4 * time.Minute)
+	pending := ids
+	for len(pending) > 0 && time.Now().Before(deadline) {
+		var still []string
+		for _, id := range pending {
+			code, m, err := call("GET", "/api/training/status/"+id, nil)
+			if err != nil || code != 200 {
+				t.Fatalf("status %s: %d %v", id, code, err)
+			}
+			if m["state"] == "submitting" {
+				still = append(still, id)
+			} else if m["state"] == "failed" {
+				t.Errorf("job %s failed: %v", id, m["reason"])
+			}
+		}
+		pending = still
+		if len(pending) > 0 {
+			time.Sleep(2 * time.Second)
+		}
+	}
+	if len(pending) > 0 {
+		t.Fatalf("%d jobs still submitting after the restart", len(pending))
+	}
+	// Exactly one Slurm job per gateway job.
+	cfg, err := config.Load(st.GatewayConfig, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg, err := sshconn.ConfigFromCluster(&cfg.Clusters[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := sshconn.New(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, _, err := sp.Run(ctx, "alice", []string{"squeue", "-h", "-t", "all", "-u", "alice", "-o", "%j"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[string]int{}
+	for _, name := range strings.Fields(string(out)) {
+		count[name]++
+	}
+	for _, id := range ids {
+		if n := count["ftgate-"+id]; n != 1 {
+			t.Errorf("job %s has %d Slurm jobs, want exactly 1", id, n)
+		}
+	}
+}
