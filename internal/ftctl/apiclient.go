@@ -49,6 +49,34 @@ func shortNetError(err error) string {
 	return err.Error()
 }
 
+// fromGateway reports whether a network error concerns the gateway itself rather than,
+// say, the identity provider asked for a fresh token on the way.
+func fromGateway(err error, server string) bool {
+	u, perr := url.Parse(server)
+	if perr != nil {
+		return true
+	}
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) {
+		return strings.EqualFold(dns.Name, u.Hostname())
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Addr != nil {
+		host, p, serr := net.SplitHostPort(op.Addr.String())
+		if serr != nil || p != port {
+			return false
+		}
+		if ip := net.ParseIP(u.Hostname()); ip != nil {
+			return ip.Equal(net.ParseIP(host))
+		}
+	}
+	return true
+}
+
 func (c *APIClient) url(path string, q url.Values) string {
 	u := strings.TrimRight(c.BaseURL, "/") + path
 	if len(q) > 0 {
@@ -88,7 +116,7 @@ func (c *APIClient) Request(ctx context.Context, method, path string, q url.Valu
 			return nil, le
 		}
 		var ne net.Error
-		if errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) {
+		if (errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded)) && fromGateway(err, c.BaseURL) {
 			return nil, &connError{server: c.BaseURL, err: err}
 		}
 		var ue *url.Error
