@@ -381,6 +381,9 @@ type Update struct {
 	SlurmState string        // raw Slurm state to record without a transition
 	Seen       bool          // Slurm reported the job this pass
 	Reason     string        // reason to record without a transition
+	// RestartCount records Slurm's restart count without a transition (a requeue seen
+	// only after the job already runs again).
+	RestartCount *int
 }
 
 // Apply writes a reconciler pass in one transaction. Transitions whose expected state
@@ -393,14 +396,15 @@ func (s *Store) Apply(ctx context.Context, ups []Update) (conflicts []string, er
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		conflicts = nil
 		for _, u := range ups {
-			if u.SlurmState != "" || u.Seen || u.Reason != "" {
+			if u.SlurmState != "" || u.Seen || u.Reason != "" || u.RestartCount != nil {
 				var seen *time.Time
 				if u.Seen {
 					seen = &now
 				}
 				if _, err := tx.Exec(ctx, `UPDATE jobs SET slurm_state = coalesce(nullif($2, ''), slurm_state),
-					last_seen_at = coalesce($3, last_seen_at), reason = coalesce(nullif($4, ''), reason) WHERE id = $1`,
-					u.ID, u.SlurmState, seen, u.Reason); err != nil {
+					last_seen_at = coalesce($3, last_seen_at), reason = coalesce(nullif($4, ''), reason),
+					restart_count = coalesce($5, restart_count) WHERE id = $1`,
+					u.ID, u.SlurmState, seen, u.Reason, u.RestartCount); err != nil {
 					return err
 				}
 			}

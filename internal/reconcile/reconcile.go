@@ -202,10 +202,12 @@ func (r *Reconciler) cluster(ctx context.Context, c Cluster) error {
 		}
 		d := Decide(j, st, p, c.Policy, now)
 		u.Change = r.act(ctx, c, j, d)
-		if u.Change != nil {
-			if u.Change.SlurmState == "" {
-				u.Change.SlurmState = u.SlurmState
-			}
+		if u.Change != nil && u.Change.SlurmState == "" {
+			u.Change.SlurmState = u.SlurmState
+		}
+		if st != nil && st.Restarts > j.RestartCount && (u.Change == nil || u.Change.RestartCount == nil) {
+			n := st.Restarts
+			u.RestartCount = &n
 		}
 		if u.Change != nil || u.Progress != nil || u.Seen {
 			ups = append(ups, u)

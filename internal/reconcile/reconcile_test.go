@@ -41,6 +41,9 @@ func (m *memStore) Apply(ctx context.Context, ups []postgres.Update) ([]string, 
 		if u.SlurmState != "" {
 			j.SlurmState = u.SlurmState
 		}
+		if u.RestartCount != nil {
+			j.RestartCount = *u.RestartCount
+		}
 		if u.Progress != nil {
 			j.Progress = *u.Progress
 		}
@@ -135,7 +138,7 @@ func setup() (*Reconciler, *memStore, *fakeSlurm) {
 func TestRunOnce(t *testing.T) {
 	r, st, fs := setup()
 	fs.status["1"] = slurm.Status{State: slurm.StateRunning}
-	fs.status["2"] = slurm.Status{State: slurm.StateRunning}
+	fs.status["2"] = slurm.Status{State: slurm.StateRunning, Restarts: 2} // requeued twice between passes
 	fs.status["3"] = slurm.Status{State: slurm.StateCompleted}
 	fs.status["4"] = slurm.Status{State: slurm.StateTimeout}
 	// "6" is gone from squeue and sacct for longer than the grace: lost.
@@ -156,6 +159,9 @@ func TestRunOnce(t *testing.T) {
 	}
 	if fs.polls != 1 || fs.readRuns != 1 {
 		t.Errorf("%d polls and %d progress reads in one pass, want 1 and 1", fs.polls, fs.readRuns)
+	}
+	if st.jobs["b"].RestartCount != 2 {
+		t.Errorf("restart count of b: %d, want 2 from squeue", st.jobs["b"].RestartCount)
 	}
 	if p := st.jobs["b"].Progress; p.Step != 40 || *p.Loss != 1.5 {
 		t.Errorf("progress of b: %+v", p)
