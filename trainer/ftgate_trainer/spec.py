@@ -171,7 +171,7 @@ def parse(obj):
         max_steps=_int(h, p, "max_steps", 0, 0, 10_000_000),
         batch_size=_int(h, p, "batch_size", d.batch_size, 1, 4096),
         gradient_accumulation=_int(h, p, "gradient_accumulation", d.gradient_accumulation, 1, 1024),
-        max_length=_int(h, p, "max_length", d.max_length, 4, 131072),
+        max_length=_int(h, p, "max_length", d.max_length, 2, 131072),
         warmup_steps=_int(h, p, "warmup_steps", 0, 0, 10_000_000),
         seed=_int(h, p, "seed", d.seed, 0, 2**31 - 1, zero_default=False),
         dpo_beta=_float(h, p, "dpo_beta", d.dpo_beta, 0, 100, True, True),

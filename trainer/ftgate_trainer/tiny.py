@@ -70,7 +70,7 @@ class Block(nn.Module):
         q, k, v = (p(h).view(b, t, self.heads, d // self.heads).transpose(1, 2)
                    for p in (self.q_proj, self.k_proj, self.v_proj))
         att = (q @ k.transpose(-1, -2)) / math.sqrt(d // self.heads)
-        att = att.masked_fill(causal[:t, :t], float("-inf")).softmax(-1)
+        att = att.masked_fill(causal, float("-inf")).softmax(-1)
         x = x + self.o_proj((att @ v).transpose(1, 2).reshape(b, t, d))
         return x + self.down_proj(torch.nn.functional.gelu(self.up_proj(self.ln2(x))))
 
@@ -87,8 +87,6 @@ class TinyLM(nn.Module):
         self.blocks = nn.ModuleList(Block(d_model, heads, d_ff) for _ in range(layers))
         self.ln_f = nn.LayerNorm(d_model)
         self.lm_head = nn.Linear(d_model, vocab, bias=False)
-        self.register_buffer("causal", torch.triu(torch.ones(max_positions, max_positions, dtype=torch.bool), 1),
-                             persistent=False)
         for m in self.modules():
             if isinstance(m, (nn.Linear, nn.Embedding)):
                 nn.init.normal_(m.weight, std=0.02)
@@ -98,8 +96,9 @@ class TinyLM(nn.Module):
     def forward(self, ids, mask=None):
         t = ids.shape[1]
         x = self.embed(ids) + self.pos(torch.arange(t, device=ids.device))
+        causal = torch.triu(torch.ones(t, t, dtype=torch.bool, device=ids.device), 1)
         for blk in self.blocks:
-            x = blk(x, self.causal)
+            x = blk(x, causal)
         return self.lm_head(self.ln_f(x))
 
 
