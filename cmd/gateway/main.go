@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ftgate/ftgate/internal/api"
+	"github.com/ftgate/ftgate/internal/artifact"
 	"github.com/ftgate/ftgate/internal/auth"
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/event"
@@ -234,14 +235,21 @@ type app struct {
 	sub     *submit.Submitter
 	rec     *reconcile.Reconciler
 	hub     *event.Hub
+	ret     *artifact.Retainer
 	closers []func() error
 }
 
 // run runs the submitter and the reconciler until ctx ends.
 func (a *app) run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() { defer wg.Done(); _ = a.hub.Run(ctx) }()
+	go func() {
+		defer wg.Done()
+		if len(a.ret.Clusters) > 0 {
+			a.ret.Run(ctx)
+		}
+	}()
 	go func() { defer wg.Done(); a.sub.Run(ctx) }()
 	go func() { defer wg.Done(); a.rec.Run(ctx) }()
 	wg.Wait()
@@ -285,6 +293,14 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		AuthConfig: authConfig(cfg.OIDC)}
 	a.hub = event.New(pool, store, event.Config{Logger: log.With("worker", "events")})
 	srv.Streams = api.Streams{Hub: a.hub, Events: store}
+	a.ret = &artifact.Retainer{Store: store, Log: log.With("worker", "retention"),
+		Lead: func(ctx context.Context) (func(), error) {
+			l, err := postgres.TryLead(ctx, pool, "retention")
+			if l == nil {
+				return nil, err
+			}
+			return l.Release, nil
+		}}
 	for i := range cfg.Clusters {
 		cl := &cfg.Clusters[i]
 		scfg, err := sshconn.ConfigFromCluster(cl)
@@ -315,6 +331,13 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 			}
 		}
 		srv.Clusters = append(srv.Clusters, ac)
+		if r := cl.Retention; r.KeepLast > 0 || r.MaxAge > 0 {
+			a.ret.Clusters = append(a.ret.Clusters, artifact.Cluster{Name: cl.Name, Root: cl.JobRoot, FS: ssh,
+				Policy: artifact.Policy{KeepLast: r.KeepLast, KeepBest: r.KeepBest, MaxAge: r.MaxAge}})
+			if a.ret.Interval == 0 || r.Interval < a.ret.Interval {
+				a.ret.Interval = r.Interval
+			}
+		}
 		a.sub.Clusters[cl.Name] = submit.Cluster{Slurm: client, Files: ssh}
 		a.rec.Clusters = append(a.rec.Clusters, reconcile.Cluster{Name: cl.Name, Slurm: client, Interval: cl.PollInterval,
 			Policy: reconcile.Policy{RestartBudget: cl.RestartBudget, PauseGrace: cl.PauseGrace, LostGrace: max(time.Minute, 10*cl.PollInterval)}})

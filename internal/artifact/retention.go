@@ -79,8 +79,11 @@ type Retainer struct {
 	Clusters []Cluster
 	// Interval between passes (default 10m).
 	Interval time.Duration
-	Log      *slog.Logger
-	Now      func() time.Time
+	// Lead, when set, is asked before each pass; a nil release means another replica
+	// runs retention now, and the pass is skipped.
+	Lead func(ctx context.Context) (release func(), err error)
+	Log  *slog.Logger
+	Now  func() time.Time
 }
 
 // Result counts what a pass did.
@@ -113,7 +116,7 @@ func (r *Retainer) Run(ctx context.Context) {
 	t := time.NewTicker(iv)
 	defer t.Stop()
 	for {
-		res, err := r.Pass(ctx)
+		res, err := r.leadPass(ctx)
 		if err != nil && ctx.Err() == nil {
 			r.log().Warn("retention pass failed", "err", err)
 		} else if len(res.Rotated)+len(res.Purged) > 0 {
@@ -125,6 +128,17 @@ func (r *Retainer) Run(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+func (r *Retainer) leadPass(ctx context.Context) (Result, error) {
+	if r.Lead != nil {
+		release, err := r.Lead(ctx)
+		if err != nil || release == nil {
+			return Result{}, err
+		}
+		defer release()
+	}
+	return r.Pass(ctx)
 }
 
 // batch caps the jobs one pass looks at per cluster and kind.

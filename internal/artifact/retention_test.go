@@ -1,6 +1,7 @@
 package artifact
 
 import (
+	"context"
 	"slices"
 	"testing"
 )
@@ -29,5 +30,20 @@ func TestRotate(t *testing.T) {
 		if got := Rotate(cks, tt.p); !slices.Equal(got, tt.want) {
 			t.Errorf("%s: Rotate = %v, want %v", tt.name, got, tt.want)
 		}
+	}
+}
+
+func TestRetainerSkipsWithoutLead(t *testing.T) {
+	released := false
+	r := &Retainer{Clusters: []Cluster{{Name: "dev", Policy: Policy{KeepLast: 1}}},
+		Lead: func(context.Context) (func(), error) { return nil, nil }}
+	// Store is nil: a pass that ran would panic.
+	if res, err := r.leadPass(context.Background()); err != nil || len(res.Rotated)+len(res.Purged) != 0 {
+		t.Fatalf("leadPass without the lead = %+v, %v", res, err)
+	}
+	r.Lead = func(context.Context) (func(), error) { return func() { released = true }, nil }
+	r.Clusters = nil
+	if _, err := r.leadPass(context.Background()); err != nil || !released {
+		t.Fatalf("leadPass with the lead: err %v, released %v", err, released)
 	}
 }

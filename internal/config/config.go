@@ -127,6 +127,20 @@ type Cluster struct {
 	PauseGrace time.Duration `yaml:"pause_grace"`
 	// CommandTimeout is the deadline of every remote command.
 	CommandTimeout time.Duration `yaml:"command_timeout"`
+	// Retention is the checkpoint rotation and artifact retention the gateway enforces.
+	Retention Retention `yaml:"retention"`
+}
+
+// Retention is a cluster's artifact retention policy.
+type Retention struct {
+	// KeepLast keeps each job's newest complete checkpoints (0: the gateway does not rotate).
+	KeepLast int `yaml:"keep_last"`
+	// KeepBest also keeps the complete checkpoint with the lowest loss.
+	KeepBest bool `yaml:"keep_best"`
+	// MaxAge deletes a finished, unpinned job's directory this long after it ended (0: never).
+	MaxAge time.Duration `yaml:"max_age"`
+	// Interval between retention passes (default 10m).
+	Interval time.Duration `yaml:"interval"`
 }
 
 // Load reads the YAML file at path (may be empty), applies environment overrides
@@ -207,6 +221,9 @@ func (c *Config) setDefaults() {
 		if cl.CommandTimeout == 0 {
 			cl.CommandTimeout = 30 * time.Second
 		}
+		if cl.Retention.Interval == 0 {
+			cl.Retention.Interval = 10 * time.Minute
+		}
 		if cl.DefaultPartition == "" && len(cl.Partitions) > 0 {
 			cl.DefaultPartition = cl.Partitions[0]
 		}
@@ -272,6 +289,15 @@ func (c *Config) Validate() error {
 		}
 		if cl.ServiceKey != "" && cl.ServiceUser == "" {
 			bad(k("service_user"), "is required with service_key")
+		}
+		if cl.Retention.KeepLast < 0 {
+			bad(k("retention.keep_last"), "must be >= 0")
+		}
+		if cl.Retention.MaxAge < 0 {
+			bad(k("retention.max_age"), "must be >= 0 (0 keeps job directories forever)")
+		}
+		if cl.Retention.Interval < time.Minute {
+			bad(k("retention.interval"), "must be at least 1m")
 		}
 		if cl.ProbeUser != "" && !userRE.MatchString(cl.ProbeUser) {
 			bad(k("probe_user"), "must be a Unix account name matching %s, got %q", userRE, cl.ProbeUser)
