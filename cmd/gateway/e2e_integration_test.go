@@ -26,7 +26,7 @@ import (
 // e2e is the whole gateway in-process against the real stack: Postgres (own schema),
 // Dex tokens, sshd with user certificates, Slurm and the real trainer.
 type e2e struct {
-	t     *testing.T
+	t     testing.TB
 	url   string
 	token string
 	slurm *slurm.Client
@@ -37,7 +37,7 @@ func repoRoot() string {
 	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
 }
 
-func startE2E(t *testing.T) *e2e {
+func startE2E(t testing.TB) *e2e {
 	st := stacktest.Require(t)
 	cfg, err := config.Load(st.GatewayConfig, nil)
 	if err != nil {
@@ -103,7 +103,7 @@ func (e *e2e) cancelAll() {
 
 // dexToken logs user in at the stack's Dex with the password grant, asking for the
 // API's audience.
-func dexToken(t *testing.T, st *stacktest.Stack, user string) string {
+func dexToken(t testing.TB, st *stacktest.Stack, user string) string {
 	form := url.Values{"grant_type": {"password"}, "username": {user + "@example.com"}, "password": {st.Password},
 		"client_id": {st.OIDCClientID}, "scope": {"openid profile email groups audience:server:client_id:" + st.OIDCAudience}}
 	resp, err := http.PostForm(st.OIDCIssuer+"/token", form)
