@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/ftgate/ftgate/internal/job"
@@ -68,10 +69,13 @@ type Submitter struct {
 	Backoff func(attempt int) time.Duration
 	Now     func() time.Time
 
+	once sync.Once
 	kick chan struct{}
 }
 
-func (s *Submitter) init() {
+func (s *Submitter) init() { s.once.Do(s.setDefaults) }
+
+func (s *Submitter) setDefaults() {
 	if s.Batch <= 0 {
 		s.Batch = 16
 	}
@@ -93,9 +97,7 @@ func (s *Submitter) init() {
 	if s.Log == nil {
 		s.Log = slog.Default()
 	}
-	if s.kick == nil {
-		s.kick = make(chan struct{}, 1)
-	}
+	s.kick = make(chan struct{}, 1)
 }
 
 // Backoff is the default retry delay: 1s doubling per attempt up to 5m, ±20% jitter.
