@@ -12,7 +12,8 @@ import (
 
 // fakeTrainer behaves like `python -m ftgate_trainer --job-dir DIR --signal SIG`: it
 // records its arguments and environment, reports ready, and on the signal writes a
-// marker and exits with $FAKE_EXIT_ON_SIGNAL; with $FAKE_EXIT it exits at once.
+// marker and exits with $FAKE_EXIT_ON_SIGNAL; with $FAKE_EXIT it exits at once; with
+// $FAKE_FAST it handles signals without waiting for its current sleep.
 const fakeTrainer = `#!/bin/bash
 dir=$4
 echo "$*" > "$dir/args"
@@ -21,6 +22,7 @@ if [ -n "${FAKE_EXIT:-}" ]; then exit "$FAKE_EXIT"; fi
 trap 'echo signalled >> "$dir/marker"; exit ${FAKE_EXIT_ON_SIGNAL:-0}' "$6"
 trap 'echo terminated >> "$dir/marker"; exit ${FAKE_EXIT_ON_SIGNAL:-0}' TERM
 touch "$dir/ready"
+if [ -n "${FAKE_FAST:-}" ]; then while :; do sleep 0.02 & wait $!; done; fi
 while :; do sleep 0.02; done
 `
 
@@ -184,5 +186,23 @@ func TestScriptTermDoesNotRequeue(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(r.log); len(b) != 0 {
 		t.Errorf("scontrol called after SIGTERM: %q", b)
+	}
+}
+
+// TestScriptReportsTrainerExitAfterSignal: a trainer that exits right after the forwarded
+// signal must make the script exit with the trainer's code, not the 128+signal of the
+// wait the signal interrupted. The window in which the trainer dies before the script's
+// `kill -0` is narrow, so this guards the exit-code path rather than reproducing the
+// race on every run.
+func TestScriptReportsTrainerExitAfterSignal(t *testing.T) {
+	for i := 0; i < 10; i++ {
+		r := startScript(t, "FAKE_EXIT_ON_SIGNAL=3", "FAKE_FAST=1") // traps run at once
+		r.waitFile(t, "ready")
+		if err := r.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+			t.Fatal(err)
+		}
+		if rc := r.wait(t); rc != 3 {
+			t.Fatalf("run %d: script exit %d, want the trainer's 3", i, rc)
+		}
 	}
 }
