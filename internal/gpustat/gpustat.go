@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ftgate/ftgate/internal/job"
 )
 
 // SchemaVersion is the version of the gpu.json format.
@@ -18,17 +20,8 @@ const SchemaVersion = 1
 // ErrNoNVML means the NVIDIA management library is not available on this node.
 var ErrNoNVML = errors.New("NVML not available")
 
-// GPU is one device's sample.
-type GPU struct {
-	Index              int     `json:"index"`
-	UUID               string  `json:"uuid,omitempty"`
-	Name               string  `json:"name,omitempty"`
-	UtilizationPercent int     `json:"utilization_percent"`
-	MemoryUsedMB       int     `json:"memory_used_mb"`
-	MemoryTotalMB      int     `json:"memory_total_mb"`
-	PowerWatts         float64 `json:"power_watts"`
-	TemperatureC       int     `json:"temperature_c"`
-}
+// GPU is one device's sample; the gateway carries it in job progress.
+type GPU = job.GPU
 
 // Sample is the content of gpu.json.
 type Sample struct {

@@ -39,10 +39,25 @@ type Progress struct {
 	Epoch            float64    `json:"epoch,omitempty"`
 	Loss             *float64   `json:"loss,omitempty"`
 	TokensPerSecond  float64    `json:"tokens_per_second,omitempty"`
+	LearningRate     *float64   `json:"learning_rate,omitempty"`
 	ETASeconds       *float64   `json:"eta_seconds,omitempty"`
 	LatestCheckpoint string     `json:"latest_checkpoint,omitempty"`
 	Error            string     `json:"error,omitempty"`
 	UpdatedAt        *time.Time `json:"updated_at,omitempty"`
+	// GPUs is the job's latest GPU sample (gpu.json), when the node has a sampler.
+	GPUs []GPU `json:"gpus,omitempty"`
+}
+
+// GPU is one device's sample from the node-side sampler (`ftctl gpustat`).
+type GPU struct {
+	Index              int     `json:"index"`
+	UUID               string  `json:"uuid,omitempty"`
+	Name               string  `json:"name,omitempty"`
+	UtilizationPercent int     `json:"utilization_percent"`
+	MemoryUsedMB       int     `json:"memory_used_mb"`
+	MemoryTotalMB      int     `json:"memory_total_mb"`
+	PowerWatts         float64 `json:"power_watts"`
+	TemperatureC       int     `json:"temperature_c"`
 }
 
 // Event is one entry of a job's append-only event log. ID is monotonic per job, so a

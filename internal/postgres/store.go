@@ -84,19 +84,24 @@ func translate(err error, what string) error {
 const jobCols = `id::text, owner_subject, unix_user, cluster, name, spec, spec_hash, state, slurm_id, slurm_state, reason,
  restart_count, coalesce(idempotency_key, ''), job_dir, submit_attempts, next_attempt_at, pause_requested_at, last_seen_at,
  created_at, updated_at, started_at, ended_at, progress_phase, progress_step, progress_total, progress_epoch, progress_loss,
- progress_tps, progress_eta, progress_checkpoint, progress_error, progress_at`
+ progress_tps, progress_eta, progress_checkpoint, progress_error, progress_at, progress_lr, progress_gpus`
 
 func scanJob(row pgx.Row) (job.Job, error) {
 	var j job.Job
-	var spec []byte
+	var spec, gpus []byte
 	var state string
 	p := &j.Progress
 	err := row.Scan(&j.ID, &j.OwnerSubject, &j.User, &j.Cluster, &j.Name, &spec, &j.SpecHash, &state, &j.SlurmID,
 		&j.SlurmState, &j.Reason, &j.RestartCount, &j.IdempotencyKey, &j.JobDir, &j.SubmitAttempts, &j.NextAttempt,
 		&j.PauseRequested, &j.LastSeen, &j.CreatedAt, &j.UpdatedAt, &j.StartedAt, &j.EndedAt, &p.Phase, &p.Step,
-		&p.TotalSteps, &p.Epoch, &p.Loss, &p.TokensPerSecond, &p.ETASeconds, &p.LatestCheckpoint, &p.Error, &p.UpdatedAt)
+		&p.TotalSteps, &p.Epoch, &p.Loss, &p.TokensPerSecond, &p.ETASeconds, &p.LatestCheckpoint, &p.Error, &p.UpdatedAt, &p.LearningRate, &gpus)
 	if err != nil {
 		return j, err
+	}
+	if gpus != nil {
+		if err := json.Unmarshal(gpus, &p.GPUs); err != nil {
+			return j, fmt.Errorf("decode gpus of job %s: %w", j.ID, err)
+		}
 	}
 	j.State = job.State(state)
 	if err := json.Unmarshal(spec, &j.Spec); err != nil {
@@ -439,10 +444,11 @@ func (s *Store) Apply(ctx context.Context, ups []Update) (conflicts []string, er
 func setProgress(ctx context.Context, tx pgx.Tx, id string, p job.Progress) error {
 	j, err := scanJob(tx.QueryRow(ctx, `UPDATE jobs SET progress_phase = $2, progress_step = $3, progress_total = $4,
 		progress_epoch = $5, progress_loss = $6, progress_tps = $7, progress_eta = $8, progress_checkpoint = $9,
-		progress_error = $10, progress_at = $11
-		WHERE id = $1 AND (progress_at IS DISTINCT FROM $11 OR progress_step <> $3 OR progress_phase <> $2)
+		progress_error = $10, progress_at = $11, progress_lr = $12, progress_gpus = $13
+		WHERE id = $1 AND (progress_at IS DISTINCT FROM $11 OR progress_step <> $3 OR progress_phase <> $2
+			OR progress_gpus IS DISTINCT FROM $13)
 		RETURNING `+jobCols, id, p.Phase, p.Step, p.TotalSteps, p.Epoch, p.Loss, p.TokensPerSecond, p.ETASeconds,
-		p.LatestCheckpoint, p.Error, p.UpdatedAt))
+		p.LatestCheckpoint, p.Error, p.UpdatedAt, p.LearningRate, gpusArg(p.GPUs)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil // unchanged
 	}
@@ -451,6 +457,15 @@ func setProgress(ctx context.Context, tx pgx.Tx, id string, p job.Progress) erro
 	}
 	_, err = appendEvent(ctx, tx, j, job.EventProgress, p)
 	return err
+}
+
+// gpusArg is the progress_gpus value: SQL NULL without a sample.
+func gpusArg(gpus []job.GPU) any {
+	if len(gpus) == 0 {
+		return nil
+	}
+	b, _ := json.Marshal(gpus)
+	return string(b)
 }
 
 // SetProgress records a job's latest progress and appends a progress event when it

@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -285,5 +287,51 @@ func TestIntegrationLeaderAndClaims(t *testing.T) {
 	c, _ := s.ClaimSubmissions(ctx, 10, time.Minute)
 	if len(c) != 1 || c[0].SubmitAttempts != 2 || c[0].Reason != "controller unreachable" {
 		t.Fatalf("claim after retry: %+v", c)
+	}
+}
+
+// TestIntegrationStoreProgressGPUs: the learning rate and the GPU sample are stored with
+// the progress, and a new GPU sample alone is a new progress event.
+func TestIntegrationStoreProgressGPUs(t *testing.T) {
+	s := postgres.New(pgtest.Schema(t))
+	ctx := context.Background()
+	j, _, err := s.Create(ctx, newJob("alice", "m"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Transition(ctx, j.ID, job.Change{From: job.Submitting, To: job.Queued, SlurmID: "7"}); err != nil {
+		t.Fatal(err)
+	}
+	lr := 5e-4
+	gpus := []job.GPU{{Index: 0, Name: "H200", UtilizationPercent: 90, MemoryUsedMB: 1000, MemoryTotalMB: 143771, PowerWatts: 400.5, TemperatureC: 60}}
+	p := job.Progress{Phase: "training", Step: 3, TotalSteps: 10, LearningRate: &lr, GPUs: gpus}
+	for i := 0; i < 2; i++ { // the second write is unchanged: no event
+		if err := s.SetProgress(ctx, j.ID, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.Get(ctx, j.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Progress.LearningRate == nil || *got.Progress.LearningRate != lr || !slices.Equal(got.Progress.GPUs, gpus) {
+		t.Fatalf("progress read back: %+v", got.Progress)
+	}
+	p.GPUs = []job.GPU{{Index: 0, Name: "H200", UtilizationPercent: 40}}
+	if err := s.SetProgress(ctx, j.ID, p); err != nil {
+		t.Fatal(err)
+	}
+	evs, err := s.Events(ctx, j.ID, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var progress []job.Event
+	for _, e := range evs {
+		if e.Kind == job.EventProgress {
+			progress = append(progress, e)
+		}
+	}
+	if len(progress) != 2 || !strings.Contains(string(progress[1].Data), `"utilization_percent":40`) {
+		t.Fatalf("progress events %d (%+v), want 2 with the new GPU sample last", len(progress), progress)
 	}
 }

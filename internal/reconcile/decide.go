@@ -48,6 +48,7 @@ type Progress struct {
 	Epoch            float64  `json:"epoch"`
 	Loss             *float64 `json:"loss"`
 	TokensPerSecond  *float64 `json:"tokens_per_second"`
+	LearningRate     *float64 `json:"learning_rate"`
 	ETASeconds       *float64 `json:"eta_seconds"`
 	RestartCount     int      `json:"restart_count"`
 	LatestCheckpoint *string  `json:"latest_checkpoint"`
@@ -61,7 +62,8 @@ func ParseProgress(b []byte) (job.Progress, error) {
 	if err := json.Unmarshal(b, &p); err != nil {
 		return job.Progress{}, fmt.Errorf("decode progress.json: %w", err)
 	}
-	out := job.Progress{Phase: p.Phase, Step: p.Step, TotalSteps: p.TotalSteps, Epoch: p.Epoch, Loss: p.Loss, ETASeconds: p.ETASeconds}
+	out := job.Progress{Phase: p.Phase, Step: p.Step, TotalSteps: p.TotalSteps, Epoch: p.Epoch, Loss: p.Loss, ETASeconds: p.ETASeconds,
+		LearningRate: p.LearningRate}
 	if p.TokensPerSecond != nil {
 		out.TokensPerSecond = *p.TokensPerSecond
 	}
@@ -75,6 +77,18 @@ func ParseProgress(b []byte) (job.Progress, error) {
 		out.UpdatedAt = &t
 	}
 	return out, nil
+}
+
+// ParseGPUs returns the GPU list of gpu.json as `ftctl gpustat` writes it, or nil when
+// the file holds no usable sample (a sampler error, a partial write).
+func ParseGPUs(b []byte) []job.GPU {
+	var s struct {
+		GPUs []job.GPU `json:"gpus"`
+	}
+	if json.Unmarshal(b, &s) != nil || len(s.GPUs) == 0 {
+		return nil
+	}
+	return s.GPUs
 }
 
 func change(from, to job.State, reason string) *job.Change {

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path"
+	"slices"
 	"time"
 
 	"github.com/ftgate/ftgate/internal/job"
@@ -263,8 +264,8 @@ func (r *Reconciler) act(ctx context.Context, c Cluster, j job.Job, d Decision) 
 	return nil
 }
 
-// readProgress reads progress.json of the jobs that may have progressed, one batched
-// read per Unix user (job directories belong to their users).
+// readProgress reads progress.json and gpu.json of the jobs that may have progressed,
+// one batched read per Unix user (job directories belong to their users).
 func (r *Reconciler) readProgress(ctx context.Context, c Cluster, jobs []job.Job, status map[string]slurm.Status) map[string]job.Progress {
 	byUser := map[string][]job.Job{}
 	for _, j := range jobs {
@@ -276,32 +277,42 @@ func (r *Reconciler) readProgress(ctx context.Context, c Cluster, jobs []job.Job
 	}
 	out := map[string]job.Progress{}
 	for user, js := range byUser {
-		paths := make([]string, len(js))
-		for i, j := range js {
-			paths[i] = path.Join(j.JobDir, "progress.json")
+		paths := make([]string, 0, 2*len(js))
+		for _, j := range js {
+			paths = append(paths, path.Join(j.JobDir, "progress.json"), path.Join(j.JobDir, "gpu.json"))
 		}
 		files, err := c.Slurm.ReadFiles(ctx, user, paths, maxProgressBytes)
 		if err != nil {
 			r.log().Warn("reconciler: read progress", "cluster", c.Name, "user", user, "err", err)
 			continue
 		}
-		for i, f := range files {
-			if i >= len(js) || !f.Exists || f.Truncated {
+		for i, j := range js {
+			if 2*i >= len(files) {
+				break
+			}
+			f := files[2*i]
+			if !f.Exists || f.Truncated {
 				continue
 			}
 			p, err := ParseProgress(f.Data)
 			if err != nil {
-				r.log().Warn("reconciler: bad progress.json", "job", js[i].ID, "err", err)
+				r.log().Warn("reconciler: bad progress.json", "job", j.ID, "err", err)
 				continue
 			}
-			out[js[i].ID] = p
+			if 2*i+1 < len(files) {
+				if g := files[2*i+1]; g.Exists && !g.Truncated {
+					p.GPUs = ParseGPUs(g.Data)
+				}
+			}
+			out[j.ID] = p
 		}
 	}
 	return out
 }
 
 func progressChanged(old, p job.Progress) bool {
-	if old.Phase != p.Phase || old.Step != p.Step || old.LatestCheckpoint != p.LatestCheckpoint || old.Error != p.Error {
+	if old.Phase != p.Phase || old.Step != p.Step || old.LatestCheckpoint != p.LatestCheckpoint || old.Error != p.Error ||
+		!slices.Equal(old.GPUs, p.GPUs) {
 		return true
 	}
 	if (old.UpdatedAt == nil) != (p.UpdatedAt == nil) {

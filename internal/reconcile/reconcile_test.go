@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -251,5 +252,44 @@ func TestRunLeadsAndStopsOnLostLease(t *testing.T) {
 	r.Run(ctx)
 	if lease.released != 1 || st.runs != 2 || tries < 3 {
 		t.Fatalf("released %d, passes %d, tries %d; want 1, 2, >=3", lease.released, st.runs, tries)
+	}
+}
+
+// TestRunOnceReadsGPUSample: gpu.json is read in the same batched read as progress.json
+// and its GPUs travel with the progress; a new GPU sample alone is new progress.
+func TestRunOnceReadsGPUSample(t *testing.T) {
+	r, st, fs := setup()
+	fs.status["2"] = slurm.Status{State: slurm.StateRunning}
+	fs.files["/jobs/alice/b/progress.json"] = `{"phase":"training","step":40,"total_steps":100,"learning_rate":0.0005,"updated_at":"2026-01-01T11:59:59Z"}`
+	fs.files["/jobs/alice/b/gpu.json"] = `{"schema_version":1,"time":"2026-01-01T11:59:58Z","gpus":[{"index":0,"name":"H200","utilization_percent":87,"memory_used_mb":30000,"memory_total_mb":143771,"power_watts":410.5,"temperature_c":61}]}`
+	if err := r.RunOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p := st.jobs["b"].Progress
+	if p.LearningRate == nil || *p.LearningRate != 0.0005 {
+		t.Errorf("learning rate %v, want 0.0005", p.LearningRate)
+	}
+	want := []job.GPU{{Index: 0, Name: "H200", UtilizationPercent: 87, MemoryUsedMB: 30000, MemoryTotalMB: 143771, PowerWatts: 410.5, TemperatureC: 61}}
+	if !slices.Equal(p.GPUs, want) {
+		t.Fatalf("GPUs %+v, want %+v", p.GPUs, want)
+	}
+	if fs.readRuns != 1 {
+		t.Errorf("%d reads, want one batched read for progress and GPU files", fs.readRuns)
+	}
+	if !progressChanged(p, job.Progress{Phase: p.Phase, Step: p.Step, UpdatedAt: p.UpdatedAt, GPUs: []job.GPU{{Index: 0, UtilizationPercent: 10}}}) {
+		t.Error("a new GPU sample is not reported as changed progress")
+	}
+}
+
+func TestParseGPUs(t *testing.T) {
+	for in, want := range map[string]int{
+		`{"gpus":[{"index":0},{"index":1}]}`:      2,
+		`{"gpus":[],"error":"NVML: device lost"}`: 0,
+		`{"gpus":[{"index":0}`:                    0, // partial
+		`not json`:                                0,
+	} {
+		if got := len(ParseGPUs([]byte(in))); got != want {
+			t.Errorf("ParseGPUs(%s): %d GPUs, want %d", in, got, want)
+		}
 	}
 }

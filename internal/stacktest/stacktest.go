@@ -6,11 +6,13 @@ package stacktest
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Stack describes a running local stack.
@@ -107,6 +109,16 @@ func Load(path string) (*Stack, error) {
 	return s, nil
 }
 
+// reachable checks that the stack's sshd answers: an env file left behind by a stopped
+// stack is no stack.
+func (s *Stack) reachable() error {
+	c, err := net.DialTimeout("tcp", s.SSHAddr, 2*time.Second)
+	if err != nil {
+		return fmt.Errorf("stack env %s present but the stack is down: %w", s.Dir, err)
+	}
+	return c.Close()
+}
+
 // Required reports whether integration tests must fail rather than skip.
 func Required() bool { return os.Getenv("FTGATE_REQUIRE_STACK") == "1" }
 
@@ -115,6 +127,9 @@ func Require(t testing.TB) *Stack {
 	t.Helper()
 	path := EnvFile()
 	s, err := Load(path)
+	if err == nil {
+		err = s.reachable()
+	}
 	if err != nil {
 		if Required() {
 			t.Fatalf("FTGATE_REQUIRE_STACK=1 but no stack: %v (run `dev/stack up`)", err)

@@ -1,0 +1,2 @@
+ALTER TABLE jobs DROP COLUMN IF EXISTS progress_gpus;
+ALTER TABLE jobs DROP COLUMN IF EXISTS progress_lr;
