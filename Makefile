@@ -21,7 +21,8 @@ dev: build ## start the local stack and run the gateway on 127.0.0.1:8080 (Ctrl-
 	@echo
 	@echo "gateway on http://$(ADDR) — in another shell:"
 	@echo "  curl http://$(ADDR)/health"
-	@echo "  bin/ftctl --server http://$(ADDR) auth login     # alice / password"
+	@echo "  export FTCTL_SERVER=http://$(ADDR)"
+	@echo "  bin/ftctl auth login                             # alice / password"
 	@echo "  bin/ftctl submit -f examples/sft-tiny.yaml --watch"
 	@echo "  dev/stack down                                   # stop the stack"
 	@echo
