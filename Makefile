@@ -40,11 +40,11 @@ test-go-unit:
 	FTGATE_STACK_ENV=/nonexistent FTGATE_REQUIRE_STACK= $(GO) test -count=1 ./...
 
 test-trainer-unit:
-	cd trainer && $(PY) -m pytest -q -m "not slurm" -p no:cacheprovider tests
+	cd trainer && $(PY) -m pytest -q -rs -m "not slurm" -p no:cacheprovider tests
 
 test-integration: ## integration tests against a running stack (dev/stack up)
 	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -run Integration ./...
-	cd trainer && FTGATE_REQUIRE_STACK=1 $(PY) -m pytest -q -m slurm -p no:cacheprovider tests
+	cd trainer && FTGATE_REQUIRE_STACK=1 $(PY) -m pytest -q -rs -m slurm -p no:cacheprovider tests
 
 bench: ## benchmarks (printed figures, not asserted); most need the stack
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./...

@@ -2,9 +2,9 @@ package postgres_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -331,7 +331,11 @@ func TestIntegrationStoreProgressGPUs(t *testing.T) {
 			progress = append(progress, e)
 		}
 	}
-	if len(progress) != 2 || !strings.Contains(string(progress[1].Data), `"utilization_percent":40`) {
-		t.Fatalf("progress events %d (%+v), want 2 with the new GPU sample last", len(progress), progress)
+	if len(progress) != 2 {
+		t.Fatalf("%d progress events, want 2", len(progress))
+	}
+	var last job.Progress
+	if err := json.Unmarshal(progress[1].Data, &last); err != nil || len(last.GPUs) != 1 || last.GPUs[0].UtilizationPercent != 40 {
+		t.Fatalf("last progress event %s (%v), want the new GPU sample", progress[1].Data, err)
 	}
 }
