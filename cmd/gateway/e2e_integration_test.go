@@ -337,3 +337,53 @@ func TestIntegrationEndToEndCancelFromEachState(t *testing.T) {
 		t.Fatalf("%d cancelled jobs listed, want 5", n)
 	}
 }
+
+// TestIntegrationEndToEndTimeLimitResume: a job with a 2-minute limit and the stack's 60 s
+// signal lead gets the checkpoint signal before its limit, checkpoints, is requeued by its
+// batch script and continues from the checkpoint by itself, as the same Slurm job.
+func TestIntegrationEndToEndTimeLimitResume(t *testing.T) {
+	e := startE2E(t)
+	spec := e.spec(1000000, 0) // far more steps than fit in two minutes
+	spec["resources"].(map[string]any)["time_limit_minutes"] = 2
+	code, m := e.do("POST", "/api/training/execute", spec)
+	if code != http.StatusAccepted {
+		t.Fatalf("execute: %d %v", code, m)
+	}
+	id := m["id"].(string)
+	m = e.wait(id, 3*time.Minute, "running", stateIs("running"))
+	slurmID := m["slurm_id"].(string)
+	// slurmctld sends the signal 60-90 s before the limit (its 30 s check grid).
+	m = e.wait(id, 4*time.Minute, "a restart after the time-limit checkpoint", func(m map[string]any) bool {
+		rc, _ := m["restart_count"].(float64)
+		return rc >= 1 && m["state"] == "running"
+	})
+	if m["slurm_id"] != slurmID {
+		t.Fatalf("continued as Slurm job %v, want the same id %s", m["slurm_id"], slurmID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var p struct {
+		ResumedFrom  *string `json:"resumed_from"`
+		RestartCount int     `json:"restart_count"`
+		Step         int     `json:"step"`
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		files, err := e.slurm.ReadFiles(ctx, "alice", []string{m["job_dir"].(string) + "/progress.json"}, 1<<16)
+		if err != nil || !files[0].Exists {
+			t.Fatalf("read progress.json: %v", err)
+		}
+		_ = json.Unmarshal(files[0].Data, &p)
+		if p.RestartCount >= 1 && p.ResumedFrom != nil {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if p.ResumedFrom == nil || p.RestartCount < 1 {
+		t.Fatalf("after the requeue: resumed_from=%v restart_count=%d, want a resume from the checkpoint", p.ResumedFrom, p.RestartCount)
+	}
+	t.Logf("Slurm job %s requeued itself at its time limit and resumed from %s (step %d now)", slurmID, *p.ResumedFrom, p.Step)
+	if code, m := e.do("POST", "/api/training/cancel/"+id, nil); code != 200 {
+		t.Fatalf("cancel: %d %v", code, m)
+	}
+}
