@@ -285,13 +285,13 @@ func TestServerResolution(t *testing.T) {
 		name, flag, env, config string
 		want, wantErr           string
 	}{
-		{name: "flag wins", flag: "http://flag:1", env: "http://env:2", config: "server: http://cfg:3\n", want: "http://flag:1"},
-		{name: "env over config", env: "http://env:2/", config: "server: http://cfg:3\n", want: "http://env:2"},
+		{name: "flag wins", flag: "http://flag.example:1", env: "http://env.example:2", config: "server: http://cfg.example:3\n", want: "http://flag.example:1"},
+		{name: "env over config", env: "http://env.example:2/", config: "server: http://cfg.example:3\n", want: "http://env.example:2"},
 		{name: "config", config: "server: https://cfg.example.edu/gw/\n", want: "https://cfg.example.edu/gw"},
 		{name: "none", wantErr: "no gateway: pass --server URL, set FTCTL_SERVER, or log in once with `ftctl auth login --server URL`"},
 		{name: "bad scheme", flag: "ftp://x", wantErr: `--server: "ftp://x" is not a gateway URL (want http(s)://host[:port])`},
 		{name: "no host", env: "http://", wantErr: `FTCTL_SERVER: "http://" is not a gateway URL`},
-		{name: "bad config key", config: "sever: http://x\n", wantErr: "field sever not found"},
+		{name: "bad config key", config: "sever: http://x.example\n", wantErr: "field sever not found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -325,7 +325,7 @@ func TestTokenCacheRefusesWideMode(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`{"sessions":{}}`), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := (&TokenCache{Path: path}).Load("http://x")
+	_, err := (&TokenCache{Path: path}).Load("http://x.example")
 	if err == nil || !strings.Contains(err.Error(), "accessible by other users (mode 0644)") {
 		t.Errorf("error %v", err)
 	}
