@@ -130,6 +130,27 @@ func (c *Client) run(ctx context.Context, user string, stdin string, args ...str
 	return string(o), string(e), 0, nil
 }
 
+// query runs a read-only Slurm command and returns its stdout; a non-zero exit becomes
+// an error, EUnavailable when the controller or database cannot be reached.
+func (c *Client) query(ctx context.Context, user string, args ...string) (string, error) {
+	n := 1 // name the command by its leading words: "sacct", "scontrol show node"
+	for n < len(args) && n < 3 && !strings.HasPrefix(args[n], "-") {
+		n++
+	}
+	name := strings.Join(args[:n], " ")
+	out, stderr, status, err := c.run(ctx, user, "", args...)
+	if err != nil {
+		return "", fmt.Errorf("run %s: %w", name, err)
+	}
+	if status != 0 {
+		if controllerDown(stderr) {
+			return "", unavailable(name, stderr)
+		}
+		return "", fmt.Errorf("%s exited %d: %s", name, status, firstLine(stderr))
+	}
+	return out, nil
+}
+
 // controllerDown reports whether stderr says slurmctld (or slurmdbd) cannot be reached.
 func controllerDown(stderr string) bool {
 	for _, s := range []string{"Unable to contact slurm controller", "Socket timed out", "Connection refused",
@@ -275,15 +296,9 @@ func (c *Client) FindByTag(ctx context.Context, user, jobID string, since time.T
 		return nil, invalid("job_id", "must match %s, got %q", jobIDRE, jobID)
 	}
 	tag := Tag(jobID)
-	out, stderr, status, err := c.run(ctx, user, "", "squeue", "-h", "-t", "all", "--name="+tag, "-O", squeueFormat)
+	out, err := c.query(ctx, user, "squeue", "-h", "-t", "all", "--name="+tag, "-O", squeueFormat)
 	if err != nil {
-		return nil, fmt.Errorf("run squeue: %w", err)
-	}
-	if status != 0 {
-		if controllerDown(stderr) {
-			return nil, unavailable("squeue", stderr)
-		}
-		return nil, fmt.Errorf("squeue exited %d: %s", status, firstLine(stderr))
+		return nil, err
 	}
 	rows, err := parseSqueue(out)
 	if err != nil {
@@ -293,15 +308,9 @@ func (c *Client) FindByTag(ctx context.Context, user, jobID string, since time.T
 		return f, nil
 	}
 	start := since.Add(-time.Hour).Format("2006-01-02T15:04:05")
-	out, stderr, status, err = c.run(ctx, user, "", "sacct", "-n", "-P", "-X", "--name="+tag, "-S", start, "-o", sacctFormat)
+	out, err = c.query(ctx, user, "sacct", "-n", "-P", "-X", "--name="+tag, "-S", start, "-o", sacctFormat)
 	if err != nil {
-		return nil, fmt.Errorf("run sacct: %w", err)
-	}
-	if status != 0 {
-		if controllerDown(stderr) {
-			return nil, unavailable("sacct", stderr)
-		}
-		return nil, fmt.Errorf("sacct exited %d: %s", status, firstLine(stderr))
+		return nil, err
 	}
 	rows, err = parseSacct(out)
 	if err != nil {
@@ -458,15 +467,9 @@ func (c *Client) Poll(ctx context.Context, user string, ids []string) (map[strin
 	}
 	for start := 0; start < len(missing); start += sacctBatch {
 		batch := missing[start:min(start+sacctBatch, len(missing))]
-		out, stderr, status, err := c.run(ctx, user, "", "sacct", "-n", "-P", "-X", "-D", "-j", strings.Join(batch, ","), "-o", sacctFormat)
+		out, err := c.query(ctx, user, "sacct", "-n", "-P", "-X", "-D", "-j", strings.Join(batch, ","), "-o", sacctFormat)
 		if err != nil {
-			return nil, fmt.Errorf("run sacct: %w", err)
-		}
-		if status != 0 {
-			if controllerDown(stderr) {
-				return nil, unavailable("sacct", stderr)
-			}
-			return nil, fmt.Errorf("sacct exited %d: %s", status, firstLine(stderr))
+			return nil, err
 		}
 		rows, err := parseSacct(out)
 		if err != nil {
@@ -549,15 +552,9 @@ func dedupe(ids []string) []string {
 func (c *Client) Capacity(ctx context.Context, user string) (*Capacity, error) {
 	var outs [2]string
 	for i, what := range []string{"node", "partition"} {
-		out, stderr, status, err := c.run(ctx, user, "", "scontrol", "show", what, "-o")
+		out, err := c.query(ctx, user, "scontrol", "show", what, "-o")
 		if err != nil {
-			return nil, fmt.Errorf("run scontrol show %s: %w", what, err)
-		}
-		if status != 0 {
-			if controllerDown(stderr) {
-				return nil, unavailable("scontrol show "+what, stderr)
-			}
-			return nil, fmt.Errorf("scontrol show %s exited %d: %s", what, status, firstLine(stderr))
+			return nil, err
 		}
 		outs[i] = out
 	}
