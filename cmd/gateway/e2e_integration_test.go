@@ -387,3 +387,56 @@ func TestIntegrationEndToEndTimeLimitResume(t *testing.T) {
 		t.Fatalf("cancel: %d %v", code, m)
 	}
 }
+
+// TestIntegrationEndToEndPreemptionResume: a job holding all GPUs of partition gpu is
+// preempted (PreemptMode=REQUEUE) by a job in the higher-priority partition urgent; it
+// checkpoints on Slurm's SIGTERM, and once the urgent job is done it runs again as the
+// same Slurm job and continues from its checkpoint.
+func TestIntegrationEndToEndPreemptionResume(t *testing.T) {
+	e := startE2E(t)
+	low := e.spec(1000000, 4)
+	low["resources"].(map[string]any)["partition"] = "gpu"
+	code, m := e.do("POST", "/api/training/execute", low)
+	if code != http.StatusAccepted {
+		t.Fatalf("execute low: %d %v", code, m)
+	}
+	lowID := m["id"].(string)
+	m = e.wait(lowID, 3*time.Minute, "running", stateIs("running"))
+	slurmID := m["slurm_id"].(string)
+	e.wait(lowID, time.Minute, "progress", func(m map[string]any) bool { return step(m) >= 10 })
+
+	high := e.spec(30, 4)
+	high["resources"].(map[string]any)["partition"] = "urgent"
+	code, m = e.do("POST", "/api/training/execute", high)
+	if code != http.StatusAccepted {
+		t.Fatalf("execute high: %d %v", code, m)
+	}
+	highID := m["id"].(string)
+	e.wait(highID, 2*time.Minute, "urgent job succeeded", stateIs("succeeded"))
+	m = e.wait(lowID, 2*time.Minute, "the preempted job running again", func(m map[string]any) bool {
+		rc, _ := m["restart_count"].(float64)
+		return rc >= 1 && m["state"] == "running"
+	})
+	if m["slurm_id"] != slurmID {
+		t.Fatalf("preempted job continued as Slurm job %v, want %s", m["slurm_id"], slurmID)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var p struct {
+		ResumedFrom *string `json:"resumed_from"`
+	}
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline) && p.ResumedFrom == nil; time.Sleep(500 * time.Millisecond) {
+		files, err := e.slurm.ReadFiles(ctx, "alice", []string{m["job_dir"].(string) + "/progress.json"}, 1<<16)
+		if err != nil || !files[0].Exists {
+			t.Fatalf("read progress.json: %v", err)
+		}
+		_ = json.Unmarshal(files[0].Data, &p)
+	}
+	if p.ResumedFrom == nil {
+		t.Fatal("the preempted job did not resume from a checkpoint")
+	}
+	t.Logf("Slurm job %s was preempted and resumed from %s", slurmID, *p.ResumedFrom)
+	if code, m := e.do("POST", "/api/training/cancel/"+lowID, nil); code != 200 {
+		t.Fatalf("cancel: %d %v", code, m)
+	}
+}
