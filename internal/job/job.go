@@ -75,7 +75,16 @@ type Event struct {
 const (
 	EventState    = "state"
 	EventProgress = "progress"
+	// EventCheckpoint is a checkpoint the trainer completed; its data is a
+	// CheckpointEvent.
+	EventCheckpoint = "checkpoint"
 )
+
+// CheckpointEvent is the data of an EventCheckpoint.
+type CheckpointEvent struct {
+	Name string `json:"name"` // relative to the job directory: checkpoints/step-<N>
+	Step int64  `json:"step"`
+}
 
 // Change is a state transition with the fields that change with it.
 type Change struct {

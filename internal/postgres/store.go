@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path"
 	"regexp"
 	"strconv"
 	"strings"
@@ -442,6 +443,14 @@ func (s *Store) Apply(ctx context.Context, ups []Update) (conflicts []string, er
 }
 
 func setProgress(ctx context.Context, tx pgx.Tx, id string, p job.Progress) error {
+	var oldCheckpoint string
+	err := tx.QueryRow(ctx, `SELECT progress_checkpoint FROM jobs WHERE id = $1 FOR UPDATE`, id).Scan(&oldCheckpoint)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
 	j, err := scanJob(tx.QueryRow(ctx, `UPDATE jobs SET progress_phase = $2, progress_step = $3, progress_total = $4,
 		progress_epoch = $5, progress_loss = $6, progress_tps = $7, progress_eta = $8, progress_checkpoint = $9,
 		progress_error = $10, progress_at = $11, progress_lr = $12, progress_gpus = $13
@@ -455,8 +464,26 @@ func setProgress(ctx context.Context, tx pgx.Tx, id string, p job.Progress) erro
 	if err != nil {
 		return err
 	}
-	_, err = appendEvent(ctx, tx, j, job.EventProgress, p)
+	if _, err := appendEvent(ctx, tx, j, job.EventProgress, p); err != nil {
+		return err
+	}
+	if p.LatestCheckpoint != "" && p.LatestCheckpoint != oldCheckpoint {
+		_, err = appendEvent(ctx, tx, j, job.EventCheckpoint, job.CheckpointEvent{Name: p.LatestCheckpoint, Step: checkpointStep(p.LatestCheckpoint, p.Step)})
+	}
 	return err
+}
+
+// checkpointStep is N of checkpoints/step-<N>, or fallback when the name has no step.
+func checkpointStep(name string, fallback int64) int64 {
+	_, n, ok := strings.Cut(path.Base(name), "step-")
+	if !ok {
+		return fallback
+	}
+	v, err := strconv.ParseInt(n, 10, 64)
+	if err != nil {
+		return fallback
+	}
+	return v
 }
 
 // gpusArg is the progress_gpus value: SQL NULL without a sample.

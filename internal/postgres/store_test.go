@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -333,6 +334,27 @@ func TestIntegrationStoreProgressGPUs(t *testing.T) {
 	}
 	if len(progress) != 2 {
 		t.Fatalf("%d progress events, want 2", len(progress))
+	}
+	// A new checkpoint in the progress is an event of its own, once.
+	p.LatestCheckpoint = "checkpoints/step-3"
+	for i := 0; i < 2; i++ {
+		p.Step += int64(i) // the second write is new progress with the same checkpoint
+		if err := s.SetProgress(ctx, j.ID, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	evs, err = s.Events(ctx, j.ID, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ckpts []string
+	for _, e := range evs {
+		if e.Kind == job.EventCheckpoint {
+			ckpts = append(ckpts, string(e.Data))
+		}
+	}
+	if len(ckpts) != 1 || !strings.Contains(ckpts[0], `"checkpoints/step-3"`) || !strings.Contains(ckpts[0], `"step": 3`) {
+		t.Fatalf("checkpoint events %q, want one for checkpoints/step-3", ckpts)
 	}
 	var last job.Progress
 	if err := json.Unmarshal(progress[1].Data, &last); err != nil || len(last.GPUs) != 1 || last.GPUs[0].UtilizationPercent != 40 {

@@ -1,0 +1,3 @@
+-- Saved checkpoints become events of their own (kind 'checkpoint').
+ALTER TABLE job_events DROP CONSTRAINT IF EXISTS job_events_kind_check;
+ALTER TABLE job_events ADD CONSTRAINT job_events_kind_check CHECK (kind IN ('state','progress','checkpoint'));
