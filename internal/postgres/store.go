@@ -401,19 +401,10 @@ func (s *Store) Apply(ctx context.Context, ups []Update) (conflicts []string, er
 	now := s.now()
 	err = pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
 		conflicts = nil
+		if err := recordSeen(ctx, tx, ups, now); err != nil {
+			return err
+		}
 		for _, u := range ups {
-			if u.SlurmState != "" || u.Seen || u.Reason != "" || u.RestartCount != nil {
-				var seen *time.Time
-				if u.Seen {
-					seen = &now
-				}
-				if _, err := tx.Exec(ctx, `UPDATE jobs SET slurm_state = coalesce(nullif($2, ''), slurm_state),
-					last_seen_at = coalesce($3, last_seen_at), reason = coalesce(nullif($4, ''), reason),
-					restart_count = coalesce($5, restart_count) WHERE id = $1`,
-					u.ID, u.SlurmState, seen, u.Reason, u.RestartCount); err != nil {
-					return err
-				}
-			}
 			if u.Progress != nil {
 				if err := setProgress(ctx, tx, u.ID, *u.Progress); err != nil {
 					return err
@@ -440,6 +431,40 @@ func (s *Store) Apply(ctx context.Context, ups []Update) (conflicts []string, er
 		return nil
 	})
 	return conflicts, translate(err, "job")
+}
+
+// recordSeen writes, in one statement for the whole pass, what Slurm reported of each
+// job without a transition: raw state, last seen time, reason and restart count.
+func recordSeen(ctx context.Context, tx pgx.Tx, ups []Update, now time.Time) error {
+	var ids, states, reasons []string
+	var seen []*time.Time
+	var restarts []*int32
+	for _, u := range ups {
+		if u.SlurmState == "" && !u.Seen && u.Reason == "" && u.RestartCount == nil {
+			continue
+		}
+		ids, states, reasons = append(ids, u.ID), append(states, u.SlurmState), append(reasons, u.Reason)
+		var at *time.Time
+		if u.Seen {
+			at = &now
+		}
+		seen = append(seen, at)
+		var rc *int32
+		if u.RestartCount != nil {
+			v := int32(*u.RestartCount)
+			rc = &v
+		}
+		restarts = append(restarts, rc)
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, `UPDATE jobs SET slurm_state = coalesce(nullif(u.state, ''), jobs.slurm_state),
+		last_seen_at = coalesce(u.seen, jobs.last_seen_at), reason = coalesce(nullif(u.reason, ''), jobs.reason),
+		restart_count = coalesce(u.restarts, jobs.restart_count)
+		FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::text[], $5::int[]) AS u(id, state, seen, reason, restarts)
+		WHERE jobs.id = u.id`, ids, states, seen, reasons, restarts)
+	return err
 }
 
 func setProgress(ctx context.Context, tx pgx.Tx, id string, p job.Progress) error {
