@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,50 +13,61 @@ import (
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
 )
 
-// BenchmarkList measures GET /api/jobs's query over 100,000 seeded jobs (10 owners,
-// 3 models, all states): first page, a deep keyset page, and filtered lists.
+// BenchmarkList measures GET /api/jobs's query over 100,000 and then 1,000,000 seeded
+// jobs (10 owners, 3 models, all states): first page, a deep keyset page and filtered
+// lists, with p50 and p99 per query.
 func BenchmarkList(b *testing.B) {
 	pool := pgtest.Schema(b)
 	ctx := context.Background()
 	spec, _ := json.Marshal(job.Spec{Method: "sft", Model: "builtin:tiny"})
-	start := time.Now()
-	_, err := pool.Exec(ctx, `INSERT INTO jobs (id, owner_subject, unix_user, cluster, model, spec, spec_hash, state, created_at)
-		SELECT gen_random_uuid(), 'user' || (i % 10), 'user' || (i % 10), 'dev',
-			(ARRAY['builtin:tiny', '/models/llama-3-8b', '/models/qwen2-0.5b'])[1 + i % 3], $1, 'h',
-			(ARRAY['queued','running','succeeded','failed','cancelled','paused'])[1 + i % 6],
-			now() - make_interval(secs => i)
-		FROM generate_series(1, 100000) AS i`, spec)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, `ANALYZE jobs`); err != nil {
-		b.Fatal(err)
-	}
-	b.Logf("seeded 100000 jobs in %s", time.Since(start).Round(time.Millisecond))
-	s := postgres.New(pool)
-	_, cursor, err := s.List(ctx, postgres.Filter{Owner: "user3", Limit: 5000})
-	if err != nil {
-		b.Fatal(err)
-	}
-	cases := []struct {
-		name string
-		f    postgres.Filter
-	}{
-		{"owner first page", postgres.Filter{Owner: "user3", Limit: 50}},
-		{"owner deep page", postgres.Filter{Owner: "user3", Limit: 50, Cursor: cursor}},
-		{"admin all", postgres.Filter{Limit: 50}},
-		{"owner running", postgres.Filter{Owner: "user3", States: []job.State{job.Running}, Limit: 50}},
-		{"model substring", postgres.Filter{Model: "qwen", Limit: 50}},
-		{"date range", postgres.Filter{From: time.Now().Add(-10 * time.Hour), To: time.Now().Add(-9 * time.Hour), Limit: 50}},
-	}
-	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) {
-			for i := 0; i < b.N; i++ {
-				if _, _, err := s.List(ctx, c.f); err != nil {
-					b.Fatal(err)
+	seeded := 0
+	for _, size := range []int{100000, 1000000} {
+		start := time.Now()
+		_, err := pool.Exec(ctx, `INSERT INTO jobs (id, owner_subject, unix_user, cluster, model, spec, spec_hash, state, created_at)
+			SELECT gen_random_uuid(), 'user' || (i % 10), 'user' || (i % 10), 'dev',
+				(ARRAY['builtin:tiny', '/models/llama-3-8b', '/models/qwen2-0.5b'])[1 + i % 3], $1, 'h',
+				(ARRAY['queued','running','succeeded','failed','cancelled','paused'])[1 + i % 6],
+				now() - make_interval(secs => i)
+			FROM generate_series($2::int + 1, $3::int) AS i`, spec, seeded, size)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := pool.Exec(ctx, `ANALYZE jobs`); err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("seeded %d more jobs (%d in all) in %s", size-seeded, size, time.Since(start).Round(time.Millisecond))
+		seeded = size
+		s := postgres.New(pool)
+		_, cursor, err := s.List(ctx, postgres.Filter{Owner: "user3", Limit: 5000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cases := []struct {
+			name string
+			f    postgres.Filter
+		}{
+			{"owner first page", postgres.Filter{Owner: "user3", Limit: 50}},
+			{"owner deep page", postgres.Filter{Owner: "user3", Limit: 50, Cursor: cursor}},
+			{"admin all", postgres.Filter{Limit: 50}},
+			{"owner running", postgres.Filter{Owner: "user3", States: []job.State{job.Running}, Limit: 50}},
+			{"model substring", postgres.Filter{Model: "qwen", Limit: 50}},
+			{"date range", postgres.Filter{From: time.Now().Add(-10 * time.Hour), To: time.Now().Add(-9 * time.Hour), Limit: 50}},
+		}
+		for _, c := range cases {
+			b.Run(fmt.Sprintf("%d/%s", size, c.name), func(b *testing.B) {
+				ds := make([]time.Duration, 0, b.N)
+				for i := 0; i < b.N; i++ {
+					t0 := time.Now()
+					if _, _, err := s.List(ctx, c.f); err != nil {
+						b.Fatal(err)
+					}
+					ds = append(ds, time.Since(t0))
 				}
-			}
-		})
+				slices.Sort(ds)
+				b.ReportMetric(float64(ds[len(ds)/2].Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(ds[(len(ds)-1)*99/100].Microseconds())/1000, "p99-ms")
+			})
+		}
 	}
 }
 
