@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
 	"github.com/ftgate/ftgate/internal/sshconn"
@@ -45,6 +47,75 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
+// gatewayProc runs this test binary as `gateway serve` in its own process, on its own
+// schema and address, so tests can SIGKILL and restart it.
+type gatewayProc struct {
+	t       *testing.T
+	addr    string
+	logPath string
+	env     []string
+	token   string
+	pool    *pgxpool.Pool
+}
+
+func newGatewayProc(t *testing.T, st *stacktest.Stack, extraEnv ...string) *gatewayProc {
+	pool, schema := pgtest.Open(t, st.PGURL, true)
+	sep := "?"
+	if strings.Contains(st.PGURL, "?") {
+		sep = "&"
+	}
+	g := &gatewayProc{t: t, addr: freeAddr(t), logPath: filepath.Join(t.TempDir(), "gateway.log"), pool: pool,
+		token: dexToken(t, st, "alice")}
+	g.env = append(os.Environ(), "FTGATE_TEST_SERVE=1", "FTGATE_CONFIG="+st.GatewayConfig,
+		"FTGATE_DATABASE_URL="+st.PGURL+sep+"search_path="+schema+",public", "FTGATE_LISTEN="+g.addr,
+		"FTGATE_CLUSTERS_0_POLL_INTERVAL=1s")
+	g.env = append(g.env, extraEnv...)
+	return g
+}
+
+// start starts the gateway and waits for /health.
+func (g *gatewayProc) start() *exec.Cmd {
+	t := g.t
+	logf, err := os.OpenFile(g.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env, cmd.Stdout, cmd.Stderr = g.env, logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if resp, err := http.Get("http://" + g.addr + "/health"); err == nil {
+			resp.Body.Close()
+			return cmd
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, _ := os.ReadFile(g.logPath)
+	t.Fatalf("gateway did not start:\n%s", b)
+	return nil
+}
+
+// call sends an authenticated request as alice.
+func (g *gatewayProc) call(method, path string, body any) (int, map[string]any, error) {
+	var buf bytes.Buffer
+	if body != nil {
+		_ = json.NewEncoder(&buf).Encode(body)
+	}
+	req, _ := http.NewRequest(method, "http://"+g.addr+path, &buf)
+	req.Header.Set("Authorization", "Bearer "+g.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&m)
+	return resp.StatusCode, m, nil
+}
+
 // TestIntegrationCrashSafety kills the gateway with SIGKILL while 50 jobs are being
 // submitted, restarts it, and checks that every job reaches Slurm exactly once.
 func TestIntegrationCrashSafety(t *testing.T) {
@@ -52,57 +123,10 @@ func TestIntegrationCrashSafety(t *testing.T) {
 	if testing.Short() {
 		t.Skip("slow: waits out the submit lease of the crashed process")
 	}
-	pool, schema := pgtest.Open(t, st.PGURL, true)
-	sep := "?"
-	if strings.Contains(st.PGURL, "?") {
-		sep = "&"
-	}
-	addr := freeAddr(t)
-	logPath := filepath.Join(t.TempDir(), "gateway.log")
-	env := append(os.Environ(), "FTGATE_TEST_SERVE=1", "FTGATE_CONFIG="+st.GatewayConfig,
-		"FTGATE_DATABASE_URL="+st.PGURL+sep+"search_path="+schema+",public", "FTGATE_LISTEN="+addr,
-		"FTGATE_LIMITS_MAX_ACTIVE_JOBS_PER_USER=100", "FTGATE_CLUSTERS_0_POLL_INTERVAL=1s")
-	start := func() *exec.Cmd {
-		logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer logf.Close()
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env, cmd.Stdout, cmd.Stderr = env, logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		for i := 0; i < 100; i++ {
-			if resp, err := http.Get("http://" + addr + "/health"); err == nil {
-				resp.Body.Close()
-				return cmd
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-		b, _ := os.ReadFile(logPath)
-		t.Fatalf("gateway did not start:\n%s", b)
-		return nil
-	}
-	gw := start()
+	gp := newGatewayProc(t, st, "FTGATE_LIMITS_MAX_ACTIVE_JOBS_PER_USER=100")
+	pool, call := gp.pool, gp.call
+	gw := gp.start()
 	t.Cleanup(func() { _ = gw.Process.Kill(); _, _ = gw.Process.Wait() })
-	token := dexToken(t, st, "alice")
-	call := func(method, path string, body any) (int, map[string]any, error) {
-		var buf bytes.Buffer
-		if body != nil {
-			_ = json.NewEncoder(&buf).Encode(body)
-		}
-		req, _ := http.NewRequest(method, "http://"+addr+path, &buf)
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, nil, err
-		}
-		defer resp.Body.Close()
-		var m map[string]any
-		_ = json.NewDecoder(resp.Body).Decode(&m)
-		return resp.StatusCode, m, nil
-	}
 	// One job at a time fits the node (16 CPUs each), so the crash test does not load
 	// the shared machine; the others stay queued until cancelled.
 	spec := (&e2e{}).spec(2000, 0)
@@ -148,7 +172,7 @@ func TestIntegrationCrashSafety(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("killed the gateway with %d jobs accepted; %d were mid-submission (leased), %d not yet claimed", len(ids), leased, unclaimed)
-	gw = start()
+	gw = gp.start()
 	// Submit the rest after the restart.
 	for len(ids) < 50 {
 		code, m, err := call("POST", "/api/training/execute", spec)
@@ -215,4 +239,77 @@ func TestIntegrationCrashSafety(t *testing.T) {
 			t.Errorf("job %s has %d Slurm jobs, want exactly 1", id, n)
 		}
 	}
+}
+
+// TestIntegrationCrashWhileRunning kills the gateway with SIGKILL while one job runs and
+// another is paused, restarts it, and checks that the new process takes over: the running
+// job is followed to success and the paused one resumes from its checkpoint and succeeds.
+func TestIntegrationCrashWhileRunning(t *testing.T) {
+	st := stacktest.Require(t)
+	gp := newGatewayProc(t, st)
+	gw := gp.start()
+	t.Cleanup(func() { _ = gw.Process.Kill(); _, _ = gw.Process.Wait() })
+	status := func(id string) map[string]any {
+		code, m, err := gp.call("GET", "/api/training/status/"+id, nil)
+		if err != nil || code != 200 {
+			t.Fatalf("status %s: %d %v", id, code, err)
+		}
+		return m
+	}
+	waitFor := func(id, what string, d time.Duration, cond func(map[string]any) bool) map[string]any {
+		deadline := time.Now().Add(d)
+		for {
+			m := status(id)
+			if cond(m) {
+				return m
+			}
+			if time.Now().After(deadline) {
+				b, _ := os.ReadFile(gp.logPath)
+				t.Fatalf("job %s: no %s within %s: state=%v reason=%v progress=%v\ngateway log:\n%s", id, what, d, m["state"], m["reason"], m["progress"], b)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	submit := func(steps int) string {
+		code, m, err := gp.call("POST", "/api/training/execute", (&e2e{}).spec(steps, 0))
+		if err != nil || code != http.StatusAccepted {
+			t.Fatalf("execute: %d %v %v", code, m, err)
+		}
+		return m["id"].(string)
+	}
+	running, paused := submit(400), submit(400)
+	t.Cleanup(func() {
+		for _, id := range []string{running, paused} {
+			_, _, _ = gp.call("POST", "/api/training/cancel/"+id, nil)
+		}
+	})
+	for _, id := range []string{running, paused} {
+		waitFor(id, "progress", 2*time.Minute, func(m map[string]any) bool { return m["state"] == "running" && step(m) >= 20 })
+	}
+	if code, m, err := gp.call("POST", "/api/training/pause/"+paused, nil); err != nil || code != http.StatusAccepted {
+		t.Fatalf("pause: %d %v %v", code, m, err)
+	}
+	waitFor(paused, "paused", time.Minute, stateIs("paused"))
+
+	killedAt := step(status(running))
+	_ = gw.Process.Signal(syscall.SIGKILL)
+	_, _ = gw.Process.Wait()
+	time.Sleep(2 * time.Second) // the job goes on in Slurm while no gateway runs
+	gw = gp.start()
+
+	if code, m, err := gp.call("POST", "/api/training/resume/"+paused, nil); err != nil || code != 200 {
+		t.Fatalf("resume after restart: %d %v %v", code, m, err)
+	}
+	for _, id := range []string{running, paused} {
+		m := waitFor(id, "success", 3*time.Minute, func(m map[string]any) bool {
+			if m["state"] == "failed" || m["state"] == "cancelled" {
+				t.Fatalf("job %s ended %v: %v", id, m["state"], m["reason"])
+			}
+			return m["state"] == "succeeded"
+		})
+		if step(m) != 400 {
+			t.Errorf("job %s succeeded at step %v, want 400", id, step(m))
+		}
+	}
+	t.Logf("killed the gateway while job %s ran at step %v and job %s was paused; the restarted gateway followed both to success", running, killedAt, paused)
 }
