@@ -91,6 +91,30 @@ type sink interface {
 
 // parseEventID reads a resume position: the Last-Event-ID header, else the named
 // query parameters.
+// openJobStream checks what a per-job stream (SSE or WebSocket) needs before it starts:
+// the caller's job, the event id to resume after (from the first of idParams given) and,
+// with ?logs=1, a follower of the job's log.
+func (s *Server) openJobStream(r *http.Request, idParams ...string) (job.Job, int64, *logFollower, error) {
+	j, id, err := s.load(r)
+	if err != nil {
+		return j, 0, nil, err
+	}
+	after, err := parseEventID(r, idParams...)
+	if err != nil {
+		return j, 0, nil, err
+	}
+	if err := s.streamReady(); err != nil {
+		return j, 0, nil, err
+	}
+	var follow *logFollower
+	if wantFlag(r, "logs") {
+		if follow, err = s.logFollower(r, j, id); err != nil {
+			return j, 0, nil, err
+		}
+	}
+	return j, after, follow, nil
+}
+
 func parseEventID(r *http.Request, params ...string) (int64, error) {
 	name, v := "Last-Event-ID", r.Header.Get("Last-Event-ID")
 	for _, p := range params {
@@ -309,19 +333,7 @@ func startSSE(w http.ResponseWriter, ids bool) *sseSink {
 // jobEvents is GET /api/training/{job_id}/events: the job's events as SSE, resumed
 // after Last-Event-ID (or ?last_event_id=) from the event log; ?logs=1 adds log lines.
 func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
-	j, id, err := s.load(r)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	after, err := parseEventID(r, "last_event_id", "since")
-	if err == nil {
-		err = s.streamReady()
-	}
-	var follow *logFollower
-	if err == nil && wantFlag(r, "logs") {
-		follow, err = s.logFollower(r, j, id)
-	}
+	j, after, follow, err := s.openJobStream(r, "last_event_id", "since")
 	if err != nil {
 		s.Error(w, r, err)
 		return

@@ -70,19 +70,7 @@ func (o *wsSink) fail(code, msg string) {
 // resumed after ?since=<event id> from the event log; ?logs=1 adds log lines. The
 // server pings every heartbeat; a client that stops reading is dropped.
 func (s *Server) jobEventsWS(w http.ResponseWriter, r *http.Request) {
-	j, id, err := s.load(r)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	after, err := parseEventID(r, "since")
-	if err == nil {
-		err = s.streamReady()
-	}
-	var follow *logFollower
-	if err == nil && wantFlag(r, "logs") {
-		follow, err = s.logFollower(r, j, id)
-	}
+	j, after, follow, err := s.openJobStream(r, "since")
 	if err != nil {
 		s.Error(w, r, err)
 		return

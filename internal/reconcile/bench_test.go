@@ -9,14 +9,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
 	"github.com/ftgate/ftgate/internal/reconcile"
 	"github.com/ftgate/ftgate/internal/slurm"
-	"github.com/ftgate/ftgate/internal/sshconn"
-	"github.com/ftgate/ftgate/internal/stacktest"
 )
 
 // countingRunner counts the remote commands the Slurm client issues.
@@ -35,21 +32,7 @@ func (c *countingRunner) Run(ctx context.Context, user string, argv []string, st
 // commands per pass. Printed, not asserted.
 func BenchmarkIntegrationReconcileHeld(b *testing.B) {
 	const n = 1000
-	st := stacktest.Require(b)
-	cfg, err := config.Load(st.GatewayConfig, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cl := &cfg.Clusters[0]
-	scfg, err := sshconn.ConfigFromCluster(cl)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sp, err := sshconn.New(scfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer sp.Close()
+	cl, sp := stackCluster(b)
 	runner := &countingRunner{Runner: sp}
 	sc, err := slurm.New(runner, slurm.OptionsFromCluster(cl))
 	if err != nil {

@@ -19,13 +19,12 @@ import (
 	"github.com/ftgate/ftgate/internal/submit"
 )
 
-// TestIntegrationSubmitAndReconcile drives the real submitter and reconciler passes
-// (no HTTP) against the stack: Postgres, sshd, Slurm and the real trainer.
-func TestIntegrationSubmitAndReconcile(t *testing.T) {
-	st := stacktest.Require(t)
+// stackCluster returns the stack's cluster config and an SSH pool to it, closed with tb.
+func stackCluster(tb testing.TB) (*config.Cluster, *sshconn.Pool) {
+	st := stacktest.Require(tb)
 	cfg, err := config.Load(st.GatewayConfig, nil)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	cl := &cfg.Clusters[0]
 	if d := st.Env["STACK_TRAINER_DIR"]; d != "" {
@@ -33,13 +32,20 @@ func TestIntegrationSubmitAndReconcile(t *testing.T) {
 	}
 	scfg, err := sshconn.ConfigFromCluster(cl)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	sp, err := sshconn.New(scfg)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer sp.Close()
+	tb.Cleanup(func() { _ = sp.Close() })
+	return cl, sp
+}
+
+// TestIntegrationSubmitAndReconcile drives the real submitter and reconciler passes
+// (no HTTP) against the stack: Postgres, sshd, Slurm and the real trainer.
+func TestIntegrationSubmitAndReconcile(t *testing.T) {
+	cl, sp := stackCluster(t)
 	sc, err := slurm.New(sp, slurm.OptionsFromCluster(cl))
 	if err != nil {
 		t.Fatal(err)
