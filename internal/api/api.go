@@ -8,9 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 
-	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
-
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/metrics"
 )
@@ -23,12 +21,7 @@ type Authenticator interface {
 }
 
 // AuthConfig is what clients need to log in, served by GET /api/auth/config.
-type AuthConfig struct {
-	Issuer   string   `json:"issuer"`
-	ClientID string   `json:"client_id"`
-	Scopes   []string `json:"scopes"`
-	Audience string   `json:"audience"`
-}
+type AuthConfig = client.AuthConfig
 
 // Server holds the dependencies of the handlers.
 type Server struct {
@@ -47,36 +40,8 @@ type Server struct {
 	Kick func()
 	// Streams serves event streams (see stream.go); a zero value answers 503.
 	Streams Streams
-}
 
-// Handler returns the route table.
-func (s *Server) Handler() http.Handler {
-	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.instrument, s.recoverer)
-	r.Get("/health", s.health)
-	r.Get("/ready", s.ready)
-	r.Get("/metrics", s.metrics)
-	r.Get("/api/auth/config", s.authConfig)
-	r.Get("/api/openapi.json", s.openapi)
-	r.Group(func(r chi.Router) {
-		r.Use(s.authenticate)
-		r.Get("/api/whoami", s.whoami)
-		r.Post("/api/training/execute", s.execute)
-		r.Get("/api/training/status/{job_id}", s.status)
-		r.Post("/api/training/cancel/{job_id}", s.cancel)
-		r.Post("/api/training/pause/{job_id}", s.pause)
-		r.Post("/api/training/resume/{job_id}", s.resume)
-		r.Get("/api/jobs", s.list)
-		r.Get("/api/system/status", s.systemStatus)
-		s.streamRoutes(r)
-	})
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.URL.Path)
-	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path)
-	})
-	return r
+	readyCache readyCache
 }
 
 type ctxKey struct{}
@@ -105,7 +70,7 @@ func IdentityFrom(ctx context.Context) (job.Identity, bool) {
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.Version})
+	writeJSON(w, http.StatusOK, client.Health{Status: "ok", Version: s.Version})
 }
 
 func (s *Server) authConfig(w http.ResponseWriter, r *http.Request) {
@@ -114,7 +79,7 @@ func (s *Server) authConfig(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 	id, _ := IdentityFrom(r.Context())
-	writeJSON(w, http.StatusOK, map[string]any{"subject": id.Subject, "username": id.Username, "admin": id.Admin, "groups": id.Groups})
+	writeJSON(w, http.StatusOK, client.Whoami{Subject: id.Subject, Username: id.Username, Admin: id.Admin, Groups: id.Groups})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -123,15 +88,6 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	var b errorBody
-	b.Error.Code, b.Error.Message = code, msg
-	writeJSON(w, status, b)
+	writeJSON(w, status, client.ErrorBody{Error: client.ErrorDetail{Code: code, Message: msg}})
 }

@@ -14,22 +14,10 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/artifact"
 	"github.com/ftgate/ftgate/internal/job"
 )
-
-// artifactRoutes registers logs, checkpoints, model downloads and purge.
-func (s *Server) artifactRoutes(r chi.Router) {
-	r.Get("/api/training/{job_id}/logs", s.jobLogs)
-	r.Get("/api/training/{job_id}/checkpoints", s.listCheckpoints)
-	r.Get("/api/training/{job_id}/checkpoints/{name}", s.getCheckpoint)
-	r.Delete("/api/training/{job_id}/checkpoints/{name}", s.deleteCheckpoint)
-	r.Get("/api/training/{job_id}/model", s.getModel)
-	r.Get("/api/training/{job_id}/model/manifest", s.getModelManifest)
-	r.Delete("/api/training/{job_id}", s.purgeJob)
-	r.Put("/api/training/{job_id}/pin", s.pinJob)
-	r.Delete("/api/training/{job_id}/pin", s.pinJob)
-}
 
 // pinner records pins and purges; *postgres.Store implements it.
 type pinner interface {
@@ -55,7 +43,7 @@ func (s *Server) pinJob(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"job_id": j.ID, "pinned": pinned})
+	writeJSON(w, http.StatusOK, client.PinState{JobID: j.ID, Pinned: pinned})
 }
 
 // jobDir returns the job's directory on its cluster. The cluster's file access
@@ -245,7 +233,7 @@ func (s *Server) listCheckpoints(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"job_id": j.ID, "checkpoints": cks})
+	writeJSON(w, http.StatusOK, client.CheckpointList{JobID: j.ID, Checkpoints: cks})
 }
 
 // checkpointArg validates {name} before anything is read.
@@ -522,5 +510,5 @@ func (s *Server) purgeJob(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.logger().Info("job directory purged", "job", j.ID, "dir", j.JobDir, "by", callerName(r))
-	writeJSON(w, http.StatusOK, map[string]any{"job_id": j.ID, "purged": true})
+	writeJSON(w, http.StatusOK, client.Purged{JobID: j.ID, Purged: true})
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
@@ -218,8 +219,8 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 			s.Error(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"dry_run": true, "spec": spec, "cluster": cl.Config.Name,
-			"job_dir": slurm.JobDir(cl.Config.JobRoot, j.User, "<job-id>"), "script": script})
+		writeJSON(w, http.StatusOK, client.DryRun{DryRun: true, Spec: spec, Cluster: cl.Config.Name,
+			JobDir: slurm.JobDir(cl.Config.JobRoot, j.User, "<job-id>"), Script: script})
 		return
 	default:
 		s.Error(w, r, job.Errorf(job.EInvalid, "dry_run: want 1 or 0, got %q", v))
@@ -522,7 +523,7 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	if jobs == nil {
 		jobs = []job.Job{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": jobs, "next_cursor": next})
+	writeJSON(w, http.StatusOK, client.JobList{Jobs: jobs, NextCursor: next})
 }
 
 // parseTime accepts RFC 3339 or a date (YYYY-MM-DD, UTC).
@@ -539,73 +540,6 @@ func parseTime(field, v string) (time.Time, error) {
 	return time.Time{}, job.Errorf(job.EInvalid, "%s: want RFC 3339 (2026-01-02T15:04:05Z) or a date (2026-01-02), got %q", field, v)
 }
 
-func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	checks := map[string]string{}
-	failed := false
-	if s.Store == nil {
-		checks["postgres"], failed = "not configured", true
-	} else if err := s.Store.Ping(ctx); err != nil {
-		checks["postgres"], failed = "failed: "+job.ErrorMessage(err), true
-	} else {
-		checks["postgres"] = "ok"
-	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, cl := range s.Clusters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res := "ok"
-			if cl.Ping == nil {
-				res = "failed: no probe configured (set clusters[].probe_user)"
-			} else if err := cl.Ping(ctx); err != nil {
-				res = "failed: " + err.Error()
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			checks["cluster "+cl.Config.Name] = res
-			if res != "ok" {
-				failed = true
-			}
-		}()
-	}
-	wg.Wait()
-	if failed {
-		var bad []string
-		for k, v := range checks {
-			if v != "ok" {
-				bad = append(bad, k)
-			}
-		}
-		slices.Sort(bad)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": bad, "checks": checks,
-			"error": map[string]string{"code": job.EUnavailable, "message": "not ready: " + strings.Join(bad, ", ")}})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
-}
-
-type partitionStatus struct {
-	Name          string `json:"name"`
-	State         string `json:"state"`
-	GPUsTotal     int    `json:"gpus_total"`
-	GPUsAllocated int    `json:"gpus_allocated"`
-	GPUsFree      int    `json:"gpus_free"`
-	MaxNodeGPUs   int    `json:"max_node_gpus"`
-}
-
-type clusterStatus struct {
-	Name                string            `json:"name"`
-	Partitions          []partitionStatus `json:"partitions"`
-	CapacityError       string            `json:"capacity_error,omitempty"`
-	Jobs                map[string]int    `json:"jobs"`
-	ReconcilerLastRun   *time.Time        `json:"reconciler_last_run,omitempty"`
-	ReconcilerLagSecond *float64          `json:"reconciler_lag_seconds,omitempty"`
-	ReconcilerError     string            `json:"reconciler_error,omitempty"`
-}
-
 func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
 	defer cancel()
@@ -619,10 +553,10 @@ func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	out := make([]clusterStatus, len(s.Clusters))
+	out := make([]client.ClusterStatus, len(s.Clusters))
 	var wg sync.WaitGroup
 	for i, cl := range s.Clusters {
-		cs := clusterStatus{Name: cl.Config.Name, Jobs: map[string]int{}, Partitions: []partitionStatus{}}
+		cs := client.ClusterStatus{Name: cl.Config.Name, Jobs: map[string]int{}, Partitions: []client.PartitionStatus{}}
 		for _, st := range job.States {
 			cs.Jobs[string(st)] = 0
 		}
@@ -634,7 +568,7 @@ func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request) {
 		if run, ok := runs[cl.Config.Name]; ok {
 			at := run.At
 			lag := time.Since(at).Seconds()
-			cs.ReconcilerLastRun, cs.ReconcilerLagSecond, cs.ReconcilerError = &at, &lag, run.Error
+			cs.ReconcilerLastRun, cs.ReconcilerLagSeconds, cs.ReconcilerError = &at, &lag, run.Error
 		}
 		out[i] = cs
 		user := cl.Config.ProbeUser
@@ -657,11 +591,11 @@ func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request) {
 				if !slices.Contains(cl.Config.Partitions, p.Name) {
 					continue
 				}
-				out[i].Partitions = append(out[i].Partitions, partitionStatus{Name: p.Name, State: p.State, GPUsTotal: p.GPUs,
+				out[i].Partitions = append(out[i].Partitions, client.PartitionStatus{Name: p.Name, State: p.State, GPUsTotal: p.GPUs,
 					GPUsAllocated: p.GPUsAlloc, GPUsFree: p.GPUs - p.GPUsAlloc, MaxNodeGPUs: p.MaxNodeGPUs})
 			}
 		}()
 	}
 	wg.Wait()
-	writeJSON(w, http.StatusOK, map[string]any{"version": s.Version, "time": time.Now().UTC(), "clusters": out})
+	writeJSON(w, http.StatusOK, client.SystemStatus{Version: s.Version, Time: time.Now().UTC(), Clusters: out})
 }

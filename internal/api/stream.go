@@ -10,8 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/artifact"
 	"github.com/ftgate/ftgate/internal/event"
 	"github.com/ftgate/ftgate/internal/job"
@@ -38,16 +37,6 @@ type Streams struct {
 	Heartbeat time.Duration
 }
 
-// streamRoutes registers the event streams, the metrics series and the artifact
-// routes (inside the authenticated group).
-func (s *Server) streamRoutes(r chi.Router) {
-	r.Get("/api/events", s.allEvents)
-	r.Get("/api/training/{job_id}/events", s.jobEvents)
-	r.Get("/api/training/{job_id}/ws", s.jobEventsWS)
-	r.Get("/api/training/{job_id}/metrics", s.jobMetrics)
-	s.artifactRoutes(r)
-}
-
 func (s *Server) heartbeat() time.Duration {
 	if s.Streams.Heartbeat > 0 {
 		return s.Streams.Heartbeat
@@ -55,35 +44,18 @@ func (s *Server) heartbeat() time.Duration {
 	return defaultHeartbeat
 }
 
-// wireEvent is an event as streams send it.
-type wireEvent struct {
-	JobID string          `json:"job_id"`
-	ID    int64           `json:"id"`
-	Kind  string          `json:"kind"`
-	State job.State       `json:"state,omitempty"`
-	At    time.Time       `json:"at"`
-	Data  json.RawMessage `json:"data,omitempty"`
-}
-
-func toWire(e job.Event) wireEvent {
-	w := wireEvent{JobID: e.JobID, ID: e.ID, Kind: e.Kind, State: e.State, At: e.At}
+func toWire(e job.Event) client.Event {
+	w := client.Event{JobID: e.JobID, ID: e.ID, Kind: e.Kind, State: e.State, At: e.At}
 	if len(e.Data) > 0 && json.Valid(e.Data) {
 		w.Data = e.Data
 	}
 	return w
 }
 
-// wireLog is a batch of new log lines.
-type wireLog struct {
-	File   string   `json:"file"`
-	Offset int64    `json:"offset"` // byte offset after these lines
-	Lines  []string `json:"lines"`
-}
-
 // sink is one streaming transport (SSE or WebSocket).
 type sink interface {
 	event(e job.Event) error
-	log(l wireLog) error
+	log(l client.LogLines) error
 	ping() error
 	// fail tells the client why the stream ends (e.g. slow consumer).
 	fail(code, msg string)
@@ -157,7 +129,7 @@ type logFollower struct {
 	rest   []byte
 }
 
-func (f *logFollower) poll(ctx context.Context, emit func(wireLog) error) error {
+func (f *logFollower) poll(ctx context.Context, emit func(client.LogLines) error) error {
 	if f.real == "" {
 		name, err := f.dir.LogFile(ctx, f.slurm)
 		if err != nil {
@@ -200,7 +172,7 @@ func (f *logFollower) poll(ctx context.Context, emit func(wireLog) error) error 
 	if len(lines) == 0 {
 		return nil
 	}
-	return emit(wireLog{File: f.file, Offset: f.offset - int64(len(f.rest)), Lines: lines})
+	return emit(client.LogLines{File: f.file, Offset: f.offset - int64(len(f.rest)), Lines: lines})
 }
 
 // pump delivers events (exactly once, in order per job), heartbeats and, when
@@ -293,7 +265,7 @@ func (o *sseSink) event(e job.Event) error {
 	return o.write(id + "event: " + sseName(e.Kind) + "\ndata: " + string(b) + "\n\n")
 }
 
-func (o *sseSink) log(l wireLog) error {
+func (o *sseSink) log(l client.LogLines) error {
 	b, _ := json.Marshal(l)
 	return o.write("event: log\ndata: " + string(b) + "\n\n")
 }
@@ -301,7 +273,7 @@ func (o *sseSink) log(l wireLog) error {
 func (o *sseSink) ping() error { return o.write(": ping\n\n") }
 
 func (o *sseSink) fail(code, msg string) {
-	b, _ := json.Marshal(map[string]string{"code": code, "message": msg})
+	b, _ := json.Marshal(client.ErrorDetail{Code: code, Message: msg})
 	_ = o.write("event: error\ndata: " + string(b) + "\n\n")
 }
 
@@ -425,8 +397,8 @@ func (s *Server) jobMetrics(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"job_id": j.ID, "since_step": since, "last_step": series.LastStep,
-		"series": series.Series, "skipped_lines": series.Skipped, "progress": j.Progress})
+	writeJSON(w, http.StatusOK, client.Metrics{JobID: j.ID, SinceStep: since, LastStep: series.LastStep,
+		Series: series.Series, SkippedLines: series.Skipped, Progress: j.Progress})
 }
 
 // queryInt parses an optional integer query parameter within [lo, hi].

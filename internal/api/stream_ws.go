@@ -8,18 +8,10 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/event"
 	"github.com/ftgate/ftgate/internal/job"
 )
-
-// wsMessage is one WebSocket text message: {"type":"event","event":{...}},
-// {"type":"log","log":{...}} or {"type":"error","error":{"code","message"}}.
-type wsMessage struct {
-	Type  string            `json:"type"`
-	Event *wireEvent        `json:"event,omitempty"`
-	Log   *wireLog          `json:"log,omitempty"`
-	Error map[string]string `json:"error,omitempty"`
-}
 
 // wsSink writes to a WebSocket.
 type wsSink struct {
@@ -27,7 +19,7 @@ type wsSink struct {
 	conn *websocket.Conn
 }
 
-func (o *wsSink) send(m wsMessage) error {
+func (o *wsSink) send(m client.WSMessage) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode message: %w", err)
@@ -42,10 +34,10 @@ func (o *wsSink) send(m wsMessage) error {
 
 func (o *wsSink) event(e job.Event) error {
 	w := toWire(e)
-	return o.send(wsMessage{Type: "event", Event: &w})
+	return o.send(client.WSMessage{Type: "event", Event: &w})
 }
 
-func (o *wsSink) log(l wireLog) error { return o.send(wsMessage{Type: "log", Log: &l}) }
+func (o *wsSink) log(l client.LogLines) error { return o.send(client.WSMessage{Type: "log", Log: &l}) }
 
 func (o *wsSink) ping() error {
 	ctx, cancel := context.WithTimeout(o.ctx, streamWriteTimeout)
@@ -57,7 +49,7 @@ func (o *wsSink) ping() error {
 }
 
 func (o *wsSink) fail(code, msg string) {
-	_ = o.send(wsMessage{Type: "error", Error: map[string]string{"code": code, "message": msg}})
+	_ = o.send(client.WSMessage{Type: "error", Error: &client.ErrorDetail{Code: code, Message: msg}})
 	status := websocket.StatusInternalError
 	switch code {
 	case "slow_consumer", job.EUnavailable:
