@@ -215,6 +215,17 @@ type memStore struct {
 	changes []string
 }
 
+// seedSpec is the spec of memStore's jobs: authzSpec, normalised.
+var seedSpec = func() job.Spec {
+	spec, err := job.DecodeSpec(strings.NewReader(authzSpec))
+	if err != nil {
+		panic(err)
+	}
+	spec.Resources.Cluster = "dev"
+	spec.Normalize()
+	return spec
+}()
+
 func newMemStore() *memStore {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	s := &memStore{jobs: map[string]job.Job{}}
@@ -224,6 +235,7 @@ func newMemStore() *memStore {
 		{ID: "job-b", OwnerSubject: "sub-bob", User: "bob", State: job.Queued, SlurmID: "103"},
 	} {
 		j.Cluster, j.JobDir, j.CreatedAt = "dev", "/jobs/"+j.User+"/"+j.ID, t0.Add(time.Duration(i)*time.Minute)
+		j.Spec = seedSpec
 		s.jobs[j.ID] = j
 	}
 	return s
