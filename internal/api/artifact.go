@@ -19,27 +19,15 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 )
 
-// pinner records pins and purges; *postgres.Store implements it.
-type pinner interface {
-	SetPinned(ctx context.Context, id string, pinned bool) error
-	MarkPurged(ctx context.Context, id string, at time.Time) error
-}
-
 // pinJob is PUT (pin) or DELETE (unpin) /api/training/{job_id}/pin: a pinned job's
 // files are kept past the cluster's retention period.
 func (s *Server) pinJob(w http.ResponseWriter, r *http.Request) {
 	j, _, err := s.load(r)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	p, ok := s.Store.(pinner)
-	if !ok {
-		s.Error(w, r, job.Errorf(job.EUnavailable, "pinning is not available on this gateway"))
-		return
-	}
 	pinned := r.Method == http.MethodPut
-	if err := p.SetPinned(r.Context(), j.ID, pinned); err != nil {
+	if err == nil {
+		err = s.jobs().Pin(r.Context(), j, pinned)
+	}
+	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
@@ -483,32 +471,15 @@ func (s *Server) getModelManifest(w http.ResponseWriter, r *http.Request) {
 // finished job on the cluster. The job's record stays.
 func (s *Server) purgeJob(w http.ResponseWriter, r *http.Request) {
 	j, _, err := s.load(r)
+	if err == nil && !wantFlag(r, "purge") {
+		err = job.Errorf(job.EInvalid, "purge: must be 1 to delete the job directory (DELETE without purge is not supported)")
+	}
+	if err == nil {
+		err = s.jobs().Purge(r.Context(), j, callerName(r))
+	}
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
-	if !wantFlag(r, "purge") {
-		s.Error(w, r, job.Errorf(job.EInvalid, "purge: must be 1 to delete the job directory (DELETE without purge is not supported)"))
-		return
-	}
-	if !j.State.Terminal() {
-		s.Error(w, r, job.Errorf(job.EConflict, "job is %s; cancel it or wait for it to finish before purging its files", j.State))
-		return
-	}
-	d, err := s.jobDir(j)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	if err := d.Purge(r.Context()); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	if p, ok := s.Store.(pinner); ok {
-		if err := p.MarkPurged(r.Context(), j.ID, time.Now()); err != nil {
-			s.logger().Warn("record purge", "job", j.ID, "err", err)
-		}
-	}
-	s.logger().Info("job directory purged", "job", j.ID, "dir", j.JobDir, "by", callerName(r))
 	writeJSON(w, http.StatusOK, client.Purged{JobID: j.ID, Purged: true})
 }

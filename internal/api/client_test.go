@@ -16,7 +16,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/config"
@@ -97,22 +96,6 @@ func (f localFS) write(t *testing.T, p, data string) {
 	}
 }
 
-// pinStore adds pins to memStore.
-type pinStore struct {
-	*memStore
-	mu     sync.Mutex
-	pinned map[string]bool
-}
-
-func (s *pinStore) SetPinned(_ context.Context, id string, pinned bool) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.pinned[id] = pinned
-	return nil
-}
-
-func (s *pinStore) MarkPurged(context.Context, string, time.Time) error { return nil }
-
 // recordingTransport keeps every answer's status and body for the schema check.
 type recordingTransport struct {
 	mu   sync.Mutex
@@ -153,7 +136,7 @@ func TestTypedClient(t *testing.T) {
 	fs := newFakeSlurm()
 	fs.status["101"] = fsStatus("PENDING")
 	lfs := localFS{fakeSlurm: fs, root: t.TempDir()}
-	store := &pinStore{memStore: newMemStore(), pinned: map[string]bool{}}
+	store := newMemStore()
 	done := store.jobs["job-a"]
 	done.ID, done.State, done.JobDir = "job-d", job.Succeeded, "/jobs/alice/job-d"
 	store.jobs["job-d"] = done

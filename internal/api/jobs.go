@@ -19,6 +19,7 @@ import (
 	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/jobsvc"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/submit"
@@ -26,10 +27,8 @@ import (
 
 // Store is what the handlers need from Postgres; *postgres.Store implements it.
 type Store interface {
-	Create(ctx context.Context, j job.Job, maxActive int) (job.Job, bool, error)
-	Get(ctx context.Context, id string) (job.Job, error)
+	jobsvc.Store
 	List(ctx context.Context, f postgres.Filter) ([]job.Job, string, error)
-	Transition(ctx context.Context, id string, c job.Change) (job.Job, error)
 	CountByState(ctx context.Context) ([]postgres.StateCount, error)
 	Runs(ctx context.Context) (map[string]postgres.Run, error)
 	Ping(ctx context.Context) error
@@ -233,15 +232,13 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		}
 		j.IdempotencyKey = key
 	}
-	out, created, err := s.Store.Create(r.Context(), j, s.MaxActivePerUser)
+	out, created, err := s.jobs().Create(r.Context(), j)
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
 	if !created {
 		w.Header().Set("Idempotent-Replayed", "true")
-	} else if s.Kick != nil {
-		s.Kick()
 	}
 	w.Header().Set("Location", "/api/training/status/"+out.ID)
 	writeJSON(w, http.StatusAccepted, out)
@@ -270,67 +267,51 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, j)
 }
 
-// transition writes a state change and counts it.
-func (s *Server) transition(ctx context.Context, j job.Job, c job.Change) (job.Job, error) {
-	out, err := s.Store.Transition(ctx, j.ID, c)
-	if err == nil && s.Metrics != nil {
-		s.Metrics.Transitions.WithLabelValues(string(c.From), string(c.To)).Inc()
-	}
-	return out, err
+// jobs returns the job operations over the server's store and clusters.
+func (s *Server) jobs() *jobsvc.Service {
+	return &jobsvc.Service{Store: s.Store, Cluster: s.opsCluster, MaxActivePerUser: s.MaxActivePerUser,
+		Kick: s.Kick, Transitioned: s.countTransition, Log: s.logger()}
 }
 
-func (s *Server) clusterOf(j job.Job) (*Cluster, error) {
-	cl, ok := s.cluster(j.Cluster)
-	if !ok || cl.Slurm == nil {
-		return nil, job.Errorf(job.EUnavailable, "cluster %s is not configured on this gateway", j.Cluster)
+func (s *Server) countTransition(from, to job.State) {
+	if s.Metrics != nil {
+		s.Metrics.Transitions.WithLabelValues(string(from), string(to)).Inc()
 	}
-	return cl, nil
+}
+
+// opsCluster is a cluster as the job operations see it.
+func (s *Server) opsCluster(name string) (*jobsvc.Cluster, error) {
+	cl, ok := s.cluster(name)
+	if !ok {
+		return nil, job.Errorf(job.EUnavailable, "cluster %s is not configured on this gateway", name)
+	}
+	out := &jobsvc.Cluster{Dir: func(j job.Job) (jobsvc.Purger, error) {
+		d, err := s.jobDir(j)
+		if err != nil {
+			return nil, err
+		}
+		return d, nil
+	}}
+	if cl.Slurm != nil {
+		out.Slurm = cl.Slurm
+	}
+	if cl.Files != nil {
+		out.Files = cl.Files
+	}
+	return out, nil
 }
 
 // cancel works in every non-terminal state; cancelling a cancelled job answers 200.
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	j, _, err := s.load(r)
+	if err == nil {
+		j, err = s.jobs().Cancel(r.Context(), j, callerName(r))
+	}
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
-	for attempt := 0; attempt < 5; attempt++ {
-		switch {
-		case j.State == job.Cancelled:
-			writeJSON(w, http.StatusOK, j)
-			return
-		case j.State.Terminal():
-			s.Error(w, r, job.Errorf(job.EConflict, "job already %s; only unfinished jobs can be cancelled", j.State))
-			return
-		}
-		if j.SlurmID != "" && j.State != job.Submitting {
-			cl, err := s.clusterOf(j)
-			if err != nil {
-				s.Error(w, r, err)
-				return
-			}
-			if err := cl.Slurm.Cancel(r.Context(), j.User, j.SlurmID); err != nil {
-				s.Error(w, r, err)
-				return
-			}
-		}
-		// A job in submitting is cancelled in the store only: the submitter sees the
-		// conflict when it records its sbatch result and cancels that Slurm job.
-		out, err := s.transition(r.Context(), j, job.Change{From: j.State, To: job.Cancelled, Reason: "cancelled by " + callerName(r), ClearPause: true})
-		if err == nil {
-			writeJSON(w, http.StatusOK, out)
-			return
-		}
-		if job.ErrorCode(err) != job.EConflict {
-			s.Error(w, r, err)
-			return
-		}
-		if j, err = s.Store.Get(r.Context(), j.ID); err != nil {
-			s.Error(w, r, err)
-			return
-		}
-	}
-	s.Error(w, r, job.Errorf(job.EConflict, "job keeps changing state; retry"))
+	writeJSON(w, http.StatusOK, j)
 }
 
 func callerName(r *http.Request) string {
@@ -341,124 +322,34 @@ func callerName(r *http.Request) string {
 	return id.Subject
 }
 
-// ControlFile is control.json's name in the job directory.
-const ControlFile = "control.json"
-
+// pause answers 202 while a running job checkpoints (pausing), 200 once paused.
 func (s *Server) pause(w http.ResponseWriter, r *http.Request) {
 	j, _, err := s.load(r)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	switch j.State {
-	case job.Paused, job.Pausing:
-		writeJSON(w, http.StatusOK, j)
-		return
-	case job.Submitting:
-		s.Error(w, r, job.Errorf(job.EConflict, "job is still being submitted; retry in a few seconds"))
-		return
-	case job.Queued, job.Running:
-	default:
-		s.Error(w, r, job.Errorf(job.EConflict, "job already %s; only queued or running jobs can be paused", j.State))
-		return
-	}
-	cl, err := s.clusterOf(j)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	ctx := r.Context()
-	if j.State == job.Queued {
-		// Never signal a pending job (scancel --signal retries ~95 s): hold it.
-		if err := cl.Slurm.Hold(ctx, j.User, j.SlurmID); err != nil {
-			s.Error(w, r, err)
-			return
-		}
-		out, err := s.transition(ctx, j, job.Change{From: job.Queued, To: job.Paused, SetPause: true, Reason: "paused by " + callerName(r)})
-		if err != nil {
-			s.Error(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, out)
-		return
-	}
-	// Running: mark pausing first so the reconciler reads the job's end as a pause,
-	// then ask the trainer to checkpoint and exit.
-	out, err := s.transition(ctx, j, job.Change{From: job.Running, To: job.Pausing, SetPause: true, Reason: "pause requested by " + callerName(r)})
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	err = cl.Files.WriteFile(ctx, j.User, j.JobDir+"/"+ControlFile, []byte(`{"action":"pause"}`+"\n"), 0o644)
+	pending := false
 	if err == nil {
-		err = cl.Slurm.Signal(ctx, j.User, j.SlurmID)
+		j, pending, err = s.jobs().Pause(r.Context(), j, callerName(r))
 	}
 	if err != nil {
-		if _, rerr := s.Store.Transition(context.WithoutCancel(ctx), j.ID, job.Change{From: job.Pausing, To: job.Running, ClearPause: true, Reason: job.ClearReason}); rerr != nil {
-			s.logger().Error("revert failed pause", "job", j.ID, "err", rerr)
-		}
 		s.Error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, out)
+	status := http.StatusOK
+	if pending {
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, j)
 }
 
 func (s *Server) resume(w http.ResponseWriter, r *http.Request) {
 	j, _, err := s.load(r)
+	if err == nil {
+		j, err = s.jobs().Resume(r.Context(), j, callerName(r))
+	}
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
-	switch j.State {
-	case job.Paused:
-	case job.Pausing:
-		s.Error(w, r, job.Errorf(job.EConflict, "job is still pausing (writing its checkpoint); resume once it is paused"))
-		return
-	case job.Submitting, job.Queued, job.Running:
-		s.Error(w, r, job.Errorf(job.EConflict, "job is %s, not paused; only a paused job can be resumed", j.State))
-		return
-	default:
-		s.Error(w, r, job.Errorf(job.EConflict, "job already %s; a finished job cannot be resumed (submit it again)", j.State))
-		return
-	}
-	cl, err := s.clusterOf(j)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	ctx := r.Context()
-	if err := cl.Files.WriteFile(ctx, j.User, j.JobDir+"/"+ControlFile, []byte(`{"action":"run"}`+"\n"), 0o644); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	known := false
-	if j.SlurmID != "" {
-		st, err := cl.Slurm.Poll(ctx, j.User, []string{j.SlurmID})
-		if err != nil {
-			s.Error(w, r, err)
-			return
-		}
-		if v, ok := st[j.SlurmID]; ok && !v.State.Terminal() {
-			known = true
-		}
-	}
-	c := job.Change{From: job.Paused, To: job.Submitting, ClearPause: true, Reason: "resubmitted: Slurm no longer holds the job"}
-	if known {
-		if err := cl.Slurm.Release(ctx, j.User, j.SlurmID); err != nil {
-			s.Error(w, r, err)
-			return
-		}
-		c = job.Change{From: job.Paused, To: job.Queued, ClearPause: true, Reason: "resumed by " + callerName(r)}
-	}
-	out, err := s.transition(ctx, j, c)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	if c.To == job.Submitting && s.Kick != nil {
-		s.Kick()
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, j)
 }
 
 const maxPage = 200

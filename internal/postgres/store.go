@@ -180,12 +180,11 @@ func (s *Store) Create(ctx context.Context, j job.Job, maxActive int) (job.Job, 
 		}
 		if maxActive > 0 {
 			var n int
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM jobs WHERE owner_subject = $1 AND state IN ('submitting','queued','running','pausing')`,
-				j.OwnerSubject).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, countActiveSQL, j.OwnerSubject, activeStates).Scan(&n); err != nil {
 				return err
 			}
 			if n >= maxActive {
-				return job.Errorf(job.ETooMany, "quota exceeded: you have %d queued or running jobs, the limit is %d; wait for one to finish or cancel one", n, maxActive)
+				return job.Errorf(job.ETooMany, "quota exceeded: you have %d unfinished jobs (paused ones included), the limit is %d; wait for one to finish or cancel one", n, maxActive)
 			}
 		}
 		spec, err := json.Marshal(j.Spec)
@@ -212,6 +211,29 @@ func (s *Store) Create(ctx context.Context, j job.Job, maxActive int) (job.Job, 
 		return job.Job{}, false, translate(err, "job")
 	}
 	return out, created, nil
+}
+
+// activeStates are the states that count against the quota, as a query argument.
+var activeStates = stateNames(job.ActiveStates())
+
+const countActiveSQL = `SELECT count(*) FROM jobs WHERE owner_subject = $1 AND state = ANY($2)`
+
+// CountActive counts the owner's jobs that count against the quota (job.State.Active).
+func (s *Store) CountActive(ctx context.Context, owner string) (int, error) {
+	var n int
+	if err := s.Pool.QueryRow(ctx, countActiveSQL, owner, activeStates).Scan(&n); err != nil {
+		return 0, translate(err, "job")
+	}
+	return n, nil
+}
+
+// stateNames returns states as strings, for a text[] query argument.
+func stateNames(states []job.State) []string {
+	out := make([]string, len(states))
+	for i, st := range states {
+		out[i] = string(st)
+	}
+	return out
 }
 
 // Get returns the job with id.
