@@ -79,7 +79,7 @@ func (s *fakeStore) CountActive(_ context.Context, owner string) (int, error) {
 	return n, nil
 }
 
-func (s *fakeStore) SetPinned(context.Context, string, bool) error        { return nil }
+func (s *fakeStore) SetPinned(context.Context, string, bool) error       { return nil }
 func (s *fakeStore) MarkPurged(context.Context, string, time.Time) error { return nil }
 
 // fakeSlurm records Slurm calls and file writes; fail makes a call fail.
