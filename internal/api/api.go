@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/go-chi/chi/v5"
+
 	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/metrics"
@@ -69,19 +71,6 @@ func IdentityFrom(ctx context.Context) (job.Identity, bool) {
 	return id, ok
 }
 
-func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, client.Health{Status: "ok", Version: s.Version})
-}
-
-func (s *Server) authConfig(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.AuthConfig)
-}
-
-func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
-	id, _ := IdentityFrom(r.Context())
-	writeJSON(w, http.StatusOK, client.Whoami{Subject: id.Subject, Username: id.Username, Admin: id.Admin, Groups: id.Groups})
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -90,4 +79,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
 	writeJSON(w, status, client.ErrorBody{Error: client.ErrorDetail{Code: code, Message: msg}})
+}
+
+// load returns the caller's job, answering 404 for other users' jobs (admins see all).
+func (s *Server) load(r *http.Request) (job.Job, job.Identity, error) {
+	id, _ := IdentityFrom(r.Context())
+	jobID := chi.URLParam(r, "job_id")
+	j, err := s.Store.Get(r.Context(), jobID)
+	if err != nil {
+		return j, id, err
+	}
+	if !id.Admin && j.OwnerSubject != id.Subject {
+		return job.Job{}, id, job.Errorf(job.ENotFound, "job %s not found", jobID)
+	}
+	return j, id, nil
+}
+
+func callerName(r *http.Request) string {
+	id, _ := IdentityFrom(r.Context())
+	if id.Username != "" {
+		return id.Username
+	}
+	return id.Subject
 }

@@ -3,21 +3,12 @@ package api
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
-	"mime"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
-
-	"github.com/go-chi/chi/v5"
 
 	"github.com/ftgate/ftgate/client"
-	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/jobsvc"
 	"github.com/ftgate/ftgate/internal/postgres"
@@ -32,86 +23,6 @@ type Store interface {
 	CountByState(ctx context.Context) ([]postgres.StateCount, error)
 	Runs(ctx context.Context) (map[string]postgres.Run, error)
 	Ping(ctx context.Context) error
-}
-
-// Slurm is the per-cluster Slurm control the handlers use; *slurm.Client implements it.
-type Slurm interface {
-	Render(req slurm.Request) (string, error)
-	Cancel(ctx context.Context, user, id string) error
-	Signal(ctx context.Context, user, id string) error
-	Hold(ctx context.Context, user, id string) error
-	Release(ctx context.Context, user, id string) error
-	Poll(ctx context.Context, user string, ids []string) (map[string]slurm.Status, error)
-	Capacity(ctx context.Context, user string) (*slurm.Capacity, error)
-}
-
-// Files writes files in job directories; *sshconn.Pool implements it.
-type Files interface {
-	WriteFile(ctx context.Context, user, path string, data []byte, perm os.FileMode) error
-}
-
-// Cluster is one configured cluster with its Slurm and file access.
-type Cluster struct {
-	Config config.Cluster
-	Slurm  Slurm
-	Files  Files
-	// Ping checks SSH and `scontrol ping` (for /ready); nil reports the cluster unchecked.
-	Ping func(ctx context.Context) error
-
-	capMu   sync.Mutex
-	cap     *slurm.Capacity
-	capTime time.Time
-}
-
-const capacityTTL = 30 * time.Second
-
-// capacity returns the cluster's capacity, cached for capacityTTL, read as user.
-func (c *Cluster) capacity(ctx context.Context, user string) (*slurm.Capacity, error) {
-	c.capMu.Lock()
-	defer c.capMu.Unlock()
-	if c.cap != nil && time.Since(c.capTime) < capacityTTL {
-		return c.cap, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	capa, err := c.Slurm.Capacity(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	c.cap, c.capTime = capa, time.Now()
-	return capa, nil
-}
-
-func (s *Server) cluster(name string) (*Cluster, bool) {
-	for _, c := range s.Clusters {
-		if c.Config.Name == name {
-			return c, true
-		}
-	}
-	return nil, false
-}
-
-// readBody reads at most MaxBody bytes: a larger body is ETooLarge (413).
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	limit := s.MaxBody
-	if limit <= 0 {
-		limit = 1 << 20
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, job.Errorf(job.EInvalid, "Content-Type: want application/json, got %q", ct)
-		}
-	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	var mb *http.MaxBytesError
-	if errors.As(err, &mb) {
-		return nil, job.Errorf(job.ETooLarge, "body: larger than %d bytes", limit)
-	}
-	if err != nil {
-		return nil, job.Errorf(job.EInvalid, "body: %v", err)
-	}
-	return b, nil
 }
 
 // prepare decodes, normalises and validates a spec against the caller's cluster.
@@ -151,26 +62,6 @@ func (s *Server) prepare(ctx context.Context, id job.Identity, body []byte) (job
 		}
 	}
 	return spec, cl, nil
-}
-
-// checkCapacity refuses requests no node of the partition can ever run.
-func checkCapacity(c *slurm.Capacity, r job.Resources) error {
-	for _, p := range c.Partitions {
-		if p.Name != r.Partition {
-			continue
-		}
-		if r.GPUs > p.MaxNodeGPUs {
-			return job.Errorf(job.EUnprocessable, "invalid spec: resources.gpus: %d GPUs requested, but the largest node in partition %s has %d", r.GPUs, p.Name, p.MaxNodeGPUs)
-		}
-		if p.MaxNodeCPUs > 0 && r.CPUs > p.MaxNodeCPUs {
-			return job.Errorf(job.EUnprocessable, "invalid spec: resources.cpus: %d CPUs requested, but the largest node in partition %s has %d", r.CPUs, p.Name, p.MaxNodeCPUs)
-		}
-		if p.MaxNodeMemoryMB > 0 && r.MemoryMB > p.MaxNodeMemoryMB {
-			return job.Errorf(job.EUnprocessable, "invalid spec: resources.memory_mb: %d MB requested, but the largest node in partition %s has %d MB", r.MemoryMB, p.Name, p.MaxNodeMemoryMB)
-		}
-		return nil
-	}
-	return job.Errorf(job.EUnprocessable, "invalid spec: resources.partition: Slurm does not know partition %q", r.Partition)
 }
 
 var idemKeyRE = func(k string) bool {
@@ -244,20 +135,6 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, out)
 }
 
-// load returns the caller's job, answering 404 for other users' jobs (admins see all).
-func (s *Server) load(r *http.Request) (job.Job, job.Identity, error) {
-	id, _ := IdentityFrom(r.Context())
-	jobID := chi.URLParam(r, "job_id")
-	j, err := s.Store.Get(r.Context(), jobID)
-	if err != nil {
-		return j, id, err
-	}
-	if !id.Admin && j.OwnerSubject != id.Subject {
-		return job.Job{}, id, job.Errorf(job.ENotFound, "job %s not found", jobID)
-	}
-	return j, id, nil
-}
-
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	j, _, err := s.load(r)
 	if err != nil {
@@ -265,40 +142,6 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, j)
-}
-
-// jobs returns the job operations over the server's store and clusters.
-func (s *Server) jobs() *jobsvc.Service {
-	return &jobsvc.Service{Store: s.Store, Cluster: s.opsCluster, MaxActivePerUser: s.MaxActivePerUser,
-		Kick: s.Kick, Transitioned: s.countTransition, Log: s.logger()}
-}
-
-func (s *Server) countTransition(from, to job.State) {
-	if s.Metrics != nil {
-		s.Metrics.Transitions.WithLabelValues(string(from), string(to)).Inc()
-	}
-}
-
-// opsCluster is a cluster as the job operations see it.
-func (s *Server) opsCluster(name string) (*jobsvc.Cluster, error) {
-	cl, ok := s.cluster(name)
-	if !ok {
-		return nil, job.Errorf(job.EUnavailable, "cluster %s is not configured on this gateway", name)
-	}
-	out := &jobsvc.Cluster{Dir: func(j job.Job) (jobsvc.Purger, error) {
-		d, err := s.jobDir(j)
-		if err != nil {
-			return nil, err
-		}
-		return d, nil
-	}}
-	if cl.Slurm != nil {
-		out.Slurm = cl.Slurm
-	}
-	if cl.Files != nil {
-		out.Files = cl.Files
-	}
-	return out, nil
 }
 
 // cancel works in every non-terminal state; cancelling a cancelled job answers 200.
@@ -312,14 +155,6 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, j)
-}
-
-func callerName(r *http.Request) string {
-	id, _ := IdentityFrom(r.Context())
-	if id.Username != "" {
-		return id.Username
-	}
-	return id.Subject
 }
 
 // pause answers 202 while a running job checkpoints (pausing), 200 once paused.
@@ -415,78 +250,4 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		jobs = []job.Job{}
 	}
 	writeJSON(w, http.StatusOK, client.JobList{Jobs: jobs, NextCursor: next})
-}
-
-// parseTime accepts RFC 3339 or a date (YYYY-MM-DD, UTC).
-func parseTime(field, v string) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, v); err == nil {
-		return t, nil
-	}
-	return time.Time{}, job.Errorf(job.EInvalid, "%s: want RFC 3339 (2026-01-02T15:04:05Z) or a date (2026-01-02), got %q", field, v)
-}
-
-func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
-	defer cancel()
-	counts, err := s.Store.CountByState(ctx)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	runs, err := s.Store.Runs(ctx)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	out := make([]client.ClusterStatus, len(s.Clusters))
-	var wg sync.WaitGroup
-	for i, cl := range s.Clusters {
-		cs := client.ClusterStatus{Name: cl.Config.Name, Jobs: map[string]int{}, Partitions: []client.PartitionStatus{}}
-		for _, st := range job.States {
-			cs.Jobs[string(st)] = 0
-		}
-		for _, c := range counts {
-			if c.Cluster == cl.Config.Name {
-				cs.Jobs[string(c.State)] = c.N
-			}
-		}
-		if run, ok := runs[cl.Config.Name]; ok {
-			at := run.At
-			lag := time.Since(at).Seconds()
-			cs.ReconcilerLastRun, cs.ReconcilerLagSeconds, cs.ReconcilerError = &at, &lag, run.Error
-		}
-		out[i] = cs
-		user := cl.Config.ProbeUser
-		if id, ok := IdentityFrom(r.Context()); ok && user == "" {
-			user = id.Username
-		}
-		if cl.Slurm == nil || user == "" {
-			out[i].CapacityError = "no Slurm client or probe user"
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			capa, err := cl.capacity(ctx, user)
-			if err != nil {
-				out[i].CapacityError = job.ErrorMessage(err)
-				return
-			}
-			for _, p := range capa.Partitions {
-				if !slices.Contains(cl.Config.Partitions, p.Name) {
-					continue
-				}
-				out[i].Partitions = append(out[i].Partitions, client.PartitionStatus{Name: p.Name, State: p.State, GPUsTotal: p.GPUs,
-					GPUsAllocated: p.GPUsAlloc, GPUsFree: p.GPUs - p.GPUsAlloc, MaxNodeGPUs: p.MaxNodeGPUs})
-			}
-		}()
-	}
-	wg.Wait()
-	writeJSON(w, http.StatusOK, client.SystemStatus{Version: s.Version, Time: time.Now().UTC(), Clusters: out})
 }

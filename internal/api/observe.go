@@ -8,7 +8,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ftgate/ftgate/internal/job"
 )
@@ -50,20 +49,4 @@ func (s *Server) recoverer(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(w, r)
 	})
-}
-
-func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
-	if s.Metrics == nil {
-		s.Error(w, r, job.Errorf(job.ENotFound, "metrics are not enabled"))
-		return
-	}
-	promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
-}
-
-//go:embed openapi.json
-var openapiDoc []byte
-
-func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(openapiDoc)
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/artifact"
 	"github.com/ftgate/ftgate/internal/event"
@@ -103,13 +105,6 @@ func parseEventID(r *http.Request, params ...string) (int64, error) {
 		return 0, job.Errorf(job.EInvalid, "%s: want a non-negative event id, got %q", name, truncate(v, 40))
 	}
 	return n, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }
 
 func (s *Server) streamReady() error {
@@ -228,6 +223,7 @@ func (s *Server) pump(ctx context.Context, sub *event.Sub, cur *event.Cursor, jo
 type writeErr struct{ err error }
 
 func (e writeErr) Error() string { return "write to client: " + e.err.Error() }
+
 func (e writeErr) Unwrap() error { return e.err }
 
 func isWriteErr(err error) bool {
@@ -343,14 +339,6 @@ func (s *Server) allEvents(w http.ResponseWriter, r *http.Request) {
 	s.pump(r.Context(), sub, event.NewCursor(s.Streams.Events), "", out, nil)
 }
 
-func wantFlag(r *http.Request, name string) bool {
-	switch r.URL.Query().Get(name) {
-	case "1", "true", "yes":
-		return true
-	}
-	return false
-}
-
 // logFollower prepares log lines for a stream; ?log_offset= starts there, else at the
 // current end.
 func (s *Server) logFollower(r *http.Request, j job.Job, _ job.Identity) (*logFollower, error) {
@@ -369,47 +357,79 @@ func (s *Server) logFollower(r *http.Request, j job.Job, _ job.Identity) (*logFo
 	return &logFollower{dir: d, slurm: j.SlurmID, offset: off}, nil
 }
 
-// jobMetrics is GET /api/training/{job_id}/metrics?since_step=&max_points=: the
-// job's metrics.jsonl as series for charts.
-func (s *Server) jobMetrics(w http.ResponseWriter, r *http.Request) {
-	j, _, err := s.load(r)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	since, err := queryInt(r, "since_step", -1, -1, 1<<53)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	maxPoints, err := queryInt(r, "max_points", 10000, 1, 100000)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	d, err := s.jobDir(j)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	series, err := d.Metrics(r.Context(), since, int(maxPoints))
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, client.Metrics{JobID: j.ID, SinceStep: since, LastStep: series.LastStep,
-		Series: series.Series, SkippedLines: series.Skipped, Progress: j.Progress})
+// wsSink writes to a WebSocket.
+type wsSink struct {
+	ctx  context.Context
+	conn *websocket.Conn
 }
 
-// queryInt parses an optional integer query parameter within [lo, hi].
-func queryInt(r *http.Request, name string, def, lo, hi int64) (int64, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return def, nil
+func (o *wsSink) send(m client.WSMessage) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode message: %w", err)
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < lo || n > hi {
-		return 0, job.Errorf(job.EInvalid, "%s: want an integer between %d and %d, got %q", name, lo, hi, truncate(v, 40))
+	ctx, cancel := context.WithTimeout(o.ctx, streamWriteTimeout)
+	defer cancel()
+	if err := o.conn.Write(ctx, websocket.MessageText, b); err != nil {
+		return writeErr{err}
 	}
-	return n, nil
+	return nil
+}
+
+func (o *wsSink) event(e job.Event) error {
+	w := toWire(e)
+	return o.send(client.WSMessage{Type: "event", Event: &w})
+}
+
+func (o *wsSink) log(l client.LogLines) error { return o.send(client.WSMessage{Type: "log", Log: &l}) }
+
+func (o *wsSink) ping() error {
+	ctx, cancel := context.WithTimeout(o.ctx, streamWriteTimeout)
+	defer cancel()
+	if err := o.conn.Ping(ctx); err != nil {
+		return writeErr{err}
+	}
+	return nil
+}
+
+func (o *wsSink) fail(code, msg string) {
+	_ = o.send(client.WSMessage{Type: "error", Error: &client.ErrorDetail{Code: code, Message: msg}})
+	status := websocket.StatusInternalError
+	switch code {
+	case "slow_consumer", job.EUnavailable:
+		status = websocket.StatusTryAgainLater
+	}
+	_ = o.conn.Close(status, truncate(code+": "+msg, 120))
+}
+
+// jobEventsWS is GET /api/training/{job_id}/ws: the job's events over a WebSocket,
+// resumed after ?since=<event id> from the event log; ?logs=1 adds log lines. The
+// server pings every heartbeat; a client that stops reading is dropped.
+func (s *Server) jobEventsWS(w http.ResponseWriter, r *http.Request) {
+	j, after, follow, err := s.openJobStream(r, "since")
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	conn, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return // Accept answered the client
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(4096)
+	// The client sends nothing we need; CloseRead answers pings and notices a close.
+	ctx := conn.CloseRead(r.Context())
+	sub := s.Streams.Hub.Subscribe(event.Filter{JobID: j.ID})
+	defer sub.Close()
+	cur := event.NewCursor(s.Streams.Events)
+	cur.Start(j.ID, after)
+	out := &wsSink{ctx: ctx, conn: conn}
+	if err := cur.Backfill(ctx, j.ID, out.event); err != nil {
+		if !isWriteErr(err) {
+			out.fail(job.ErrorCode(err), job.ErrorMessage(err))
+		}
+		return
+	}
+	s.pump(ctx, sub, cur, j.ID, out, follow)
+	_ = conn.Close(websocket.StatusNormalClosure, "")
 }

@@ -34,28 +34,6 @@ func (s *Server) pinJob(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, client.PinState{JobID: j.ID, Pinned: pinned})
 }
 
-// jobDir returns the job's directory on its cluster. The cluster's file access
-// (Cluster.Files, an *sshconn.Pool in the gateway) must also implement artifact.FS.
-func (s *Server) jobDir(j job.Job) (*artifact.Dir, error) {
-	cl, ok := s.cluster(j.Cluster)
-	if !ok {
-		return nil, job.Errorf(job.EUnavailable, "cluster %s is not configured on this gateway", j.Cluster)
-	}
-	fsys, ok := cl.Files.(artifact.FS)
-	if !ok {
-		return nil, job.Errorf(job.EUnavailable, "artifact access is not configured for cluster %s", j.Cluster)
-	}
-	return artifact.ForJob(fsys, cl.Config.JobRoot, j)
-}
-
-func readFull(r io.Reader, buf []byte) (int, error) {
-	n, err := io.ReadFull(r, buf)
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		err = nil
-	}
-	return n, err
-}
-
 // jobLogs is GET /api/training/{job_id}/logs?offset=&tail=&follow=1: the Slurm output
 // file as text/plain from byte offset (default 0) or its last tail lines; follow
 // keeps the response open and streams new output until the job ends.
@@ -482,4 +460,36 @@ func (s *Server) purgeJob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, client.Purged{JobID: j.ID, Purged: true})
+}
+
+// jobMetrics is GET /api/training/{job_id}/metrics?since_step=&max_points=: the
+// job's metrics.jsonl as series for charts.
+func (s *Server) jobMetrics(w http.ResponseWriter, r *http.Request) {
+	j, _, err := s.load(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	since, err := queryInt(r, "since_step", -1, -1, 1<<53)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	maxPoints, err := queryInt(r, "max_points", 10000, 1, 100000)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	d, err := s.jobDir(j)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	series, err := d.Metrics(r.Context(), since, int(maxPoints))
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, client.Metrics{JobID: j.ID, SinceStep: since, LastStep: series.LastStep,
+		Series: series.Series, SkippedLines: series.Skipped, Progress: j.Progress})
 }
