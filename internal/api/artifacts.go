@@ -209,7 +209,7 @@ func (s *Server) checkpointArg(r *http.Request) (job.Job, *artifact.Dir, string,
 	if err != nil {
 		return j, nil, "", err
 	}
-	if _, err := artifact.CheckpointName(name); err != nil {
+	if _, err := job.CheckpointName(name); err != nil {
 		return j, nil, "", err
 	}
 	d, err := s.jobDir(j)

@@ -76,8 +76,8 @@ func (d *Dir) Checkpoints(ctx context.Context) ([]Checkpoint, error) {
 	}
 	out := []Checkpoint{}
 	for _, fi := range fis {
-		step, err := CheckpointName(fi.Name())
-		if err != nil || !fi.IsDir() {
+		step, ok := job.CheckpointStep(fi.Name())
+		if !ok || !fi.IsDir() {
 			continue // temporaries (.tmp-step-*), symlinks and stray files
 		}
 		c := Checkpoint{Name: fi.Name(), Step: step, Created: fi.ModTime().UTC()}

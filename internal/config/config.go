@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ftgate/ftgate/internal/job"
 	"gopkg.in/yaml.v3"
 )
 
@@ -237,9 +238,7 @@ func def(s *string, v string) {
 }
 
 var (
-	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 	signalRE = regexp.MustCompile(`^(USR1|USR2|TERM|INT|HUP|URG)$`)
-	userRE   = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 )
 
 // Validate checks the configuration and names the offending key.
@@ -268,8 +267,8 @@ func (c *Config) Validate() error {
 	seen := map[string]bool{}
 	for i, cl := range c.Clusters {
 		k := func(f string) string { return fmt.Sprintf("clusters[%d].%s", i, f) }
-		if !nameRE.MatchString(cl.Name) {
-			bad(k("name"), "must match %s, got %q", nameRE, cl.Name)
+		if !job.NameRE.MatchString(cl.Name) {
+			bad(k("name"), "must match %s, got %q", job.NameRE, cl.Name)
 		}
 		if seen[cl.Name] {
 			bad(k("name"), "duplicate cluster %q", cl.Name)
@@ -299,8 +298,8 @@ func (c *Config) Validate() error {
 		if cl.Retention.Interval < time.Minute {
 			bad(k("retention.interval"), "must be at least 1m")
 		}
-		if cl.ProbeUser != "" && !userRE.MatchString(cl.ProbeUser) {
-			bad(k("probe_user"), "must be a Unix account name matching %s, got %q", userRE, cl.ProbeUser)
+		if cl.ProbeUser != "" && !job.UserRE.MatchString(cl.ProbeUser) {
+			bad(k("probe_user"), "must be a Unix account name matching %s, got %q", job.UserRE, cl.ProbeUser)
 		}
 		if cl.JobRoot == "" || !strings.HasPrefix(cl.JobRoot, "/") {
 			bad(k("job_root"), "must be an absolute path, got %q", cl.JobRoot)
@@ -309,14 +308,14 @@ func (c *Config) Validate() error {
 			bad(k("partitions"), "needs at least one partition")
 		}
 		for _, p := range cl.Partitions {
-			if !nameRE.MatchString(p) {
+			if !job.NameRE.MatchString(p) {
 				bad(k("partitions"), "invalid partition name %q", p)
 			}
 		}
 		if cl.DefaultPartition != "" && !contains(cl.Partitions, cl.DefaultPartition) {
 			bad(k("default_partition"), "%q is not in partitions", cl.DefaultPartition)
 		}
-		if cl.GPUType != "" && !nameRE.MatchString(cl.GPUType) {
+		if cl.GPUType != "" && !job.NameRE.MatchString(cl.GPUType) {
 			bad(k("gpu_type"), "invalid GPU type %q", cl.GPUType)
 		}
 		if !signalRE.MatchString(cl.CheckpointSignal) {

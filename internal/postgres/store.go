@@ -522,15 +522,10 @@ func setProgress(ctx context.Context, tx pgx.Tx, id string, p job.Progress) erro
 
 // checkpointStep is N of checkpoints/step-<N>, or fallback when the name has no step.
 func checkpointStep(name string, fallback int64) int64 {
-	_, n, ok := strings.Cut(path.Base(name), "step-")
-	if !ok {
-		return fallback
+	if n, ok := job.CheckpointStep(path.Base(name)); ok {
+		return n
 	}
-	v, err := strconv.ParseInt(n, 10, 64)
-	if err != nil {
-		return fallback
-	}
-	return v
+	return fallback
 }
 
 // gpusArg is the progress_gpus value: SQL NULL without a sample.
