@@ -223,7 +223,7 @@ func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		var rel string
 		if rel, err = fileArg(r); err == nil && rel != "" {
-			s.serveFile(w, r, d, "checkpoints/"+name, rel)
+			s.serveFile(w, r, d, job.CheckpointsDir+"/"+name, rel)
 			return
 		}
 	}
@@ -231,7 +231,7 @@ func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	files, err := d.Walk(r.Context(), "checkpoints/"+name, 10000)
+	files, err := d.Walk(r.Context(), job.CheckpointsDir+"/"+name, 10000)
 	if err != nil {
 		s.Error(w, r, err)
 		return
@@ -282,7 +282,7 @@ func (s *Server) deleteCheckpoint(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, job.Errorf(job.EConflict, "checkpoint %s is the newest complete checkpoint of a %s job; it is needed to resume", name, j.State))
 		return
 	}
-	if err := d.Remove(ctx, "checkpoints/"+name); err != nil {
+	if err := d.Remove(ctx, job.CheckpointsDir+"/"+name); err != nil {
 		s.Error(w, r, err)
 		return
 	}
@@ -310,7 +310,7 @@ func (s *Server) getModel(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if rel == "" {
-		files, err := d.Walk(ctx, "model", 10000)
+		files, err := d.Walk(ctx, job.ModelDir, 10000)
 		if err != nil {
 			s.Error(w, r, err)
 			return
@@ -318,7 +318,7 @@ func (s *Server) getModel(w http.ResponseWriter, r *http.Request) {
 		s.writeTar(w, r, d, files, shortID(j.ID)+"-model")
 		return
 	}
-	s.serveFile(w, r, d, "model", rel)
+	s.serveFile(w, r, d, job.ModelDir, rel)
 }
 
 // fileArg returns the validated ?file= parameter, or "" when absent.
@@ -437,7 +437,7 @@ func (s *Server) getModelManifest(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	m, err := d.ReadManifest(r.Context(), "model")
+	m, err := d.ReadManifest(r.Context(), job.ModelDir)
 	if err != nil {
 		s.Error(w, r, err)
 		return
