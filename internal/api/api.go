@@ -34,16 +34,25 @@ type Server struct {
 	Store      Store
 	Clusters   []*Cluster
 	Metrics    *metrics.Metrics
+	// MetricsToken, when set, is the bearer token /metrics requires; MetricsSeparate
+	// serves /metrics only through MetricsHandler (its own listener).
+	MetricsToken    string
+	MetricsSeparate bool
 	// MaxBody caps request bodies (413 above it); MaxActivePerUser is the queue quota
 	// (429 above it; 0 means no limit).
 	MaxBody          int64
 	MaxActivePerUser int
+	// MaxStreamsPerUser and MaxStreams cap open streams (SSE, WebSocket, followed
+	// logs) per user and in all: 429 above them; 0 means no cap.
+	MaxStreamsPerUser int
+	MaxStreams        int
 	// Kick wakes the submitter after a job is queued for submission.
 	Kick func()
 	// Streams serves event streams (see stream.go); a zero value answers 503.
 	Streams Streams
 
 	readyCache readyCache
+	slots      streamSlots
 }
 
 type ctxKey struct{}

@@ -113,6 +113,12 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	release, err := s.acquireStream(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	defer release()
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	s.followLog(ctx, w, j, d, name, offset)

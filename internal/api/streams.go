@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/coder/websocket"
@@ -68,25 +69,66 @@ type sink interface {
 // openJobStream checks what a per-job stream (SSE or WebSocket) needs before it starts:
 // the caller's job, the event id to resume after (from the first of idParams given) and,
 // with ?logs=1, a follower of the job's log.
-func (s *Server) openJobStream(r *http.Request, idParams ...string) (job.Job, int64, *logFollower, error) {
+// The caller runs release when the stream ends.
+func (s *Server) openJobStream(r *http.Request, idParams ...string) (j job.Job, after int64, follow *logFollower, release func(), err error) {
 	j, id, err := s.load(r)
 	if err != nil {
-		return j, 0, nil, err
+		return j, 0, nil, nil, err
 	}
-	after, err := parseEventID(r, idParams...)
-	if err != nil {
-		return j, 0, nil, err
+	if after, err = parseEventID(r, idParams...); err != nil {
+		return j, 0, nil, nil, err
 	}
 	if err := s.streamReady(); err != nil {
-		return j, 0, nil, err
+		return j, 0, nil, nil, err
 	}
-	var follow *logFollower
 	if wantFlag(r, "logs") {
 		if follow, err = s.logFollower(r, j, id); err != nil {
-			return j, 0, nil, err
+			return j, 0, nil, nil, err
 		}
 	}
-	return j, after, follow, nil
+	if release, err = s.acquireStream(r); err != nil {
+		return j, 0, nil, nil, err
+	}
+	return j, after, follow, release, nil
+}
+
+// streamSlots counts the open streams (SSE, WebSocket, followed logs) per user and in
+// all, for the MaxStreamsPerUser and MaxStreams caps.
+type streamSlots struct {
+	mu     sync.Mutex
+	byUser map[string]int
+	total  int
+}
+
+// acquireStream takes a stream slot for the caller, or answers ETooMany (429) above a
+// cap. The returned release frees it (once).
+func (s *Server) acquireStream(r *http.Request) (func(), error) {
+	id, _ := IdentityFrom(r.Context())
+	sl := &s.slots
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if s.MaxStreams > 0 && sl.total >= s.MaxStreams {
+		return nil, job.Errorf(job.ETooMany, "the gateway has %d open streams, its limit; retry later", sl.total)
+	}
+	if n := sl.byUser[id.Subject]; s.MaxStreamsPerUser > 0 && n >= s.MaxStreamsPerUser {
+		return nil, job.Errorf(job.ETooMany, "you have %d open streams (event streams, WebSockets, followed logs), the limit is %d; close one first", n, s.MaxStreamsPerUser)
+	}
+	if sl.byUser == nil {
+		sl.byUser = map[string]int{}
+	}
+	sl.byUser[id.Subject]++
+	sl.total++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			sl.mu.Lock()
+			defer sl.mu.Unlock()
+			sl.total--
+			if sl.byUser[id.Subject]--; sl.byUser[id.Subject] <= 0 {
+				delete(sl.byUser, id.Subject)
+			}
+		})
+	}, nil
 }
 
 func parseEventID(r *http.Request, params ...string) (int64, error) {
@@ -301,11 +343,12 @@ func startSSE(w http.ResponseWriter, ids bool) *sseSink {
 // jobEvents is GET /api/training/{job_id}/events: the job's events as SSE, resumed
 // after Last-Event-ID (or ?last_event_id=) from the event log; ?logs=1 adds log lines.
 func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
-	j, after, follow, err := s.openJobStream(r, "last_event_id", "since")
+	j, after, follow, release, err := s.openJobStream(r, "last_event_id", "since")
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
+	defer release()
 	sub := s.Streams.Hub.Subscribe(event.Filter{JobID: j.ID})
 	defer sub.Close()
 	cur := event.NewCursor(s.Streams.Events)
@@ -329,6 +372,12 @@ func (s *Server) allEvents(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
+	release, err := s.acquireStream(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	defer release()
 	f := event.Filter{Owner: id.Subject}
 	if id.Admin {
 		f.Owner = ""
@@ -406,11 +455,12 @@ func (o *wsSink) fail(code, msg string) {
 // resumed after ?since=<event id> from the event log; ?logs=1 adds log lines. The
 // server pings every heartbeat; a client that stops reading is dropped.
 func (s *Server) jobEventsWS(w http.ResponseWriter, r *http.Request) {
-	j, after, follow, err := s.openJobStream(r, "since")
+	j, after, follow, release, err := s.openJobStream(r, "since")
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
+	defer release()
 	conn, err := websocket.Accept(w, r, nil)
 	if err != nil {
 		return // Accept answered the client

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"crypto/subtle"
 	_ "embed"
 	"net/http"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ftgate/ftgate/client"
@@ -89,12 +91,42 @@ func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, client.SystemStatus{Version: s.Version, Time: time.Now().UTC(), Clusters: out})
 }
 
+// metrics is GET /metrics (Prometheus). With MetricsSeparate it is served only by
+// MetricsHandler; with MetricsToken it needs that bearer token.
 func (s *Server) metrics(w http.ResponseWriter, r *http.Request) {
-	if s.Metrics == nil {
-		s.Error(w, r, job.Errorf(job.ENotFound, "metrics are not enabled"))
+	if s.Metrics == nil || s.MetricsSeparate {
+		s.Error(w, r, job.Errorf(job.ENotFound, "metrics are not served here"))
 		return
 	}
+	s.serveMetrics(w, r)
+}
+
+func (s *Server) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	if s.MetricsToken != "" {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(s.MetricsToken)) != 1 {
+			s.Error(w, r, job.Errorf(job.EUnauthorized, "metrics: a valid bearer token is required"))
+			return
+		}
+	}
 	promhttp.HandlerFor(s.Metrics.Registry, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+}
+
+// MetricsHandler serves /metrics alone, for a separate listener (metrics.listen).
+func (s *Server) MetricsHandler() http.Handler {
+	r := chi.NewRouter()
+	r.Use(s.recoverer)
+	r.Get("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		if s.Metrics == nil {
+			s.Error(w, r, job.Errorf(job.ENotFound, "metrics are not enabled"))
+			return
+		}
+		s.serveMetrics(w, r)
+	})
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.URL.Path)
+	})
+	return r
 }
 
 //go:embed openapi.json

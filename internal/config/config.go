@@ -30,7 +30,16 @@ type Config struct {
 	Database  Database  `yaml:"database"`
 	OIDC      OIDC      `yaml:"oidc"`
 	Limits    Limits    `yaml:"limits"`
+	Metrics   Metrics   `yaml:"metrics"`
 	Clusters  []Cluster `yaml:"clusters"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen, when set, serves /metrics on this address only (not on listen).
+	Listen string `yaml:"listen"`
+	// BearerToken, when set, is required as "Authorization: Bearer <token>" on /metrics.
+	BearerToken string `yaml:"bearer_token" secret:"true"`
 }
 
 // Database configures the Postgres connection.
@@ -75,6 +84,10 @@ type Limits struct {
 	MaxActiveJobsPerUser int `yaml:"max_active_jobs_per_user"`
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxStreamsPerUser and MaxStreams cap open event streams, WebSockets and
+	// followed logs per user and in all (429 above them).
+	MaxStreamsPerUser int `yaml:"max_streams_per_user"`
+	MaxStreams        int `yaml:"max_streams"`
 }
 
 // Cluster describes one Slurm cluster reached over SSH.
@@ -193,6 +206,12 @@ func (c *Config) setDefaults() {
 	if c.Limits.MaxBodyBytes == 0 {
 		c.Limits.MaxBodyBytes = 1 << 20
 	}
+	if c.Limits.MaxStreamsPerUser == 0 {
+		c.Limits.MaxStreamsPerUser = 16
+	}
+	if c.Limits.MaxStreams == 0 {
+		c.Limits.MaxStreams = 1000
+	}
 	for i := range c.Clusters {
 		cl := &c.Clusters[i]
 		if cl.Port == 0 {
@@ -263,6 +282,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxActiveJobsPerUser < 0 {
 		bad("limits.max_active_jobs_per_user", "must be >= 0")
+	}
+	if c.Limits.MaxStreamsPerUser < 0 || c.Limits.MaxStreams < 0 {
+		bad("limits.max_streams_per_user and max_streams", "must be >= 0")
+	}
+	if c.Metrics.Listen != "" && c.Metrics.Listen == c.Listen {
+		bad("metrics.listen", "must differ from listen (%s); leave it empty to serve /metrics there", c.Listen)
 	}
 	seen := map[string]bool{}
 	for i, cl := range c.Clusters {
