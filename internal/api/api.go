@@ -53,6 +53,7 @@ type Server struct {
 
 	readyCache readyCache
 	slots      streamSlots
+	logs       logShare
 }
 
 type ctxKey struct{}

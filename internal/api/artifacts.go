@@ -121,12 +121,16 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	s.followLog(ctx, w, j, d, name, offset)
+	s.followLog(ctx, w, j, d, offset)
 }
 
-// followLog copies new log output as it is written until the job is terminal and
-// the log has no more output, or the client leaves.
-func (s *Server) followLog(ctx context.Context, w http.ResponseWriter, j job.Job, d *artifact.Dir, name string, offset int64) {
+// followLog copies new log output from offset as it is written, through the job's
+// shared follower, until the job is terminal and the log has no more output, or the
+// client leaves.
+func (s *Server) followLog(ctx context.Context, w http.ResponseWriter, j job.Job, d *artifact.Dir, offset int64) {
+	sl, release := s.logs.follow(j.ID, d, j.SlurmID)
+	defer release()
+	cur := logCursor{sl: sl, offset: offset}
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	t := time.NewTicker(logPoll)
@@ -134,30 +138,20 @@ func (s *Server) followLog(ctx context.Context, w http.ResponseWriter, j job.Job
 	lastPing := time.Now()
 	for {
 		done := j.State.Terminal()
-		if name == "" {
-			name, _ = d.LogFile(ctx, j.SlurmID)
-		}
 		wrote := false
-		if name != "" {
-			if real, fi, err := d.Stat(ctx, name); err == nil {
-				if fi.Size() < offset {
-					offset = 0
+		for {
+			_, data, _, err := cur.next(ctx)
+			if len(data) == 0 {
+				if err != nil {
+					return
 				}
-				if n := fi.Size() - offset; n > 0 {
-					f, err := d.Open(ctx, real, offset)
-					if err != nil {
-						return
-					}
-					_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-					c, err := io.CopyN(w, f, n)
-					f.Close()
-					offset += c
-					if err != nil {
-						return
-					}
-					wrote = true
-				}
+				break
 			}
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+			if _, err := w.Write(data); err != nil {
+				return
+			}
+			wrote = true
 		}
 		if wrote {
 			if rc.Flush() != nil {
@@ -174,8 +168,8 @@ func (s *Server) followLog(ctx context.Context, w http.ResponseWriter, j job.Job
 		case <-t.C:
 		}
 		if !done {
-			if cur, err := s.Store.Get(ctx, j.ID); err == nil {
-				j = cur
+			if latest, err := s.Store.Get(ctx, j.ID); err == nil {
+				j = latest
 			}
 		}
 		if time.Since(lastPing) > s.heartbeat() {

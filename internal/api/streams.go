@@ -86,8 +86,16 @@ func (s *Server) openJobStream(r *http.Request, idParams ...string) (j job.Job, 
 			return j, 0, nil, nil, err
 		}
 	}
-	if release, err = s.acquireStream(r); err != nil {
+	slot, err := s.acquireStream(r)
+	if err != nil {
+		if follow != nil {
+			follow.release()
+		}
 		return j, 0, nil, nil, err
+	}
+	release = slot
+	if follow != nil {
+		release = func() { slot(); follow.release() }
 	}
 	return j, after, follow, release, nil
 }
@@ -156,52 +164,23 @@ func (s *Server) streamReady() error {
 	return nil
 }
 
-// logFollower reads new output of a job's log for streams that asked for logs.
+// logFollower turns a job's shared log into batches of lines for a stream that
+// asked for logs.
 type logFollower struct {
-	dir    *artifact.Dir
-	slurm  string
-	file   string
-	real   string
-	offset int64 // -1: start at the current end
-	rest   []byte
+	cur     logCursor
+	release func()
+	rest    []byte
 }
 
 func (f *logFollower) poll(ctx context.Context, emit func(client.LogLines) error) error {
-	if f.real == "" {
-		name, err := f.dir.LogFile(ctx, f.slurm)
-		if err != nil {
-			return nil // no log yet
-		}
-		f.file = name
+	file, data, reset, err := f.cur.next(ctx)
+	if reset {
+		f.rest = nil
 	}
-	real, fi, err := f.dir.Stat(ctx, f.file)
-	if err != nil {
-		return nil // not written yet
-	}
-	f.real = real
-	size := fi.Size()
-	if f.offset < 0 {
-		f.offset = size
-	}
-	if size < f.offset { // truncated or replaced: start over
-		f.offset, f.rest = 0, nil
-	}
-	if size == f.offset {
-		return nil
-	}
-	n := min(size-f.offset, maxLogChunk)
-	rc, err := f.dir.Open(ctx, real, f.offset)
-	if err != nil {
-		return nil
-	}
-	buf := make([]byte, n)
-	m, err := readFull(rc, buf)
-	rc.Close()
-	if m == 0 {
+	if len(data) == 0 {
 		return err
 	}
-	f.offset += int64(m)
-	lines, rest := artifact.LogLines(append(f.rest, buf[:m]...))
+	lines, rest := artifact.LogLines(append(f.rest, data...))
 	f.rest = append([]byte(nil), rest...)
 	if len(f.rest) > maxLogChunk { // a giant line: flush it as is
 		lines, f.rest = append(lines, string(f.rest)), nil
@@ -209,7 +188,7 @@ func (f *logFollower) poll(ctx context.Context, emit func(client.LogLines) error
 	if len(lines) == 0 {
 		return nil
 	}
-	return emit(client.LogLines{File: f.file, Offset: f.offset - int64(len(f.rest)), Lines: lines})
+	return emit(client.LogLines{File: file, Offset: f.cur.offset - int64(len(f.rest)), Lines: lines})
 }
 
 // pump delivers events (exactly once, in order per job), heartbeats and, when
@@ -403,7 +382,8 @@ func (s *Server) logFollower(r *http.Request, j job.Job, _ job.Identity) (*logFo
 		}
 		off = n
 	}
-	return &logFollower{dir: d, slurm: j.SlurmID, offset: off}, nil
+	sl, release := s.logs.follow(j.ID, d, j.SlurmID)
+	return &logFollower{cur: logCursor{sl: sl, offset: off}, release: release}, nil
 }
 
 // wsSink writes to a WebSocket.
