@@ -15,8 +15,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ftgate/ftgate/internal/job"
 	"gopkg.in/yaml.v3"
+
+	"github.com/ftgate/ftgate/internal/job"
 )
 
 // Config is the whole gateway configuration.

@@ -18,8 +18,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ftgate/ftgate/internal/job"
 	"github.com/spf13/cobra"
+
+	"github.com/ftgate/ftgate/internal/job"
 )
 
 // DownloadOptions are the options of `ftctl download`.
