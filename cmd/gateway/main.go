@@ -291,6 +291,9 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 	srv := &api.Server{Log: log, Version: version, Auth: verifier, Store: store, Metrics: m,
 		MaxBody: cfg.Limits.MaxBodyBytes, MaxActivePerUser: cfg.Limits.MaxActiveJobsPerUser, Kick: a.sub.Kick,
 		AuthConfig: authConfig(cfg.OIDC)}
+	if srv.Auth, srv.Web, err = dashboard(ctx, cfg, verifier, log); err != nil {
+		return nil, err
+	}
 	a.hub = event.New(pool, store, event.Config{Logger: log.With("worker", "events")})
 	srv.Streams = api.Streams{Hub: a.hub, Events: store}
 	a.ret = &artifact.Retainer{Store: store, Log: log.With("worker", "retention"),

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -47,6 +48,8 @@ type Server struct {
 	Kick func()
 	// Streams serves event streams (see stream.go); a zero value answers 503.
 	Streams Streams
+	// Web serves what no API route matches outside /api/ (the dashboard, internal/web).
+	Web http.Handler
 }
 
 // Handler returns the route table.
@@ -71,6 +74,10 @@ func (s *Server) Handler() http.Handler {
 		s.streamRoutes(r)
 	})
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		if s.Web != nil && !strings.HasPrefix(r.URL.Path, "/api/") {
+			s.Web.ServeHTTP(w, r)
+			return
+		}
 		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.URL.Path)
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
