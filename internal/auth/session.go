@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/ftgate/ftgate/internal/job"
 )
@@ -264,9 +263,4 @@ func unverifiedClaims(raw string, v any) error {
 		return fmt.Errorf("decode token payload: %w", err)
 	}
 	return nil
-}
-
-// SessionTTL is the time left on sess.
-func SessionTTL(sess Session, now time.Time) time.Duration {
-	return time.Unix(sess.Expiry, 0).Sub(now)
 }

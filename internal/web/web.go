@@ -17,6 +17,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -69,6 +70,8 @@ type Handler struct {
 	etags  map[string]string
 	mux    *http.ServeMux
 	client *http.Client
+	// callbackPath is the redirect URL's path (the login cookie is scoped to it).
+	callbackPath string
 }
 
 // New discovers the provider's endpoints (when login is configured) and returns the
@@ -122,9 +125,13 @@ func newHandler(ctx context.Context, cfg Config, files fs.FS) (*Handler, error) 
 			h.cfg.OAuth2.Endpoint = p.Endpoint()
 		}
 	}
+	h.callbackPath = "/auth/callback"
+	if u, err := url.Parse(cfg.OAuth2.RedirectURL); err == nil && u.Path != "" {
+		h.callbackPath = u.Path
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /auth/login", h.login)
-	mux.HandleFunc("GET /auth/callback", h.callback)
+	mux.HandleFunc("GET "+h.callbackPath, h.callback)
 	mux.HandleFunc("POST /auth/logout", h.logout)
 	mux.HandleFunc("GET /auth/session", h.session)
 	mux.HandleFunc("GET /assets/", h.asset)
@@ -209,7 +216,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusInternalServerError, "Login failed", err.Error())
 		return
 	}
-	h.cfg.Sessions.SetCookie(w, r, &http.Cookie{Name: loginCookie, Value: v, Path: "/auth/", MaxAge: 600})
+	h.cfg.Sessions.SetCookie(w, r, &http.Cookie{Name: loginCookie, Value: v, Path: h.callbackPath, MaxAge: 600})
 	http.Redirect(w, r, h.cfg.OAuth2.AuthCodeURL(p.State, oauth2.S256ChallengeOption(p.Verifier), oidc.Nonce(p.Nonce)), http.StatusFound)
 }
 
@@ -221,7 +228,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, http.StatusBadRequest, "Login expired", "This login took too long or was started in another browser. Log in again.")
 		return
 	}
-	h.cfg.Sessions.SetCookie(w, r, &http.Cookie{Name: loginCookie, Value: "", Path: "/auth/", MaxAge: -1})
+	h.cfg.Sessions.SetCookie(w, r, &http.Cookie{Name: loginCookie, Value: "", Path: h.callbackPath, MaxAge: -1})
 	if e := q.Get("error"); e != "" {
 		h.fail(w, http.StatusUnauthorized, "Login refused", "The identity provider said: "+e+" "+q.Get("error_description"))
 		return
