@@ -6,6 +6,8 @@
 package web
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"embed"
@@ -68,6 +70,7 @@ type Handler struct {
 	files  fs.FS
 	index  []byte
 	etags  map[string]string
+	gz     map[string][]byte // assets compressed once at start
 	mux    *http.ServeMux
 	client *http.Client
 	// callbackPath is the redirect URL's path (the login cookie is scoped to it).
@@ -88,7 +91,7 @@ func newHandler(ctx context.Context, cfg Config, files fs.FS) (*Handler, error) 
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	h := &Handler{cfg: cfg, files: files, etags: map[string]string{}, client: cfg.HTTPClient}
+	h := &Handler{cfg: cfg, files: files, etags: map[string]string{}, gz: map[string][]byte{}, client: cfg.HTTPClient}
 	if h.client == nil {
 		h.client = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -107,6 +110,13 @@ func newHandler(ctx context.Context, cfg Config, files fs.FS) (*Handler, error) 
 		}
 		sum := sha256.Sum256(b)
 		h.etags[p] = `"` + hex.EncodeToString(sum[:8]) + `"`
+		var buf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&buf, gzip.BestCompression)
+		_, _ = zw.Write(b)
+		if err := zw.Close(); err != nil {
+			return err
+		}
+		h.gz[p] = buf.Bytes()
 		return nil
 	}); err != nil {
 		return nil, fmt.Errorf("web assets: %w", err)
@@ -182,8 +192,14 @@ func (h *Handler) asset(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", ct)
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("ETag", etag)
+	w.Header().Set("Vary", "Accept-Encoding")
 	if r.Header.Get("If-None-Match") == etag {
 		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+		w.Header().Set("Content-Encoding", "gzip")
+		_, _ = w.Write(h.gz[name])
 		return
 	}
 	b, err := fs.ReadFile(h.files, name)

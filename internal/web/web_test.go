@@ -1,6 +1,7 @@
 package web
 
 import (
+	"compress/gzip"
 	"context"
 	"io"
 	"net/http"
@@ -89,6 +90,18 @@ func TestPagesAssetsAndHeaders(t *testing.T) {
 	h.ServeHTTP(rec2, req)
 	if rec.Header().Get("ETag") == "" || rec2.Code != http.StatusNotModified {
 		t.Errorf("etag %q, revalidation status %d", rec.Header().Get("ETag"), rec2.Code)
+	}
+	// Browsers that accept gzip get the asset compressed.
+	req = httptest.NewRequest("GET", "/assets/app.js", nil)
+	req.Header.Set("Accept-Encoding", "gzip, deflate, br")
+	rec3 := httptest.NewRecorder()
+	h.ServeHTTP(rec3, req)
+	zr, err := gzip.NewReader(rec3.Body)
+	if err != nil || rec3.Header().Get("Content-Encoding") != "gzip" {
+		t.Fatalf("gzip: %v %v", err, rec3.Header())
+	}
+	if b, _ := io.ReadAll(zr); string(b) != "console.log(1)" {
+		t.Errorf("gzip body %q", b)
 	}
 }
 

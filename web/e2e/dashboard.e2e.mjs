@@ -24,6 +24,7 @@ let browser;
 let alice; // alice's page (her browser context)
 let jobID = "";
 const T = { timeout: 240_000 };
+const long = { timeout: 480_000 };
 
 before(async () => {
   browser = await chromium.launch({
@@ -113,8 +114,14 @@ test("2. submit examples/sft-tiny.yaml from the editor; a bad field shows its er
   assert.match(text, new RegExp(`line ${line}`));
   assert.match(text, /must be > 0 and <= 1, got 5/);
   assert.equal(await alice.getByTestId("submit").isDisabled(), true, "submit stays disabled while the spec is invalid");
-  // Fixed: valid, the rendered script is shown, then it submits.
+  // Fixed: valid, the rendered script is shown, then it submits. The form's step count
+  // (shorter than the example's 300, to keep the test short on a loaded machine) rewrites
+  // the editor's spec.
   await alice.getByTestId("editor").fill(specText());
+  await alice.fill("input[name=max_steps]", "150");
+  await alice.locator("input[name=max_steps]").dispatchEvent("change");
+  assert.match(await alice.getByTestId("editor").inputValue(), /max_steps: 150/);
+  assert.match(await alice.getByTestId("editor").inputValue(), /learning_rate: 0.003/);
   await alice.getByTestId("validate").click();
   await alice.getByTestId("valid").waitFor();
   assert.match(await alice.getByTestId("script").innerText(), /#SBATCH/);
@@ -143,7 +150,7 @@ test("3. the loss chart gains points while the job runs", T, async () => {
   console.log(`loss chart points: ${first} then ${second}`);
 });
 
-test("4. pause -> paused, resume enabled; resume -> running -> succeeded; model file sha256 matches the manifest", T, async () => {
+test("4. pause -> paused, resume enabled; resume -> running -> succeeded; model file sha256 matches the manifest", long, async () => {
   await alice.click("button[data-action=pause]");
   await alice.getByTestId("confirm").click();
   await waitBadge(alice, "paused");
@@ -154,7 +161,7 @@ test("4. pause -> paused, resume enabled; resume -> running -> succeeded; model 
   await alice.getByTestId("confirm").click();
   await waitBadge(alice, "(queued|running)");
   await waitBadge(alice, "running");
-  await waitBadge(alice, "succeeded", 300_000);
+  await waitBadge(alice, "succeeded", 420_000);
   assert.equal(await alice.locator("button[data-action=cancel]").isDisabled(), true);
   const link = alice.getByTestId("model-file").first();
   await link.waitFor({ timeout: 60_000 });

@@ -103,7 +103,7 @@ export const jobPage: Page = (main, ctx) => {
     h("section", {}, h("h2", {}, "Charts"), charts),
     h("section", { id: "gpus" }, h("h2", {}, "GPUs"), gpuBox),
     h("section", {}, h("h2", {}, "Timeline"), tl),
-    h("section", {}, h("div.head", {}, h("h2", {}, "Log"), h("label.inline", {}, follow, " follow")), logPre),
+    h("section", {}, h("div.head", {}, h("h2", {}, "Log"), h("div.buttons", {}, h("label.inline", {}, follow, " follow"), h("a.button", { href: `${base}/logs`, download: `${id}.log` }, "Download log"))), logPre),
     h("section", {}, h("h2", {}, "Checkpoints"), cpBox),
     h("section", {}, h("h2", {}, "Model"), modelBox),
     h("section", {}, h("h2", {}, "Spec"), specPre),
