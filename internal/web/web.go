@@ -212,8 +212,8 @@ func (h *Handler) asset(w http.ResponseWriter, r *http.Request) {
 
 // safeNext returns p when it is a path on this site, else "/".
 func safeNext(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") ||
-		strings.HasPrefix(p, "/auth/") || strings.ContainsAny(p, "\r\n\x00") {
+	bad := func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/auth/") || strings.ContainsFunc(p, bad) {
 		return "/"
 	}
 	return p

@@ -127,7 +127,7 @@ func TestEmbeddedBundle(t *testing.T) {
 func TestSafeNext(t *testing.T) {
 	for in, want := range map[string]string{
 		"/jobs/x?a=1": "/jobs/x?a=1", "": "/", "jobs": "/", "//evil.example/x": "/", "/\\evil": "/",
-		"https://evil.example": "/", "/auth/logout": "/", "/a\r\nSet-Cookie: x": "/",
+		"https://evil.example": "/", "/auth/logout": "/", "/a\r\nSet-Cookie: x": "/", "/\t/evil.example": "/", "/x\\y": "/",
 	} {
 		if got := safeNext(in); got != want {
 			t.Errorf("safeNext(%q) = %q, want %q", in, got, want)

@@ -209,7 +209,11 @@ test("7. a cancelled job shows its reason", T, async () => {
   await waitBadge(alice, "cancelled");
   assert.match(await alice.getByTestId("reason").innerText(), /cancelled by alice/);
   for (const a of ["pause", "resume", "cancel"]) assert.equal(await alice.locator(`button[data-action=${a}]`).isDisabled(), true);
-  assert.ok(id);
+  await alice.goto(base + "/");
+  const row = alice.locator(`tr[data-job="${id}"]`);
+  await row.waitFor();
+  assert.match(await row.innerText(), /cancelled by alice/);
+  await alice.screenshot({ path: join(artifacts, "jobs-final.png"), fullPage: true });
 });
 
 test("8. performance: job page with 2,000 metric points", T, async () => {
@@ -233,5 +237,16 @@ test("8. performance: job page with 2,000 metric points", T, async () => {
   });
   await page.unroute("**/api/training/*/metrics*");
   assert.equal(page.jsErrors.length, 0, page.jsErrors.join("\n"));
-  console.log(`PERF job page, ${n} metric points: first contentful paint ${m.fcp.toFixed(0)} ms, charts drawn by ${m.drawn.toFixed(0)} ms, DOMContentLoaded ${m.dom.toFixed(0)} ms; bytes shipped (page + assets, uncompressed on loopback) ${m.assets}`);
+  console.log(`PERF job page, ${n} metric points: first contentful paint ${m.fcp.toFixed(0)} ms, charts drawn by ${m.drawn.toFixed(0)} ms, DOMContentLoaded ${m.dom.toFixed(0)} ms; bytes shipped (index.html + JS + CSS as transferred, gzip) ${m.assets}`);
+});
+
+test("9. the system page shows GPUs per partition and jobs by state", T, async () => {
+  await alice.goto(base + "/system");
+  const cl = alice.locator("section.cluster").first();
+  await cl.waitFor();
+  const text = await cl.innerText();
+  assert.match(text, /Cluster dev/);
+  assert.match(text, /gpu\s+\S+\s+\d+\s+\d+\s+\d+/, "a gpu partition row with total, allocated, free");
+  assert.match(text, /Reconciler: last pass/);
+  await alice.screenshot({ path: join(artifacts, "system.png"), fullPage: true });
 });

@@ -229,7 +229,7 @@ export function listQuery(f: ListFilter): string {
 
 /** safeNext keeps a return path on this site (for login), else "/". */
 export function safeNext(p: string): string {
-  if (!p.startsWith("/") || p.startsWith("//") || p.startsWith("/\\") || p.startsWith("/auth/")) return "/";
+  if (!p.startsWith("/") || p.startsWith("//") || p.startsWith("/auth/") || /[\x00-\x1f\x7f\\]/.test(p)) return "/";
   return p;
 }
 

@@ -103,7 +103,7 @@ test("progress, age, bytes, num", () => {
 test("listQuery leaves out empty filters; safeNext keeps paths on this site", () => {
   assert.equal(listQuery({ status: "running", model: "", limit: 50 }), "?status=running&limit=50");
   assert.equal(listQuery({}), "");
-  for (const [p, want] of [["/jobs/1", "/jobs/1"], ["//evil.example", "/"], ["https://evil", "/"], ["/\\evil", "/"], ["/auth/login", "/"]]) {
+  for (const [p, want] of [["/jobs/1", "/jobs/1"], ["//evil.example", "/"], ["https://evil", "/"], ["/\\evil", "/"], ["/auth/login", "/"], ["/\t/evil", "/"], ["/a\\b", "/"]]) {
     assert.equal(safeNext(p), want, p);
   }
 });

@@ -34,7 +34,7 @@ function row(j: Job, admin: boolean): HTMLElement {
     { "data-job": j.id ?? "" },
     h("td", {}, h("a", { href: `/jobs/${j.id}` }, j.name || (j.id ?? "").slice(0, 8)), h("div.muted.small", {}, j.spec?.model ?? "")),
     admin ? h("td", {}, j.user ?? "") : null,
-    h("td", {}, badge(j.state)),
+    h("td", {}, badge(j.state), j.reason && stateInfo(j.state).terminal ? h("div.muted.small.reason", {}, j.reason) : null),
     h("td", {}, progressBar(j)),
     h("td.num", {}, num(j.progress?.loss ?? null)),
     h("td.num", {}, String(j.spec?.resources?.gpus ?? 0)),
