@@ -201,6 +201,22 @@ test("6. bob does not see alice's job, in the list or by its URL", T, async () =
   await bob.context().close();
 });
 
+test("6b. the admin sees everyone's jobs and filters them by user", T, async () => {
+  const admin = await newPage();
+  await admin.goto(base + "/");
+  await login(admin, "admin");
+  await admin.getByRole("heading", { name: "All jobs" }).waitFor();
+  const row = admin.locator(`tr[data-job="${jobID}"]`);
+  await row.waitFor();
+  assert.match(await row.innerText(), /alice/);
+  await admin.fill("input[name=user]", "bob");
+  await admin.click("form.filters button[type=submit]");
+  await admin.waitForURL(/user=bob/);
+  await admin.waitForFunction(() => !document.querySelector("[role=status]")?.textContent?.includes("Loading"));
+  assert.equal(await admin.locator(`tr[data-job="${jobID}"]`).count(), 0);
+  await admin.context().close();
+});
+
 test("7. a cancelled job shows its reason", T, async () => {
   const id = await submitFromEditor(alice, specText().replace("max_steps: 300", "max_steps: 100000"));
   await waitBadge(alice, "(queued|running)");
