@@ -114,6 +114,7 @@ test("2. submit examples/sft-tiny.yaml from the editor; a bad field shows its er
   assert.match(text, new RegExp(`line ${line}`));
   assert.match(text, /must be > 0 and <= 1, got 5/);
   assert.equal(await alice.getByTestId("submit").isDisabled(), true, "submit stays disabled while the spec is invalid");
+  await alice.screenshot({ path: join(artifacts, "submit-error.png"), fullPage: true });
   // Fixed: valid, the rendered script is shown, then it submits. The form's step count
   // (shorter than the example's 300, to keep the test short on a loaded machine) rewrites
   // the editor's spec.
