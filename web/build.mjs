@@ -21,6 +21,8 @@ async function build(out) {
     bundle: true,
     minify: true,
     format: "esm",
+    splitting: true,
+    chunkNames: "[name]-[hash]",
     target: "es2022",
     outdir: join(out, "assets"),
     legalComments: "none",

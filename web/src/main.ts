@@ -1,5 +1,6 @@
 // The dashboard's entry: session check, layout, client-side routing, and the one event
 // stream a tab holds at a time.
+import "uplot/dist/uPlot.min.css";
 import { logout, loginURL, session, setCSRF, toLogin, type Session } from "./api";
 import { h, errorBox, replace } from "./dom";
 import { jobsPage } from "./pages/jobs";

@@ -1,7 +1,7 @@
 // Submit: a YAML/JSON spec editor validated by ?dry_run=1 (each error shown at its
 // field and line), the rendered script, and submission with an Idempotency-Key; a form
 // for the common fields writes the same spec.
-import { dump, load } from "js-yaml";
+import type * as YAML from "js-yaml";
 import { send } from "../api";
 import { h, errorBox, replace } from "../dom";
 import { ApiError, fieldErrors, fieldLine, formFromSpec, resolvePaths, specWithForm, type FieldError, type FormFields } from "../render";
@@ -21,10 +21,13 @@ resources:
 
 const draftKey = "ftgate.submit.draft";
 
+// js-yaml is loaded with this page only.
+let yaml: typeof YAML;
+
 /** parseSpec reads YAML or JSON text into an object, or throws an ApiError naming the line. */
 function parseSpec(text: string): Record<string, any> {
   try {
-    const v = text.trim().startsWith("{") ? JSON.parse(text) : load(text);
+    const v = text.trim().startsWith("{") ? JSON.parse(text) : yaml.load(text);
     if (!v || typeof v !== "object" || Array.isArray(v)) throw new Error("the spec must be a mapping of fields");
     return v as Record<string, any>;
   } catch (e) {
@@ -33,6 +36,21 @@ function parseSpec(text: string): Record<string, any> {
 }
 
 export const submitPage: Page = (main, ctx) => {
+  replace(main, h("p.muted", {}, "Loading the editor…"));
+  let live = true;
+  void import("js-yaml").then(
+    (m) => {
+      yaml = m;
+      if (live) render(main, ctx);
+    },
+    (e) => replace(main, errorBox(e)),
+  );
+  return () => {
+    live = false;
+  };
+};
+
+function render(main: HTMLElement, ctx: Parameters<Page>[1]) {
   const editor = h("textarea.editor", { spellcheck: "false", rows: 24, "aria-label": "Spec (YAML or JSON)", "data-testid": "editor" }) as HTMLTextAreaElement;
   editor.value = sessionStorage.getItem(draftKey) ?? starter;
   const baseDir = h("input", { name: "base", type: "text", placeholder: "/absolute/dir/of/the/spec (for relative paths)", "data-testid": "base-dir" }) as HTMLInputElement;
@@ -118,7 +136,7 @@ export const submitPage: Page = (main, ctx) => {
     }
     const json = editor.value.trim().startsWith("{");
     const next = specWithForm(s, readForm());
-    editor.value = json ? JSON.stringify(next, null, 2) : dump(next, { lineWidth: 120 });
+    editor.value = json ? JSON.stringify(next, null, 2) : yaml.dump(next, { lineWidth: 120 });
     changed();
   });
 
@@ -218,6 +236,5 @@ export const submitPage: Page = (main, ctx) => {
     ),
     h("section", {}, h("h2", {}, "Rendered script"), script),
   );
-  return () => {};
-};
+}
 
