@@ -113,15 +113,17 @@ test("2. submit examples/sft-tiny.yaml from the editor; a bad field shows its er
   const line = bad.split("\n").findIndex((l) => l.includes("learning_rate: 5")) + 1;
   assert.match(text, new RegExp(`line ${line}`));
   assert.match(text, /must be > 0 and <= 1, got 5/);
+  const mark = alice.locator(`[data-testid=gutter] span.bad[data-line="${line}"]`);
+  assert.match(await mark.getAttribute("title"), /must be > 0 and <= 1/, "the editor's gutter marks the field's line");
   assert.equal(await alice.getByTestId("submit").isDisabled(), true, "submit stays disabled while the spec is invalid");
   await alice.screenshot({ path: join(artifacts, "submit-error.png"), fullPage: true });
   // Fixed: valid, the rendered script is shown, then it submits. The form's step count
   // (shorter than the example's 300, to keep the test short on a loaded machine) rewrites
   // the editor's spec.
   await alice.getByTestId("editor").fill(specText());
-  await alice.fill("input[name=max_steps]", "150");
+  await alice.fill("input[name=max_steps]", "80");
   await alice.locator("input[name=max_steps]").dispatchEvent("change");
-  assert.match(await alice.getByTestId("editor").inputValue(), /max_steps: 150/);
+  assert.match(await alice.getByTestId("editor").inputValue(), /max_steps: 80/);
   assert.match(await alice.getByTestId("editor").inputValue(), /learning_rate: 0.003/);
   await alice.getByTestId("validate").click();
   await alice.getByTestId("valid").waitFor();

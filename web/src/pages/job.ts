@@ -386,7 +386,7 @@ export const jobPage: Page = (main, ctx) => {
     const off = await loadLog();
     if (disposed) return;
     let metricsTimer = 0;
-    ctx.stream(`${base}/events?last_event_id=0&logs=1${off !== null ? "&log_offset=" + off : ""}`, {
+    const es = ctx.stream(`${base}/events?last_event_id=0&logs=1${off !== null ? "&log_offset=" + off : ""}`, {
       state: (e: JobEvent) => {
         events.push(e);
         drawTimeline();
@@ -412,6 +412,14 @@ export const jobPage: Page = (main, ctx) => {
         drawLog();
       },
       error: (e: { code?: string; message?: string }) => replace(msg, errorBox(new Error(e.message ?? "stream ended"))),
+    });
+    // After a reconnect the stream resumes from the last event id; refresh the header
+    // and charts too, in case the gap hid a change.
+    let opened = 0;
+    es.addEventListener("open", () => {
+      if (opened++ === 0) return;
+      void get<Job>(`/api/training/status/${id}`).then(setJob, () => {});
+      void loadMetrics();
     });
   })();
   return () => {

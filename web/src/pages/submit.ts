@@ -51,8 +51,20 @@ export const submitPage: Page = (main, ctx) => {
 };
 
 function render(main: HTMLElement, ctx: Parameters<Page>[1]) {
-  const editor = h("textarea.editor", { spellcheck: "false", rows: 24, "aria-label": "Spec (YAML or JSON)", "data-testid": "editor" }) as HTMLTextAreaElement;
+  const editor = h("textarea.editor", { spellcheck: "false", wrap: "off", rows: 24, "aria-label": "Spec (YAML or JSON)", "data-testid": "editor" }) as HTMLTextAreaElement;
   editor.value = sessionStorage.getItem(draftKey) ?? starter;
+  // The gutter numbers the lines and marks those with an error (message as tooltip).
+  const gutter = h("pre.gutter", { "aria-hidden": "true", "data-testid": "gutter" });
+  let lineErrors = new Map<number, string>();
+  const drawGutter = () => {
+    const n = editor.value.split("\n").length;
+    replace(gutter, ...Array.from({ length: n }, (_, i) => {
+      const msg = lineErrors.get(i + 1);
+      return h(msg ? "span.bad" : "span", { title: msg, "data-line": i + 1 }, String(i + 1));
+    }));
+    gutter.scrollTop = editor.scrollTop;
+  };
+  editor.addEventListener("scroll", () => (gutter.scrollTop = editor.scrollTop));
   const baseDir = h("input", { name: "base", type: "text", placeholder: "/absolute/dir/of/the/spec (for relative paths)", "data-testid": "base-dir" }) as HTMLInputElement;
   baseDir.value = sessionStorage.getItem(draftKey + ".base") ?? "";
   const errors = h("ul.field-errors", { "data-testid": "errors", "aria-live": "polite" });
@@ -125,6 +137,7 @@ function render(main: HTMLElement, ctx: Parameters<Page>[1]) {
   editor.addEventListener("input", () => {
     changed();
     fillForm();
+    drawGutter();
   });
   baseDir.addEventListener("input", changed);
   form.addEventListener("change", () => {
@@ -138,9 +151,16 @@ function render(main: HTMLElement, ctx: Parameters<Page>[1]) {
     const next = specWithForm(s, readForm());
     editor.value = json ? JSON.stringify(next, null, 2) : yaml.dump(next, { lineWidth: 120 });
     changed();
+    drawGutter();
   });
 
   const showErrors = (list: FieldError[]) => {
+    lineErrors = new Map();
+    for (const e of list) {
+      const line = fieldLine(editor.value, e.field);
+      if (line) lineErrors.set(line, (lineErrors.has(line) ? lineErrors.get(line) + "; " : "") + e.message);
+    }
+    drawGutter();
     for (const el of form.querySelectorAll(".field-error")) el.textContent = "";
     for (const el of form.querySelectorAll(".field.bad")) el.classList.remove("bad");
     replace(
@@ -217,6 +237,7 @@ function render(main: HTMLElement, ctx: Parameters<Page>[1]) {
   submitBtn.addEventListener("click", submit);
 
   fillForm();
+  drawGutter();
   replace(
     main,
     h("h1", {}, "Submit a job"),
@@ -226,7 +247,7 @@ function render(main: HTMLElement, ctx: Parameters<Page>[1]) {
       h(
         "div",
         {},
-        h("label.block", {}, "Spec (YAML or JSON)", editor),
+        h("label.block", {}, "Spec (YAML or JSON)", h("div.editor-wrap", {}, gutter, editor)),
         h("label.block", {}, "Base directory for relative dataset paths", baseDir),
         errors,
         h("div.buttons", {}, validateBtn, submitBtn),
