@@ -160,6 +160,11 @@ function render(main: HTMLElement, ctx: Parameters<Page>[1]) {
       const line = fieldLine(editor.value, e.field);
       if (line) lineErrors.set(line, (lineErrors.has(line) ? lineErrors.get(line) + "; " : "") + e.message);
     }
+    if (lineErrors.size) {
+      // Bring the first error's line into view.
+      const lh = parseFloat(getComputedStyle(editor).lineHeight) || 18;
+      editor.scrollTop = Math.max(0, (Math.min(...lineErrors.keys()) - 4) * lh);
+    }
     drawGutter();
     for (const el of form.querySelectorAll(".field-error")) el.textContent = "";
     for (const el of form.querySelectorAll(".field.bad")) el.classList.remove("bad");
