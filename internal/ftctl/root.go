@@ -33,7 +33,6 @@ pause and resume them, and download their models, checkpoints and logs.`,
 		Version:       Version,
 	}
 	root.PersistentFlags().StringVar(&f.ServerFlag, "server", "", "gateway URL (default: $FTCTL_SERVER, then the config file's server)")
-	root.AddCommand(NewCmdGPUStat(nil))
 	root.AddCommand(NewCmdAuth(f))
 	AddJobCommands(root, f)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErrorf("%v", err) })

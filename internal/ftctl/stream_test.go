@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ftgate/ftgate/internal/gpustat"
 	"github.com/ftgate/ftgate/internal/job"
 )
 
@@ -139,7 +138,7 @@ func TestWatchPollsWithoutStreams(t *testing.T) {
 
 func TestWatchFrame(t *testing.T) {
 	w := &watcher{o: &WatchOptions{}, losses: []float64{3, 2.5, 2, 1.5, 1, 0.8},
-		gpus: []gpustat.GPU{{Index: 0, UtilizationPercent: 87, MemoryUsedMB: 2048, MemoryTotalMB: 81920}}}
+		gpus: []job.GPU{{Index: 0, UtilizationPercent: 87, MemoryUsedMB: 2048, MemoryTotalMB: 81920}}}
 	j := job.Job{ID: "j1", State: job.Running, SlurmID: "1001", SlurmState: "RUNNING", RestartCount: 1, Spec: job.Spec{Name: "tiny-sft"},
 		Progress: job.Progress{Phase: "training", Step: 150, TotalSteps: 300, Loss: ptr(0.8), TokensPerSecond: 2400, ETASeconds: ptr(80.0), LatestCheckpoint: "step-100"}}
 	want := "Job j1 tiny-sft: running (Slurm 1001 RUNNING)\n" +

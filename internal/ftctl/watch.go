@@ -14,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ftgate/ftgate/internal/gpustat"
 	"github.com/ftgate/ftgate/internal/job"
 )
 
@@ -72,7 +71,7 @@ type watcher struct {
 	o      *WatchOptions
 	c      *APIClient
 	mu     sync.Mutex
-	gpus   []gpustat.GPU
+	gpus   []job.GPU
 	losses []float64
 	last   int64 // last metrics step read
 	lines  int   // lines drawn by the last live frame
@@ -217,20 +216,20 @@ func (w *watcher) stream(ctx context.Context, kick chan<- struct{}, noStream cha
 }
 
 // findGPUs looks for a "gpus" list of GPU samples anywhere in an event's JSON.
-func findGPUs(data []byte) []gpustat.GPU {
+func findGPUs(data []byte) []job.GPU {
 	var v any
 	if json.Unmarshal(data, &v) != nil {
 		return nil
 	}
-	var walk func(v any, depth int) []gpustat.GPU
-	walk = func(v any, depth int) []gpustat.GPU {
+	var walk func(v any, depth int) []job.GPU
+	walk = func(v any, depth int) []job.GPU {
 		m, ok := v.(map[string]any)
 		if !ok || depth > 4 {
 			return nil
 		}
 		if g, ok := m["gpus"]; ok {
 			b, _ := json.Marshal(g)
-			var out []gpustat.GPU
+			var out []job.GPU
 			if json.Unmarshal(b, &out) == nil && len(out) > 0 {
 				return out
 			}
