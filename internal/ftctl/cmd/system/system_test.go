@@ -1,0 +1,24 @@
+package system_test
+
+import (
+	"encoding/json"
+	"testing"
+
+	"github.com/ftgate/ftgate/internal/ftctl/cmd/system"
+	"github.com/ftgate/ftgate/internal/ftctl/ftctltest"
+)
+
+func TestSystem(t *testing.T) {
+	e := ftctltest.NewEnv(t)
+	ftctltest.SeedList(e)
+	code, out, errOut := e.Run("system")
+	if code != 0 || errOut != "" {
+		t.Fatalf("exit %d stderr %q", code, errOut)
+	}
+	ftctltest.Golden(t, "system.txt", out)
+	code, out, _ = e.Run("system", "--json")
+	var st system.SystemStatus
+	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.Clusters) != 1 {
+		t.Errorf("--json: exit %d, %q", code, out)
+	}
+}
