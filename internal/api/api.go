@@ -13,6 +13,7 @@ import (
 
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/metrics"
+	"github.com/ftgate/ftgate/internal/version"
 )
 
 // Authenticator turns a request's bearer token into an Identity. It returns a
@@ -28,6 +29,8 @@ type AuthConfig struct {
 	ClientID string   `json:"client_id"`
 	Scopes   []string `json:"scopes"`
 	Audience string   `json:"audience"`
+	// MinClientVersion is the oldest ftctl this gateway works with (ftctl warns when older).
+	MinClientVersion string `json:"min_client_version,omitempty"`
 }
 
 // Server holds the dependencies of the handlers.
@@ -105,7 +108,7 @@ func IdentityFrom(ctx context.Context) (job.Identity, bool) {
 }
 
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.Version})
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.Version, "commit": version.Commit})
 }
 
 func (s *Server) authConfig(w http.ResponseWriter, r *http.Request) {

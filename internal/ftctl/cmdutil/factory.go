@@ -19,6 +19,7 @@ import (
 	"github.com/ftgate/ftgate/internal/atomicfile"
 	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 	"github.com/ftgate/ftgate/internal/ftctl/tokencache"
+	"github.com/ftgate/ftgate/internal/version"
 )
 
 // IOStreams are a command's standard streams.
@@ -43,14 +44,17 @@ type Factory struct {
 	Transport http.RoundTripper
 	// OpenBrowser opens a URL for `auth login --web`; nil only prints the URL.
 	OpenBrowser func(url string) error
+	// AppVersion is ftctl's version (version.Version by default).
+	AppVersion string
 }
 
 // NewFactory returns a Factory over the given streams and the process environment.
 func NewFactory(in io.Reader, out, errOut io.Writer) *Factory {
 	return &Factory{
-		IO:     &IOStreams{In: in, Out: out, ErrOut: errOut},
-		Getenv: os.Getenv,
-		Now:    time.Now,
+		IO:         &IOStreams{In: in, Out: out, ErrOut: errOut},
+		Getenv:     os.Getenv,
+		Now:        time.Now,
+		AppVersion: version.Version,
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -31,6 +32,10 @@ type AuthEnv struct {
 	NowShift time.Duration
 	// Open is the browser for --web (Browse when nil).
 	Open func(url string) error
+	// MinClientVersion is what the gateway advertises; AppVersion is ftctl's version
+	// (the build's when empty).
+	MinClientVersion, AppVersion string
+	handler                      atomic.Pointer[http.Handler]
 }
 
 // NewAuthEnv starts the provider and the gateway.
@@ -45,13 +50,24 @@ func NewAuthEnv(t *testing.T) *AuthEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &api.Server{Auth: v, AuthConfig: api.AuthConfig{
-		Issuer: p.Issuer, ClientID: authtest.ClientID, Audience: authtest.Audience,
-		Scopes: []string{"openid", "profile", "email", "groups", "offline_access"},
+	e := &AuthEnv{P: p, V: v, CfgDir: filepath.Join(t.TempDir(), "ftctl"), Env: map[string]string{}}
+	e.serve()
+	e.GW = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		(*e.handler.Load()).ServeHTTP(w, r)
+	}))
+	t.Cleanup(e.GW.Close)
+	return e
+}
+
+// serve (re)builds the gateway's handler with the current MinClientVersion.
+func (e *AuthEnv) serve() {
+	srv := &api.Server{Auth: e.V, AuthConfig: api.AuthConfig{
+		Issuer: e.P.Issuer, ClientID: authtest.ClientID, Audience: authtest.Audience,
+		Scopes:           []string{"openid", "profile", "email", "groups", "offline_access"},
+		MinClientVersion: e.MinClientVersion,
 	}}
-	gw := httptest.NewServer(srv.Handler())
-	t.Cleanup(gw.Close)
-	return &AuthEnv{P: p, V: v, GW: gw, CfgDir: filepath.Join(t.TempDir(), "ftctl"), Env: map[string]string{}}
+	h := srv.Handler()
+	e.handler.Store(&h)
 }
 
 // Run runs ftctl with args; errOut receives stderr (a fresh Approver when nil).
@@ -69,6 +85,12 @@ func (e *AuthEnv) Run(t *testing.T, errOut *Approver, args ...string) (stdout, s
 		return e.Env[k]
 	}
 	f.Now = func() time.Time { return time.Now().Add(e.NowShift) }
+	if e.AppVersion != "" {
+		f.AppVersion = e.AppVersion
+	}
+	if e.handler.Load() != nil {
+		e.serve()
+	}
 	f.OpenBrowser = Browse
 	if e.Open != nil {
 		f.OpenBrowser = e.Open

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ftgate/ftgate/internal/ftctl/ftctltest"
+	"github.com/ftgate/ftgate/internal/version"
 )
 
 func TestErrorsAreOneLineWithExitCodes(t *testing.T) {
@@ -63,5 +64,17 @@ func TestCompletion(t *testing.T) {
 		if code != 0 || !strings.Contains(out, "ftctl") || errOut != "" {
 			t.Errorf("completion %s: exit %d, %d bytes, stderr %q", sh, code, len(out), errOut)
 		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	e := ftctltest.NewEnv(t)
+	code, out, errOut := e.Run("--version")
+	want := "ftctl " + version.String() + "\n"
+	if code != 0 || out != want || errOut != "" {
+		t.Errorf("--version: exit %d stdout %q stderr %q, want %q", code, out, errOut, want)
+	}
+	if !strings.Contains(out, "(commit ") {
+		t.Errorf("--version names no commit: %q", out)
 	}
 }

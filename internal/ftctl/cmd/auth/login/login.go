@@ -23,6 +23,7 @@ import (
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/auth/shared"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/ftctl/tokencache"
+	"github.com/ftgate/ftgate/internal/version"
 )
 
 // audienceScopePrefix is Dex's scope that puts another client's id into aud.
@@ -38,6 +39,8 @@ type LoginOptions struct {
 	HTTPClient  *http.Client
 	Cache       *tokencache.TokenCache
 	OpenBrowser func(string) error
+	// ClientVersion is this ftctl's version, checked against the gateway's minimum.
+	ClientVersion string
 	// RememberServer saves Server as the default when the config file has none.
 	RememberServer func(server string) error
 }
@@ -72,6 +75,7 @@ machine and receives the answer on a loopback redirect (authorization code + PKC
 			opts.IO, opts.Server, opts.Cache = f.IO, server, cache
 			opts.HTTPClient = f.PlainHTTPClient()
 			opts.OpenBrowser = f.OpenBrowser
+			opts.ClientVersion = f.AppVersion
 			if opts.OpenBrowser == nil && opts.Web {
 				opts.OpenBrowser = openBrowser
 			}
@@ -104,6 +108,10 @@ func runLogin(ctx context.Context, opts *LoginOptions) error {
 	ac, err := shared.FetchAuthConfig(ctx, opts.HTTPClient, opts.Server)
 	if err != nil {
 		return err
+	}
+	if older, ok := version.Older(opts.ClientVersion, ac.MinClientVersion); ok && older {
+		fmt.Fprintf(opts.IO.ErrOut, "warning: this ftctl (%s) is older than %s, the oldest the gateway at %s supports; some commands may fail: install a newer ftctl\n",
+			opts.ClientVersion, ac.MinClientVersion, opts.Server)
 	}
 	octx := oidc.ClientContext(ctx, opts.HTTPClient)
 	provider, err := oidc.NewProvider(octx, ac.Issuer)

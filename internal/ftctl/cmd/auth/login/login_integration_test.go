@@ -2,6 +2,8 @@ package login_test
 
 import (
 	"context"
+	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
@@ -12,6 +14,7 @@ import (
 	"github.com/ftgate/ftgate/internal/api"
 	"github.com/ftgate/ftgate/internal/auth"
 	"github.com/ftgate/ftgate/internal/config"
+	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/ftctl/ftctltest"
 	"github.com/ftgate/ftgate/internal/ftctl/tokencache"
 	"github.com/ftgate/ftgate/internal/stacktest"
@@ -37,6 +40,21 @@ func TestIntegrationAuthLoginDex(t *testing.T) {
 	}}
 	gw := httptest.NewServer(srv.Handler())
 	defer gw.Close()
+
+	var disc struct {
+		RevocationEndpoint string `json:"revocation_endpoint"`
+	}
+	resp, err := http.Get(cfg.OIDC.Issuer + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&disc)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	revocable := disc.RevocationEndpoint != ""
+	t.Logf("Dex revocation_endpoint: %q", disc.RevocationEndpoint)
 
 	tests := []struct {
 		user  string
@@ -84,6 +102,20 @@ func TestIntegrationAuthLoginDex(t *testing.T) {
 			out, errOut, code = e.Run(t, nil, "auth", "status")
 			if code != 0 || !strings.Contains(out, "Account: "+tt.user+"\n") {
 				t.Errorf("status exit %d\n%s%s", code, out, errOut)
+			}
+
+			// Logout revokes the refresh token where the provider can (Dex's discovery
+			// names no revocation_endpoint: then the tokens are only forgotten).
+			want := "Logged out of " + gw.URL + ".\n"
+			if revocable {
+				want = "Logged out of " + gw.URL + "; the identity provider revoked the refresh token.\n"
+			}
+			out, errOut, code = e.Run(t, nil, "auth", "logout")
+			if code != 0 || out != want || errOut != "" {
+				t.Errorf("logout: exit %d stdout %q stderr %q, want %q", code, out, errOut, want)
+			}
+			if _, errOut, code = e.Run(t, nil, "auth", "token"); code != cmdutil.ExitLogin {
+				t.Errorf("token after logout: exit %d %s", code, errOut)
 			}
 		})
 	}

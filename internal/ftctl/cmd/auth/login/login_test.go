@@ -10,8 +10,11 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/oauth2"
+
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/ftctl/ftctltest"
+	"github.com/ftgate/ftgate/internal/ftctl/tokencache"
 )
 
 func TestAuthLoginDeviceFlow(t *testing.T) {
@@ -72,9 +75,18 @@ $`)
 		t.Errorf("status exit %d\nstdout:\n%s\nstderr: %s", code, out, errOut)
 	}
 
-	out, _, code = e.Run(t, nil, "auth", "logout")
-	if code != 0 || out != "Logged out of "+e.GW.URL+".\n" {
-		t.Errorf("logout exit %d stdout %q", code, out)
+	// Logout revokes the refresh token at the provider (its discovery names a
+	// revocation_endpoint) before forgetting the session.
+	s, err := (&tokencache.TokenCache{Path: filepath.Join(e.CfgDir, "tokens.json")}).Load(e.GW.URL)
+	if err != nil || s == nil || s.RefreshToken == "" {
+		t.Fatalf("session before logout: %+v, %v", s, err)
+	}
+	out, errOut, code = e.Run(t, nil, "auth", "logout")
+	if code != 0 || out != "Logged out of "+e.GW.URL+"; the identity provider revoked the refresh token.\n" || errOut != "" {
+		t.Errorf("logout exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	if _, err := e.P.OAuth2Config().TokenSource(context.Background(), &oauth2.Token{RefreshToken: s.RefreshToken}).Token(); err == nil {
+		t.Errorf("the refresh token still works after logout")
 	}
 	out, errOut, code = e.Run(t, nil, "auth", "token")
 	if code != cmdutil.ExitLogin || out != "" || errOut != "ftctl: not logged in; run `ftctl auth login --server "+e.GW.URL+"`\n" {
@@ -143,5 +155,28 @@ func TestLoginNeedsGatewaySettings(t *testing.T) {
 	want := "ftctl: the gateway at " + gw.URL + ` serves no login settings (issuer "", client_id ""): ask its admin to set oidc.issuer and oidc.client_id` + "\n"
 	if code != cmdutil.ExitError || errOut != want {
 		t.Errorf("exit %d stderr %q, want %q", code, errOut, want)
+	}
+}
+
+// TestLoginWarnsOldClient: the gateway advertises its minimum client version; an
+// older ftctl warns on stderr and still logs in, a current or unversioned one does not.
+func TestLoginWarnsOldClient(t *testing.T) {
+	e := ftctltest.NewAuthEnv(t)
+	e.P.SetBrowserUser("sub-alice")
+	for _, tc := range []struct{ min, client, warn string }{
+		{"v0.5.0", "v0.4.9", "warning: this ftctl (v0.4.9) is older than v0.5.0, the oldest the gateway at " + e.GW.URL + " supports; some commands may fail: install a newer ftctl\n"},
+		{"v0.5.0", "v0.5.0", ""},
+		{"v0.5.0", "v1.0.0-rc1", ""},
+		{"v0.5.0", "dev", ""},
+		{"", "v0.0.1", ""},
+	} {
+		e.MinClientVersion, e.AppVersion = tc.min, tc.client
+		out, errOut, code := e.Run(t, nil, "--server", e.GW.URL, "auth", "login", "--web", "--port", "0")
+		if code != 0 || out != "Logged in to "+e.GW.URL+" as alice.\n" {
+			t.Fatalf("min %s client %s: exit %d stdout %q stderr %q", tc.min, tc.client, code, out, errOut)
+		}
+		if got, _, _ := strings.Cut(errOut, "Open this URL"); got != tc.warn {
+			t.Errorf("min %s client %s: stderr before the login URL %q, want %q", tc.min, tc.client, got, tc.warn)
+		}
 	}
 }

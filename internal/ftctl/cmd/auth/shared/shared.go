@@ -17,6 +17,8 @@ type AuthConfig struct {
 	ClientID string   `json:"client_id"`
 	Scopes   []string `json:"scopes"`
 	Audience string   `json:"audience"`
+	// MinClientVersion is the oldest ftctl the gateway works with ("" when it says none).
+	MinClientVersion string `json:"min_client_version,omitempty"`
 }
 
 // FetchAuthConfig reads the gateway's login settings (GET /api/auth/config).
