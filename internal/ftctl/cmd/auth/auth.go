@@ -19,6 +19,10 @@ func NewCmdAuth(f *cmdutil.Factory) *cobra.Command {
 		Long: `Log in to an ftgate gateway with your institution's identity provider.
 Tokens are cached under your config directory (mode 0600) and refreshed
 automatically; commands that need a login exit with code 4 when there is none.`,
+		Example: `  ftctl auth login --server https://ftgate.example.edu
+  ftctl auth status
+  curl -H "Authorization: Bearer $(ftctl auth token)" "$FTCTL_SERVER/api/whoami"
+  ftctl auth logout`,
 	}
 	cmd.AddCommand(login.NewCmdLogin(f, nil), status.NewCmdStatus(f, nil), logout.NewCmdLogout(f, nil), token.NewCmdToken(f, nil))
 	return cmd

@@ -33,7 +33,14 @@ func NewCmdRoot(f *cmdutil.Factory) *cobra.Command {
 		Use:   "ftctl",
 		Short: "Fine-tune language models on your Slurm cluster through ftgate",
 		Long: `ftctl talks to an ftgate gateway: submit fine-tuning jobs, follow them live,
-pause and resume them, and download their models, checkpoints and logs.`,
+pause and resume them, and download their models, checkpoints and logs.
+
+Exit codes: 0 success, 1 error, 2 usage mistake, 4 login needed, 8 job failed
+(with --exit-status).`,
+		Example: `  ftctl auth login --server https://ftgate.example.edu
+  ftctl submit -f examples/sft-tiny.yaml --watch
+  ftctl list --state running
+  ftctl download JOB`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		Version:       version.String(),

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+
+	"github.com/ftgate/ftgate/internal/ftctl/cmd/root"
 	"github.com/ftgate/ftgate/internal/ftctl/ftctltest"
 	"github.com/ftgate/ftgate/internal/version"
 )
@@ -76,5 +79,31 @@ func TestVersion(t *testing.T) {
 	}
 	if !strings.Contains(out, "(commit ") {
 		t.Errorf("--version names no commit: %q", out)
+	}
+}
+
+// TestEveryCommandHasExamples walks the command tree: every command ftctl defines
+// (not cobra's own help and completion) shows examples in its --help.
+func TestEveryCommandHasExamples(t *testing.T) {
+	top := root.NewCmdRoot(ftctltest.FlagFactory(t))
+	top.InitDefaultHelpCmd()
+	top.InitDefaultCompletionCmd()
+	n := 0
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Name() == "help" || c.Name() == "completion" {
+			return
+		}
+		n++
+		if strings.TrimSpace(c.Example) == "" {
+			t.Errorf("%s --help has no examples", c.CommandPath())
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(top)
+	if n < 16 {
+		t.Errorf("walked %d commands, want all of them (16)", n)
 	}
 }

@@ -48,7 +48,11 @@ func NewCmdSystem(f *cmdutil.Factory, runF func(context.Context, *SystemOptions)
 	cmd := &cobra.Command{
 		Use:   "system",
 		Short: "Show GPUs free and used per partition, and the queue",
-		Args:  cmdutil.NoArgs,
+		Long: `Show each cluster's partitions with their GPUs (total, allocated, free, most on
+one node) and how many jobs are submitting, queued, running, pausing and paused.`,
+		Example: `  ftctl system
+  ftctl system --json | jq '.clusters[].partitions[] | {name, gpus_free}'`,
+		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.IO, opts.Client = f.IO, f.APIClient
 			if runF != nil {

@@ -30,7 +30,9 @@ func NewCmdStatus(f *cmdutil.Factory, runF func(context.Context, *StatusOptions)
 	return &cobra.Command{
 		Use:   "status",
 		Short: "Show who you are logged in as (exit code 4 when not logged in)",
-		Args:  cobra.NoArgs,
+		Example: `  ftctl auth status
+  ftctl auth status >/dev/null || ftctl auth login   # log in only when needed`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			server, err := f.Server()
 			if err != nil {

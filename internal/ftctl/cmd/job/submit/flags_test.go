@@ -10,6 +10,7 @@ import (
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/submit"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/ftctl/ftctltest"
+	"github.com/ftgate/ftgate/internal/job"
 )
 
 // TestNewCmdSubmit parses flags through the runF seam: what reaches runSubmit (a
@@ -62,4 +63,32 @@ func TestNewCmdSubmit(t *testing.T) {
 			t.Errorf("%q: options %+v, want %+v", tc.args, *got, tc.want)
 		}
 	}
+}
+
+// TestSubmitHelpNamesEverySpecField: `ftctl submit --help` shows every field of
+// job.Spec (as "key:" in its example spec) and points at docs/spec.md, so a field
+// added to the spec without a line in the help fails here.
+func TestSubmitHelpNamesEverySpecField(t *testing.T) {
+	t.Parallel()
+	long := submit.NewCmdSubmit(ftctltest.FlagFactory(t), nil).Long
+	if !strings.Contains(long, "docs/spec.md") {
+		t.Errorf("submit --help does not point at docs/spec.md")
+	}
+	var walk func(tp reflect.Type, prefix string)
+	walk = func(tp reflect.Type, prefix string) {
+		for i := range tp.NumField() {
+			f := tp.Field(i)
+			key, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if key == "" || key == "-" {
+				continue
+			}
+			if !strings.Contains(long, " "+key+":") && !strings.Contains(long, "\n"+key+":") {
+				t.Errorf("submit --help lacks spec field %s%s: add a line for it to specHelp in submit.go", prefix, key)
+			}
+			if f.Type.Kind() == reflect.Struct {
+				walk(f.Type, prefix+key+".")
+			}
+		}
+	}
+	walk(reflect.TypeFor[job.Spec](), "")
 }
