@@ -43,29 +43,6 @@ func TestRel(t *testing.T) {
 	}
 }
 
-func TestCheckpointName(t *testing.T) {
-	tests := []struct {
-		in   string
-		step int64
-		ok   bool
-	}{
-		{"step-10", 10, true},
-		{"step-0", 0, true},
-		{"step-", 0, false},
-		{"step-1/..", 0, false},
-		{"..", 0, false},
-		{".tmp-step-3-1", 0, false},
-		{"step-1x", 0, false},
-		{"step-1234567890123", 0, false},
-	}
-	for _, tt := range tests {
-		n, err := CheckpointName(tt.in)
-		if (err == nil) != tt.ok || n != tt.step {
-			t.Errorf("CheckpointName(%q) = %d, %v; want %d ok=%v", tt.in, n, err, tt.step, tt.ok)
-		}
-	}
-}
-
 func TestForJob(t *testing.T) {
 	ok := job.Job{ID: "j1", User: "alice", JobDir: "/jobs/alice/j1"}
 	if d, err := ForJob(nil, "/jobs/", ok); err != nil || d.Path != "/jobs/alice/j1" || d.Root != "/jobs" {

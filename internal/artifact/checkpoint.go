@@ -63,7 +63,7 @@ func (d *Dir) ReadManifest(ctx context.Context, dir string) (*Manifest, error) {
 // the manifest is there, names this step, and every file it lists is present with
 // its size (checksums are verified by the trainer and by clients).
 func (d *Dir) Checkpoints(ctx context.Context) ([]Checkpoint, error) {
-	real, err := d.Resolve(ctx, "checkpoints")
+	real, err := d.Resolve(ctx, job.CheckpointsDir)
 	if err != nil {
 		if job.ErrorCode(err) == job.ENotFound {
 			return []Checkpoint{}, nil
@@ -76,8 +76,8 @@ func (d *Dir) Checkpoints(ctx context.Context) ([]Checkpoint, error) {
 	}
 	out := []Checkpoint{}
 	for _, fi := range fis {
-		step, err := CheckpointName(fi.Name())
-		if err != nil || !fi.IsDir() {
+		step, ok := job.CheckpointStep(fi.Name())
+		if !ok || !fi.IsDir() {
 			continue // temporaries (.tmp-step-*), symlinks and stray files
 		}
 		c := Checkpoint{Name: fi.Name(), Step: step, Created: fi.ModTime().UTC()}
@@ -98,7 +98,7 @@ func (d *Dir) Checkpoints(ctx context.Context) ([]Checkpoint, error) {
 }
 
 func (d *Dir) inspect(ctx context.Context, c *Checkpoint) {
-	dir := "checkpoints/" + c.Name
+	dir := job.CheckpointsDir + "/" + c.Name
 	files, err := d.Walk(ctx, dir, maxFiles)
 	if err != nil {
 		c.Problem = job.ErrorMessage(err)

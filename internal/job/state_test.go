@@ -48,7 +48,7 @@ func TestStateProperties(t *testing.T) {
 		{Queued, false, true, true},
 		{Running, false, true, true},
 		{Pausing, false, true, true},
-		{Paused, false, false, true},
+		{Paused, false, true, true},
 		{Succeeded, true, false, true},
 		{Failed, true, false, true},
 		{Cancelled, true, false, true},

@@ -69,15 +69,15 @@ func New(r Runner, o Options) (*Client, error) {
 		bad("partitions", "needs at least one partition")
 	}
 	for _, p := range o.Partitions {
-		if !nameRE.MatchString(p) {
+		if !job.NameRE.MatchString(p) {
 			bad("partitions", "invalid partition name %q", p)
 		}
 	}
-	if o.Account != "" && !nameRE.MatchString(o.Account) {
-		bad("account", "must match %s, got %q", nameRE, o.Account)
+	if o.Account != "" && !job.NameRE.MatchString(o.Account) {
+		bad("account", "must match %s, got %q", job.NameRE, o.Account)
 	}
-	if o.GPUType != "" && !nameRE.MatchString(o.GPUType) {
-		bad("gpu_type", "must match %s, got %q", nameRE, o.GPUType)
+	if o.GPUType != "" && !job.NameRE.MatchString(o.GPUType) {
+		bad("gpu_type", "must match %s, got %q", job.NameRE, o.GPUType)
 	}
 	for field, v := range map[string]string{"python": o.Python, "trainer_dir": o.TrainerDir, "gpustat": o.GPUStat, "slurm_conf": o.SlurmConf} {
 		if strings.ContainsAny(v, "\x00\n") {
@@ -339,8 +339,8 @@ func newest(rows []row, tag string) *Found {
 }
 
 func checkSlurmID(id string) error {
-	if !slurmIDRE.MatchString(id) {
-		return invalid("slurm_job_id", "must match %s, got %q", slurmIDRE, id)
+	if !job.SlurmIDRE.MatchString(id) {
+		return invalid("slurm_job_id", "must match %s, got %q", job.SlurmIDRE, id)
 	}
 	return nil
 }
@@ -674,18 +674,10 @@ func (c *Client) Tail(ctx context.Context, user, path string, offset, max int64)
 	return []byte(body), from + int64(len(body)), nil
 }
 
-// checkPath refuses relative paths, NUL bytes and ".." elements.
+// checkPath applies job.CheckRemotePath, as an EInvalid error.
 func checkPath(p string) error {
-	if !strings.HasPrefix(p, "/") {
-		return invalid("path", "must be absolute, got %q", p)
-	}
-	if strings.ContainsAny(p, "\x00") {
-		return invalid("path", "must not contain NUL")
-	}
-	for _, el := range strings.Split(p, "/") {
-		if el == ".." {
-			return invalid("path", "must not contain '..', got %q", p)
-		}
+	if err := job.CheckRemotePath(p); err != nil {
+		return invalid("path", "%v", err)
 	}
 	return nil
 }

@@ -51,8 +51,8 @@ func New(cfg Config) (*Pool, error) {
 	if (cfg.UserCA == nil) == (cfg.ServiceKey == nil) {
 		return nil, fmt.Errorf("sshconn config: set exactly one of user CA (certificates) or service key")
 	}
-	if cfg.ServiceKey != nil && !ValidUser(cfg.ServiceUser) {
-		return nil, fmt.Errorf("sshconn config service_user: must match %s, got %q", userRE, cfg.ServiceUser)
+	if cfg.ServiceKey != nil && !job.ValidUser(cfg.ServiceUser) {
+		return nil, fmt.Errorf("sshconn config service_user: must match %s, got %q", job.UserRE, cfg.ServiceUser)
 	}
 	setDur(&cfg.CertTTL, 5*time.Minute)
 	setDur(&cfg.CommandTimeout, 30*time.Second)
@@ -177,8 +177,8 @@ type conn struct {
 func (p *Pool) conn(user string) (*conn, error) {
 	if p.cfg.ServiceKey != nil {
 		user = p.cfg.ServiceUser
-	} else if !ValidUser(user) {
-		return nil, job.Errorf(job.EInvalid, "ssh user: must match %s, got %q", userRE, user)
+	} else if !job.ValidUser(user) {
+		return nil, job.Errorf(job.EInvalid, "ssh user: must match %s, got %q", job.UserRE, user)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -355,7 +355,7 @@ func (c *conn) auth() (ssh.Signer, error) {
 // certificate signed by ca, whose only principal is user, valid from one minute
 // before now (clock skew) until now+ttl. It also returns the expiry and serial.
 func MintCert(ca ssh.Signer, user string, now time.Time, ttl time.Duration) (ssh.Signer, time.Time, uint64, error) {
-	if !ValidUser(user) {
+	if !job.ValidUser(user) {
 		return nil, time.Time{}, 0, fmt.Errorf("mint certificate: invalid user %q", user)
 	}
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -633,18 +633,10 @@ func (p *Pool) withSFTP(ctx context.Context, user, remote string, fn func(*sftp.
 	}
 }
 
-// checkPath refuses relative paths, NUL bytes and ".." elements.
+// checkPath applies job.CheckRemotePath, as an EInvalid error.
 func checkPath(p string) error {
-	if !strings.HasPrefix(p, "/") {
-		return job.Errorf(job.EInvalid, "path: must be absolute, got %q", p)
-	}
-	if strings.IndexByte(p, 0) >= 0 {
-		return job.Errorf(job.EInvalid, "path: contains a NUL byte")
-	}
-	for _, el := range strings.Split(p, "/") {
-		if el == ".." {
-			return job.Errorf(job.EInvalid, "path: must not contain '..', got %q", p)
-		}
+	if err := job.CheckRemotePath(p); err != nil {
+		return job.Errorf(job.EInvalid, "path: %v", err)
 	}
 	return nil
 }

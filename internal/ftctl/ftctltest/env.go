@@ -215,6 +215,24 @@ func (s *MemStore) Created() int {
 	return s.next
 }
 
+// CountActive, SetPinned and MarkPurged complete api.Store; the ftctl tests do not
+// use pins or purges.
+func (s *MemStore) CountActive(ctx context.Context, owner string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, j := range s.jobs {
+		if j.OwnerSubject == owner && j.State.Active() {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *MemStore) SetPinned(ctx context.Context, id string, pinned bool) error { return nil }
+
+func (s *MemStore) MarkPurged(ctx context.Context, id string, at time.Time) error { return nil }
+
 // FakeSlurm implements api.Slurm and records control calls.
 type FakeSlurm struct {
 	mu    sync.Mutex

@@ -13,7 +13,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -25,6 +24,7 @@ import (
 	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/ftctl/render"
+	"github.com/ftgate/ftgate/internal/job"
 )
 
 // DownloadOptions are the options of `ftctl download`.
@@ -38,8 +38,6 @@ type DownloadOptions struct {
 	// Progress draws a progress bar on ErrOut (an interactive terminal).
 	Progress bool
 }
-
-var checkpointNameRE = regexp.MustCompile(`^step-[0-9]{1,12}$`)
 
 // NewCmdDownload returns `ftctl download JOB`.
 func NewCmdDownload(f *cmdutil.Factory, runF func(context.Context, *DownloadOptions) error) *cobra.Command {
@@ -64,7 +62,7 @@ DIR defaults to <job>-model, <job>-<checkpoint>, or the current directory for lo
 			if opts.Logs && opts.Checkpoint != "" {
 				return cmdutil.UsageErrorf("--checkpoint and --logs cannot be combined")
 			}
-			if opts.Checkpoint != "" && !checkpointNameRE.MatchString(opts.Checkpoint) {
+			if opts.Checkpoint != "" && !validCheckpoint(opts.Checkpoint) {
 				return cmdutil.UsageErrorf("--checkpoint %q: want a checkpoint name like step-100 (see `ftctl status %s`)", opts.Checkpoint, opts.JobID)
 			}
 			if opts.Dir == "" {
@@ -435,3 +433,5 @@ func downloadLogs(ctx context.Context, c *apiclient.Client, opts *DownloadOption
 	fmt.Fprintf(opts.IO.Out, "Downloaded the log of job %s to %s (%s, %s new)\n", opts.JobID, dst, render.FormatBytes(have+n), render.FormatBytes(n))
 	return nil
 }
+
+func validCheckpoint(name string) bool { _, ok := job.CheckpointStep(name); return ok }
