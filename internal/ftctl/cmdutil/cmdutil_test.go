@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 )
 
@@ -19,7 +20,7 @@ func TestExitCodes(t *testing.T) {
 		{UsageErrorf("x"), 2},
 		{&apiclient.LoginRequiredError{}, 4},
 		{&JobFailedError{ID: "j", State: "failed"}, 8},
-		{&apiclient.APIError{Status: 500}, 1},
+		{&client.Error{Status: 500}, 1},
 		{hinted("x"), 1},
 	} {
 		if got := ExitCode(tc.err); got != tc.code {

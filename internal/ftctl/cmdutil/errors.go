@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 )
 
@@ -99,6 +100,7 @@ func isCobraUsageError(err error) bool {
 
 // FormatError renders err as one line, with a hint on what to do next.
 func FormatError(err error) string {
+	err = apiclient.Unwrap(err)
 	msg := strings.Join(strings.Fields(strings.ReplaceAll(err.Error(), "\n", "; ")), " ")
 	if h := hintFor(err); h != "" {
 		msg += " (hint: " + h + ")"
@@ -108,7 +110,7 @@ func FormatError(err error) string {
 
 func hintFor(err error) string {
 	var he *hintError
-	ae, isAPI := err.(*apiclient.APIError) // only a bare gateway answer: wrapped ones carry their own context
+	ae, isAPI := err.(*client.Error) // only a bare gateway answer: wrapped ones carry their own context
 	var ce *apiclient.ConnError
 	var le *apiclient.LoginRequiredError
 	var se Hinter

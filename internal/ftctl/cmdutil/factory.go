@@ -16,6 +16,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/atomicfile"
 	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 	"github.com/ftgate/ftgate/internal/ftctl/tokencache"
@@ -220,8 +221,8 @@ func (f *Factory) Clock() func() time.Time {
 	return f.Now
 }
 
-// APIClient returns a client for the configured gateway that carries the token.
-func (f *Factory) APIClient() (*apiclient.Client, error) {
+// APIClient returns the typed client for the configured gateway, carrying the token.
+func (f *Factory) APIClient() (*client.Client, error) {
 	server, err := f.Server()
 	if err != nil {
 		return nil, err
@@ -230,5 +231,5 @@ func (f *Factory) APIClient() (*apiclient.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &apiclient.Client{BaseURL: server, HTTP: hc}, nil
+	return apiclient.New(server, hc), nil
 }

@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/auth"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/control"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/download"
@@ -109,8 +107,8 @@ func completeJobIDs(f *cmdutil.Factory) func(*cobra.Command, []string, string) (
 		}
 		ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
 		defer cancel()
-		var page apiclient.JobList
-		if err := c.Do(ctx, http.MethodGet, "/api/jobs", url.Values{"limit": {"50"}}, nil, nil, &page); err != nil {
+		page, err := c.Jobs(ctx, client.ListOptions{Limit: 50})
+		if err != nil {
 			return nil, cobra.ShellCompDirectiveNoFileComp
 		}
 		var out []string

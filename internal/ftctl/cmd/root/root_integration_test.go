@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/download"
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/ftctltest"
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/stacktest"
@@ -202,7 +202,7 @@ func TestIntegrationFtctlEndToEnd(t *testing.T) {
 			t.Fatalf("download: exit %d stdout %q stderr %q", code, out, errOut)
 		}
 		// Check the files against the manifest independently of ftctl.
-		var man download.Manifest
+		var man client.Manifest
 		b, err := os.ReadFile(filepath.Join(dir, "manifest.json"))
 		if err != nil || json.Unmarshal(b, &man) != nil || len(man.Files) == 0 {
 			t.Fatalf("manifest.json: %v %q", err, b)

@@ -2,13 +2,12 @@ package system
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strconv"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/ftctl/render"
@@ -18,28 +17,8 @@ import (
 // SystemOptions are the options of `ftctl system`.
 type SystemOptions struct {
 	IO     *cmdutil.IOStreams
-	Client func() (*apiclient.Client, error)
+	Client func() (*client.Client, error)
 	JSON   bool
-}
-
-// SystemStatus is GET /api/system/status.
-type SystemStatus struct {
-	Version  string `json:"version"`
-	Clusters []struct {
-		Name       string `json:"name"`
-		Partitions []struct {
-			Name          string `json:"name"`
-			State         string `json:"state"`
-			GPUsTotal     int    `json:"gpus_total"`
-			GPUsAllocated int    `json:"gpus_allocated"`
-			GPUsFree      int    `json:"gpus_free"`
-			MaxNodeGPUs   int    `json:"max_node_gpus"`
-		} `json:"partitions"`
-		CapacityError string         `json:"capacity_error,omitempty"`
-		Jobs          map[string]int `json:"jobs"`
-		ReconcilerLag *float64       `json:"reconciler_lag_seconds,omitempty"`
-		ReconcilerErr string         `json:"reconciler_error,omitempty"`
-	} `json:"clusters"`
 }
 
 // NewCmdSystem returns `ftctl system`.
@@ -72,16 +51,12 @@ func runSystem(ctx context.Context, opts *SystemOptions) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiclient.DefaultTimeout)
 	defer cancel()
-	var raw json.RawMessage
-	if err := c.Do(ctx, http.MethodGet, "/api/system/status", nil, nil, nil, &raw); err != nil {
+	st, err := c.SystemStatus(ctx)
+	if err != nil {
 		return err
 	}
 	if opts.JSON {
-		return cmdutil.PrintJSON(opts.IO.Out, raw)
-	}
-	var st SystemStatus
-	if err := json.Unmarshal(raw, &st); err != nil {
-		return fmt.Errorf("decode system status: %w", err)
+		return cmdutil.PrintJSON(opts.IO.Out, st)
 	}
 	t := render.NewTable("CLUSTER", "PARTITION", "STATE", "GPUS", "USED", "FREE", "MAX/NODE")
 	t.AlignRight(3, 4, 5, 6)
@@ -110,8 +85,8 @@ func runSystem(ctx context.Context, opts *SystemOptions) error {
 		if cl.CapacityError != "" {
 			fmt.Fprintf(opts.IO.ErrOut, "warning: cluster %s: GPU capacity unknown: %s\n", cl.Name, cl.CapacityError)
 		}
-		if cl.ReconcilerErr != "" {
-			fmt.Fprintf(opts.IO.ErrOut, "warning: cluster %s: the gateway cannot follow Slurm: %s\n", cl.Name, cl.ReconcilerErr)
+		if cl.ReconcilerError != "" {
+			fmt.Fprintf(opts.IO.ErrOut, "warning: cluster %s: the gateway cannot follow Slurm: %s\n", cl.Name, cl.ReconcilerError)
 		}
 	}
 	return nil

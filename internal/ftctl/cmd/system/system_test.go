@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/ftgate/ftgate/internal/ftctl/cmd/system"
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/ftctltest"
 )
 
@@ -17,7 +17,7 @@ func TestSystem(t *testing.T) {
 	}
 	ftctltest.Golden(t, "system.txt", out)
 	code, out, _ = e.Run("system", "--json")
-	var st system.SystemStatus
+	var st client.SystemStatus
 	if code != 0 || json.Unmarshal([]byte(out), &st) != nil || len(st.Clusters) != 1 {
 		t.Errorf("--json: exit %d, %q", code, out)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/oauth2"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/auth/shared"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/ftctl/tokencache"
@@ -150,7 +151,7 @@ func runLogin(ctx context.Context, opts *LoginOptions) error {
 
 // loginScopes are the gateway's scopes plus, when the API's audience is not the
 // client itself, Dex's audience scope so that aud names the API.
-func loginScopes(ac *shared.AuthConfig) []string {
+func loginScopes(ac *client.AuthConfig) []string {
 	scopes := slices.Clone(ac.Scopes)
 	if len(scopes) == 0 {
 		scopes = []string{oidc.ScopeOpenID, "profile", "email", "groups", oidc.ScopeOfflineAccess}

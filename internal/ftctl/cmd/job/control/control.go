@@ -2,14 +2,12 @@ package control
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/ftctl/render"
@@ -19,7 +17,7 @@ import (
 // ControlOptions are the options of `ftctl pause|resume|cancel`.
 type ControlOptions struct {
 	IO     *cmdutil.IOStreams
-	Client func() (*apiclient.Client, error)
+	Client func() (*client.Client, error)
 	Action string
 	JobID  string
 	JSON   bool
@@ -66,19 +64,21 @@ func runControl(ctx context.Context, opts *ControlOptions) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiclient.DefaultTimeout)
 	defer cancel()
-	before, _, err := c.GetJob(ctx, opts.JobID)
+	before, err := c.Job(ctx, opts.JobID)
 	if err != nil {
 		return err
 	}
-	var raw json.RawMessage
-	err = c.Do(ctx, http.MethodPost, "/api/training/"+opts.Action+"/"+url.PathEscape(opts.JobID), nil, nil, nil, &raw)
-	var ae *apiclient.APIError
-	if err != nil && opts.Action == "resume" && errors.As(err, &ae) && ae.Status == http.StatusConflict {
+	act := map[string]func(context.Context, string) (client.Job, error){"pause": c.Pause, "resume": c.Resume, "cancel": c.Cancel}[opts.Action]
+	if act == nil {
+		return fmt.Errorf("unknown action %q", opts.Action)
+	}
+	after, err := act(ctx, opts.JobID)
+	if err != nil && opts.Action == "resume" && client.IsStatus(err, http.StatusConflict) {
 		// Resuming a job that already runs again is not a mistake.
-		now, nowRaw, gerr := c.GetJob(ctx, opts.JobID)
+		now, gerr := c.Job(ctx, opts.JobID)
 		if gerr == nil && (now.State == job.Queued || now.State == job.Running || now.State == job.Submitting) {
 			if opts.JSON {
-				return cmdutil.PrintJSON(opts.IO.Out, nowRaw)
+				return cmdutil.PrintJSON(opts.IO.Out, now)
 			}
 			fmt.Fprintf(opts.IO.Out, "Job %s is already %s; nothing to resume\n", opts.JobID, now.State)
 			return nil
@@ -88,11 +88,7 @@ func runControl(ctx context.Context, opts *ControlOptions) error {
 		return err
 	}
 	if opts.JSON {
-		return cmdutil.PrintJSON(opts.IO.Out, raw)
-	}
-	var after job.Job
-	if err := json.Unmarshal(raw, &after); err != nil {
-		return fmt.Errorf("decode job: %w", err)
+		return cmdutil.PrintJSON(opts.IO.Out, after)
 	}
 	fmt.Fprintln(opts.IO.Out, controlLine(opts.Action, before, after))
 	return nil

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/atomicfile"
 	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
@@ -30,7 +30,7 @@ import (
 // DownloadOptions are the options of `ftctl download`.
 type DownloadOptions struct {
 	IO         *cmdutil.IOStreams
-	Client     func() (*apiclient.Client, error)
+	Client     func() (*client.Client, error)
 	JobID      string
 	Checkpoint string
 	Logs       bool
@@ -87,15 +87,6 @@ DIR defaults to <job>-model, <job>-<checkpoint>, or the current directory for lo
 	return cmd
 }
 
-// Manifest is a model's or checkpoint's manifest.json: file sizes and sha256 sums.
-type Manifest struct {
-	Step  int64 `json:"step"`
-	Files map[string]struct {
-		Size   int64  `json:"size"`
-		SHA256 string `json:"sha256"`
-	} `json:"files"`
-}
-
 func runDownload(ctx context.Context, opts *DownloadOptions) error {
 	c, err := opts.Client()
 	if err != nil {
@@ -107,27 +98,24 @@ func runDownload(ctx context.Context, opts *DownloadOptions) error {
 	if opts.Logs {
 		return downloadLogs(ctx, c, opts)
 	}
-	base := "/api/training/" + url.PathEscape(opts.JobID) + "/model"
 	what := "model"
 	if opts.Checkpoint != "" {
-		base = "/api/training/" + url.PathEscape(opts.JobID) + "/checkpoints/" + url.PathEscape(opts.Checkpoint)
 		what = "checkpoint " + opts.Checkpoint
 	}
-	d := &downloader{c: c, opts: opts, base: base}
+	d := &downloader{c: c, opts: opts}
 	if opts.Checkpoint != "" {
 		// The gateway serves a checkpoint as one tar stream (no ranges).
 		return d.tarDownload(ctx, what)
 	}
 	mctx, cancel := context.WithTimeout(ctx, apiclient.DefaultTimeout)
-	var raw json.RawMessage
-	err = c.Do(mctx, http.MethodGet, base+"/manifest", nil, nil, nil, &raw)
+	m, err := c.ModelManifest(mctx, opts.JobID)
 	cancel()
 	if err != nil {
 		return err
 	}
-	var m Manifest
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return fmt.Errorf("decode manifest.json of the %s: %w", what, err)
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode manifest.json of the %s: %w", what, err)
 	}
 	names, err := manifestNames(&m)
 	if err != nil {
@@ -136,7 +124,7 @@ func runDownload(ctx context.Context, opts *DownloadOptions) error {
 	for _, n := range names {
 		d.total += m.Files[n].Size
 	}
-	if err := atomicfile.Write(filepath.Join(opts.Dir, "manifest.json"), []byte(raw), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(opts.Dir, "manifest.json"), append(raw, '\n'), 0o644); err != nil {
 		return err
 	}
 	resumed := 0
@@ -160,7 +148,7 @@ func runDownload(ctx context.Context, opts *DownloadOptions) error {
 }
 
 // manifestNames validates the manifest's file names (local, clean paths) and sorts them.
-func manifestNames(m *Manifest) ([]string, error) {
+func manifestNames(m *client.Manifest) ([]string, error) {
 	if len(m.Files) == 0 {
 		return nil, errors.New("manifest.json lists no files")
 	}
@@ -179,9 +167,8 @@ func manifestNames(m *Manifest) ([]string, error) {
 }
 
 type downloader struct {
-	c     *apiclient.Client
+	c     *client.Client
 	opts  *DownloadOptions
-	base  string
 	total int64
 	done  int64  // bytes of finished files
 	cur   *int64 // bytes of the file being fetched
@@ -239,7 +226,7 @@ func (d *downloader) file(ctx context.Context, name string, size int64, sum stri
 }
 
 func (d *downloader) fetchInto(ctx context.Context, name, part, etagFile string, hdr http.Header, have *int64) error {
-	resp, err := d.c.Request(ctx, http.MethodGet, d.base, url.Values{"file": {name}}, hdr, nil)
+	resp, err := d.c.Download(ctx, d.opts.JobID, "", name, hdr)
 	if err != nil {
 		return err
 	}
@@ -339,7 +326,7 @@ func verifyFile(path string, size int64, sum string) error {
 // tarDownload extracts a checkpoint's tar stream into the directory and verifies the
 // files against the manifest.json inside it.
 func (d *downloader) tarDownload(ctx context.Context, what string) error {
-	resp, err := d.c.Request(ctx, http.MethodGet, d.base, nil, http.Header{"Accept": {"application/x-tar"}}, nil)
+	resp, err := d.c.Download(ctx, d.opts.JobID, d.opts.Checkpoint, "", http.Header{"Accept": {"application/x-tar"}})
 	if err != nil {
 		return err
 	}
@@ -386,7 +373,7 @@ func (d *downloader) tarDownload(ctx context.Context, what string) error {
 	if err != nil {
 		return fmt.Errorf("the %s has no manifest.json to verify against", what)
 	}
-	var m Manifest
+	var m client.Manifest
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return fmt.Errorf("decode manifest.json of the %s: %w", what, err)
 	}
@@ -407,14 +394,13 @@ func (d *downloader) tarDownload(ctx context.Context, what string) error {
 }
 
 // downloadLogs appends the log beyond what <dir>/<job>.log already holds.
-func downloadLogs(ctx context.Context, c *apiclient.Client, opts *DownloadOptions) error {
+func downloadLogs(ctx context.Context, c *client.Client, opts *DownloadOptions) error {
 	dst := filepath.Join(opts.Dir, opts.JobID+".log")
 	var have int64
 	if st, err := os.Stat(dst); err == nil {
 		have = st.Size()
 	}
-	q := url.Values{"offset": {strconv.FormatInt(have, 10)}}
-	resp, err := c.Request(ctx, http.MethodGet, "/api/training/"+url.PathEscape(opts.JobID)+"/logs", q, http.Header{"Accept": {"text/plain"}}, nil)
+	resp, err := c.Logs(ctx, opts.JobID, client.LogOptions{Offset: have})
 	if err != nil {
 		return err
 	}

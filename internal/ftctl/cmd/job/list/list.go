@@ -2,10 +2,7 @@ package list
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -13,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/shared"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
@@ -23,7 +21,7 @@ import (
 // ListOptions are the options of `ftctl list`.
 type ListOptions struct {
 	IO       *cmdutil.IOStreams
-	Client   func() (*apiclient.Client, error)
+	Client   func() (*client.Client, error)
 	Now      func() time.Time
 	States   []string
 	Since    string
@@ -121,29 +119,18 @@ func parseWhen(flag, v string, now time.Time) (string, error) {
 
 func runList(ctx context.Context, opts *ListOptions) error {
 	now := opts.Now()
-	q := url.Values{"limit": {strconv.Itoa(opts.Limit)}}
-	var states []string
+	lo := client.ListOptions{Limit: opts.Limit, Model: opts.Model, Cluster: opts.Cluster, Cursor: opts.Cursor}
 	for _, s := range opts.States {
 		for _, st := range strings.Split(s, ",") {
-			states = append(states, strings.TrimSpace(st))
+			lo.States = append(lo.States, job.State(strings.TrimSpace(st)))
 		}
 	}
-	if len(states) > 0 {
-		q.Set("status", strings.Join(states, ","))
+	var err error
+	if lo.From, err = parseWhen("--since", opts.Since, now); err != nil {
+		return err
 	}
-	for _, p := range []struct{ flag, val, key string }{{"--since", opts.Since, "from"}, {"--until", opts.Until, "to"}} {
-		t, err := parseWhen(p.flag, p.val, now)
-		if err != nil {
-			return err
-		}
-		if t != "" {
-			q.Set(p.key, t)
-		}
-	}
-	for k, v := range map[string]string{"model": opts.Model, "cluster": opts.Cluster, "cursor": opts.Cursor} {
-		if v != "" {
-			q.Set(k, v)
-		}
+	if lo.To, err = parseWhen("--until", opts.Until, now); err != nil {
+		return err
 	}
 	c, err := opts.Client()
 	if err != nil {
@@ -151,33 +138,23 @@ func runList(ctx context.Context, opts *ListOptions) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiclient.DefaultTimeout)
 	defer cancel()
-	user := opts.User
-	if user == "" && !opts.AllUsers {
+	lo.User = opts.User
+	if lo.User == "" && !opts.AllUsers {
 		// Admins see everyone's jobs unless asked for one user's: ask for our own.
-		var me struct {
-			Username string `json:"username"`
-			Admin    bool   `json:"admin"`
-		}
-		if err := c.Do(ctx, http.MethodGet, "/api/whoami", nil, nil, nil, &me); err != nil {
+		me, err := c.Whoami(ctx)
+		if err != nil {
 			return err
 		}
 		if me.Admin {
-			user = me.Username
+			lo.User = me.Username
 		}
 	}
-	if user != "" {
-		q.Set("user", user)
-	}
-	var raw json.RawMessage
-	if err := c.Do(ctx, http.MethodGet, "/api/jobs", q, nil, nil, &raw); err != nil {
+	page, err := c.Jobs(ctx, lo)
+	if err != nil {
 		return err
 	}
 	if opts.JSON {
-		return cmdutil.PrintJSON(opts.IO.Out, raw)
-	}
-	var page apiclient.JobList
-	if err := json.Unmarshal(raw, &page); err != nil {
-		return fmt.Errorf("decode job list: %w", err)
+		return cmdutil.PrintJSON(opts.IO.Out, page)
 	}
 	if len(page.Jobs) == 0 {
 		fmt.Fprintln(opts.IO.ErrOut, "No jobs match.")

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/ftctltest"
 )
 
@@ -58,7 +58,7 @@ func TestListJSONAndBadFlags(t *testing.T) {
 	e := ftctltest.NewEnv(t)
 	ftctltest.SeedList(e)
 	code, out, _ := e.Run("list", "--json")
-	var page apiclient.JobList
+	var page client.JobList
 	if code != 0 || json.Unmarshal([]byte(out), &page) != nil || len(page.Jobs) != 3 {
 		t.Errorf("--json: exit %d, %d jobs, want 0 and 3; out %q", code, len(page.Jobs), out)
 	}

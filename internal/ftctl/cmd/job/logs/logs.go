@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 )
@@ -18,7 +17,7 @@ import (
 // LogsOptions are the options of `ftctl logs`.
 type LogsOptions struct {
 	IO     *cmdutil.IOStreams
-	Client func() (*apiclient.Client, error)
+	Client func() (*client.Client, error)
 	JobID  string
 	Follow bool
 	Tail   int
@@ -60,25 +59,21 @@ func runLogs(ctx context.Context, opts *LogsOptions) error {
 	if err != nil {
 		return err
 	}
-	path := "/api/training/" + url.PathEscape(opts.JobID) + "/logs"
 	var offset int64 = -1
 	backoff := 500 * time.Millisecond
 	for attempt := 0; ; attempt++ {
-		q := url.Values{}
+		lo := client.LogOptions{Follow: opts.Follow}
 		switch {
 		case offset >= 0:
-			q.Set("offset", strconv.FormatInt(offset, 10))
+			lo.Offset = offset
 		case opts.Tail >= 0:
-			q.Set("tail", strconv.Itoa(opts.Tail))
-		}
-		if opts.Follow {
-			q.Set("follow", "1")
+			lo.Tail = opts.Tail
 		}
 		rctx, cancel := ctx, context.CancelFunc(func() {})
 		if !opts.Follow {
 			rctx, cancel = context.WithTimeout(ctx, 5*time.Minute)
 		}
-		resp, err := c.Request(rctx, http.MethodGet, path, q, http.Header{"Accept": {"text/plain"}}, nil)
+		resp, err := c.Logs(rctx, opts.JobID, lo)
 		if err != nil {
 			cancel()
 			var ce *apiclient.ConnError

@@ -2,16 +2,15 @@ package status
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/shared"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
@@ -22,7 +21,7 @@ import (
 // JobStatusOptions are the options of `ftctl status`.
 type JobStatusOptions struct {
 	IO     *cmdutil.IOStreams
-	Client func() (*apiclient.Client, error)
+	Client func() (*client.Client, error)
 	Now    func() time.Time
 	JobID  string
 	JSON   bool
@@ -49,31 +48,17 @@ func NewCmdJobStatus(f *cmdutil.Factory, runF func(context.Context, *JobStatusOp
 	return cmd
 }
 
-// Checkpoint is one complete checkpoint of a job.
-type Checkpoint struct {
-	Name     string   `json:"name"`
-	Step     int64    `json:"step"`
-	Size     int64    `json:"size"`
-	Loss     *float64 `json:"loss,omitempty"`
-	Complete bool     `json:"complete"`
-	Best     bool     `json:"best"`
-}
-
 // listCheckpoints reads GET /api/training/{id}/checkpoints: the complete ones, oldest
 // first. A job without a directory yet (404) has none.
-func listCheckpoints(ctx context.Context, c *apiclient.Client, id string) ([]Checkpoint, error) {
-	var out struct {
-		Checkpoints []Checkpoint `json:"checkpoints"`
-	}
-	err := c.Do(ctx, http.MethodGet, "/api/training/"+url.PathEscape(id)+"/checkpoints", nil, nil, nil, &out)
-	var ae *apiclient.APIError
-	if errors.As(err, &ae) && ae.Status == http.StatusNotFound {
+func listCheckpoints(ctx context.Context, c *client.Client, id string) ([]client.Checkpoint, error) {
+	out, err := c.Checkpoints(ctx, id)
+	if client.IsStatus(err, http.StatusNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var done []Checkpoint
+	var done []client.Checkpoint
 	for _, cp := range out.Checkpoints {
 		if cp.Complete {
 			done = append(done, cp)
@@ -89,19 +74,19 @@ func runJobStatus(ctx context.Context, opts *JobStatusOptions) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiclient.DefaultTimeout)
 	defer cancel()
-	j, raw, err := c.GetJob(ctx, opts.JobID)
+	j, err := c.Job(ctx, opts.JobID)
 	if err != nil {
 		return err
 	}
 	if opts.JSON {
-		return cmdutil.PrintJSON(opts.IO.Out, raw)
+		return cmdutil.PrintJSON(opts.IO.Out, j)
 	}
 	cps, cpErr := listCheckpoints(ctx, c, opts.JobID)
 	writeJobStatus(opts.IO.Out, j, cps, cpErr, opts.Now())
 	return nil
 }
 
-func writeJobStatus(w io.Writer, j job.Job, cps []Checkpoint, cpErr error, now time.Time) {
+func writeJobStatus(w io.Writer, j job.Job, cps []client.Checkpoint, cpErr error, now time.Time) {
 	var rows [][2]string
 	add := func(k, v string) {
 		if v != "" {

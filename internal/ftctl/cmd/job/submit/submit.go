@@ -1,7 +1,6 @@
 package submit
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,24 +8,23 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/watch"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/ftctl/spec"
-	"github.com/ftgate/ftgate/internal/job"
 )
 
 // SubmitOptions are the options of `ftctl submit`.
 type SubmitOptions struct {
 	IO         *cmdutil.IOStreams
-	Client     func() (*apiclient.Client, error)
+	Client     func() (*client.Client, error)
 	File       string
 	Sets       []string
 	DryRun     bool
@@ -159,15 +157,16 @@ func runSubmit(ctx context.Context, opts *SubmitOptions) error {
 	if err != nil {
 		return fmt.Errorf("encode spec: %w", err)
 	}
-	var q url.Values
-	if opts.DryRun {
-		q = url.Values{"dry_run": {"1"}}
-	}
-	hdr := http.Header{"Idempotency-Key": {opts.IdempotencyKey}}
-	var raw json.RawMessage
+	// The spec goes as the JSON checked here, retried with the same idempotency key.
+	var j client.Job
+	var dry client.DryRun
 	for attempt := 1; ; attempt++ {
 		rctx, cancel := context.WithTimeout(ctx, apiclient.DefaultTimeout)
-		err = c.Do(rctx, http.MethodPost, "/api/training/execute", q, hdr, json.RawMessage(body), &raw)
+		if opts.DryRun {
+			dry, err = c.DryRun(rctx, json.RawMessage(body))
+		} else {
+			j, _, err = c.Execute(rctx, json.RawMessage(body), client.ExecuteOptions{IdempotencyKey: opts.IdempotencyKey})
+		}
 		cancel()
 		if err == nil || attempt == 3 || !retryable(err) {
 			break
@@ -182,15 +181,13 @@ func runSubmit(ctx context.Context, opts *SubmitOptions) error {
 		return err
 	}
 	out := opts.IO.Out
-	if opts.JSON && !opts.Watch {
-		return cmdutil.PrintJSON(out, raw)
-	}
-	if opts.DryRun {
-		return printDryRun(opts, raw)
-	}
-	var j job.Job
-	if err := json.Unmarshal(raw, &j); err != nil {
-		return fmt.Errorf("decode submitted job: %w", err)
+	switch {
+	case opts.DryRun && opts.JSON:
+		return cmdutil.PrintJSON(out, dry)
+	case opts.DryRun:
+		return printDryRun(opts, dry)
+	case opts.JSON && !opts.Watch:
+		return cmdutil.PrintJSON(out, j)
 	}
 	name := ""
 	if j.Spec.Name != "" {
@@ -210,26 +207,17 @@ func retryable(err error) bool {
 	if errors.As(err, &ce) {
 		return !errors.Is(err, syscall.ECONNREFUSED)
 	}
-	var ae *apiclient.APIError
+	var ae *client.Error
 	return errors.As(err, &ae) && (ae.Status == http.StatusBadGateway || ae.Status == http.StatusServiceUnavailable || ae.Status == http.StatusGatewayTimeout)
 }
 
-func printDryRun(opts *SubmitOptions, raw json.RawMessage) error {
-	var d struct {
-		Spec    json.RawMessage `json:"spec"`
-		Cluster string          `json:"cluster"`
-		JobDir  string          `json:"job_dir"`
-		Script  string          `json:"script"`
-	}
-	if err := json.Unmarshal(raw, &d); err != nil {
-		return fmt.Errorf("decode dry run: %w", err)
-	}
-	var spec bytes.Buffer
-	if err := json.Indent(&spec, d.Spec, "", "  "); err != nil {
-		return fmt.Errorf("decode dry run spec: %w", err)
+func printDryRun(opts *SubmitOptions, d client.DryRun) error {
+	spec, err := json.MarshalIndent(d.Spec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode dry run spec: %w", err)
 	}
 	out := opts.IO.Out
-	fmt.Fprintf(out, "# Validated spec (defaults filled), written as job.json:\n%s\n", bytes.TrimRight(spec.Bytes(), "\n"))
+	fmt.Fprintf(out, "# Validated spec (defaults filled), written as job.json:\n%s\n", spec)
 	fmt.Fprintf(out, "# sbatch script for cluster %s (job directory %s):\n%s", d.Cluster, d.JobDir, d.Script)
 	if len(d.Script) > 0 && d.Script[len(d.Script)-1] != '\n' {
 		fmt.Fprintln(out)

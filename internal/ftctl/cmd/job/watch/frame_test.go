@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/job"
 )
 
@@ -28,7 +29,7 @@ func TestWatchFrame(t *testing.T) {
 func TestReadSSE(t *testing.T) {
 	in := "retry: 3000\n\n: ping\n\nid: 4\nevent: progress\ndata: {\"a\":1}\n\ndata: x\ndata: y\n\nevent: error\ndata:{}\n"
 	var got []string
-	err := readSSE(strings.NewReader(in), func(e SSEEvent) error {
+	err := client.ReadSSE(strings.NewReader(in), func(e client.SSEEvent) error {
 		got = append(got, e.ID+"|"+e.Event+"|"+e.Data)
 		return nil
 	})

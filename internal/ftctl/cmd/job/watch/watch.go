@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/shared"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
@@ -26,7 +26,7 @@ import (
 // WatchOptions are the options of `ftctl watch`.
 type WatchOptions struct {
 	IO         *cmdutil.IOStreams
-	Client     func() (*apiclient.Client, error)
+	Client     func() (*client.Client, error)
 	Now        func() time.Time
 	JobID      string
 	ExitStatus bool
@@ -75,7 +75,7 @@ With --exit-status, ftctl exits 8 unless the job succeeded (0 also when it pause
 // watcher holds the live view's state.
 type watcher struct {
 	o      *WatchOptions
-	c      *apiclient.Client
+	c      *client.Client
 	mu     sync.Mutex
 	gpus   []job.GPU
 	losses []float64
@@ -129,7 +129,7 @@ func Run(ctx context.Context, o *WatchOptions) error {
 		j, err = w.fetch(ctx)
 		if err != nil {
 			var le *apiclient.LoginRequiredError
-			var ae *apiclient.APIError
+			var ae *client.Error
 			if errors.As(err, &le) || (errors.As(err, &ae) && ae.Status < 500) || failures >= 20 {
 				return err
 			}
@@ -147,8 +147,7 @@ func Run(ctx context.Context, o *WatchOptions) error {
 func (w *watcher) fetch(ctx context.Context) (job.Job, error) {
 	ctx, cancel := context.WithTimeout(ctx, apiclient.DefaultTimeout)
 	defer cancel()
-	j, _, err := w.c.GetJob(ctx, w.o.JobID)
-	return j, err
+	return w.c.Job(ctx, w.o.JobID)
 }
 
 // metrics appends the loss values logged since the last read.
@@ -158,12 +157,8 @@ func (w *watcher) metrics(ctx context.Context, j job.Job) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiclient.DefaultTimeout)
 	defer cancel()
-	var s struct {
-		LastStep int64                   `json:"last_step"`
-		Series   map[string][][2]float64 `json:"series"`
-	}
-	q := url.Values{"since_step": {strconv.FormatInt(w.last, 10)}}
-	if err := w.c.Do(ctx, http.MethodGet, "/api/training/"+url.PathEscape(j.ID)+"/metrics", q, nil, nil, &s); err != nil {
+	s, err := w.c.Metrics(ctx, j.ID, client.MetricsOptions{SinceStep: w.last})
+	if err != nil {
 		return
 	}
 	w.mu.Lock()
@@ -182,15 +177,11 @@ func (w *watcher) metrics(ctx context.Context, j job.Job) {
 // stream follows the job's event stream, reconnecting with Last-Event-ID, and kicks a
 // refresh on each event. It closes noStream when the gateway has no event stream.
 func (w *watcher) stream(ctx context.Context, kick chan<- struct{}, noStream chan<- struct{}) {
-	lastID := ""
+	var lastID int64
 	backoff := 500 * time.Millisecond
 	for ctx.Err() == nil {
-		hdr := http.Header{"Accept": {"text/event-stream"}}
-		if lastID != "" {
-			hdr.Set("Last-Event-ID", lastID)
-		}
-		resp, err := w.c.Request(ctx, http.MethodGet, "/api/training/"+url.PathEscape(w.o.JobID)+"/events", nil, hdr, nil)
-		var ae *apiclient.APIError
+		resp, err := w.c.Events(ctx, w.o.JobID, client.EventOptions{After: lastID})
+		var ae *client.Error
 		if errors.As(err, &ae) && (ae.Status == http.StatusNotFound || ae.Status == http.StatusMethodNotAllowed || ae.Status == http.StatusServiceUnavailable) {
 			// No event stream on this gateway: poll instead.
 			close(noStream)
@@ -198,8 +189,10 @@ func (w *watcher) stream(ctx context.Context, kick chan<- struct{}, noStream cha
 		}
 		if err == nil {
 			backoff = 500 * time.Millisecond
-			_ = readSSE(resp.Body, func(ev SSEEvent) error {
-				lastID = ev.ID
+			_ = client.ReadSSE(resp.Body, func(ev client.SSEEvent) error {
+				if id, perr := strconv.ParseInt(ev.ID, 10, 64); perr == nil {
+					lastID = id
+				}
 				if g := findGPUs([]byte(ev.Data)); g != nil {
 					w.mu.Lock()
 					w.gpus = g
