@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/root"
 	"github.com/ftgate/ftgate/internal/ftctl/ftctltest"
 	"github.com/ftgate/ftgate/internal/version"
@@ -105,5 +106,14 @@ func TestEveryCommandHasExamples(t *testing.T) {
 	walk(top)
 	if n < 16 {
 		t.Errorf("walked %d commands, want all of them (16)", n)
+	}
+}
+
+// TestHealthReportsVersion: the gateway's /health names its version and commit.
+func TestHealthReportsVersion(t *testing.T) {
+	e := ftctltest.NewEnv(t)
+	h, err := apiclient.New(e.Server, nil).Health(t.Context())
+	if err != nil || h.Status != "ok" || h.Version != "test" || h.Commit != version.Commit || h.Commit == "" {
+		t.Errorf("health %+v, %v; want version test and commit %q", h, err, version.Commit)
 	}
 }
