@@ -292,6 +292,25 @@ func (a *app) close() {
 	}
 }
 
+// The wiring below hands these implementations to their consumers' interfaces; the
+// checks make a missing method a build error instead of a 503 at run time (e.g. an
+// SSH pool that is not an artifact.FS would fail every artifact route).
+var (
+	_ api.Store               = (*postgres.Store)(nil)
+	_ api.Slurm               = (*slurm.Client)(nil)
+	_ api.Files               = (*sshconn.Pool)(nil)
+	_ api.Authenticator       = (*auth.Verifier)(nil)
+	_ artifact.FS             = (*sshconn.Pool)(nil)
+	_ artifact.RetentionStore = (*postgres.Store)(nil)
+	_ event.Log               = (*postgres.Store)(nil)
+	_ submit.Store            = (*postgres.Store)(nil)
+	_ submit.Slurm            = (*slurm.Client)(nil)
+	_ submit.Files            = (*sshconn.Pool)(nil)
+	_ reconcile.Store         = (*postgres.Store)(nil)
+	_ reconcile.Slurm         = (*slurm.Client)(nil)
+	_ reconcile.Lease         = (*postgres.Leader)(nil)
+)
+
 // assemble builds the gateway on pool from cfg: OIDC verifier, one SSH pool and Slurm
 // client per cluster, the API server, the submitter and the reconciler.
 func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger) (*app, error) {

@@ -90,6 +90,7 @@ var authzRoutes = []authzRoute{
 }
 
 func TestAuthorizationMatrix(t *testing.T) {
+	t.Parallel()
 	p := authtest.New(t)
 	v, err := auth.New(context.Background(), config.OIDC{
 		Issuer: p.Issuer, Audiences: []string{authtest.Audience}, ClientID: authtest.ClientID,
@@ -110,6 +111,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 				want = http.StatusOK
 			}
 			t.Run(rt.class+" "+rt.method+" "+rt.path+" as "+kind, func(t *testing.T) {
+				t.Parallel()
 				store, fs := newMemStore(), newFakeSlurm()
 				srv := &Server{Auth: v, Store: store, MaxBody: 4096, Version: "test", Metrics: metrics.New(),
 					AuthConfig: AuthConfig{Issuer: p.Issuer, ClientID: authtest.ClientID, Audience: authtest.Audience},
@@ -335,6 +337,7 @@ func (s *memStore) MarkPurged(_ context.Context, id string, _ time.Time) error {
 // TestAuditThroughRouter wraps the real route table as cmd/gateway does and checks one
 // audit record per state-changing request: who, what, which job, result.
 func TestAuditThroughRouter(t *testing.T) {
+	t.Parallel()
 	p := authtest.New(t)
 	v, err := auth.New(context.Background(), config.OIDC{
 		Issuer: p.Issuer, Audiences: []string{authtest.Audience}, UsernameClaim: "preferred_username",
@@ -400,6 +403,7 @@ func rqPath(m map[string]any) string { s, _ := m["path"].(string); return s }
 // TestAuthorizationMatrixCoversEveryRoute fails when a route is added without a row in
 // the matrix.
 func TestAuthorizationMatrixCoversEveryRoute(t *testing.T) {
+	t.Parallel()
 	covered := map[string]bool{}
 	for _, rt := range authzRoutes {
 		p, _, _ := strings.Cut(rt.path, "?")

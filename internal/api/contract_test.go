@@ -61,6 +61,7 @@ var streamComponents = map[string]any{
 // type the route table names; every error answer is client.ErrorBody; every
 // component is checked.
 func TestOpenAPIMatchesTypes(t *testing.T) {
+	t.Parallel()
 	doc := loadOpenAPI(t)
 	c := &schemaChecker{doc: doc, seen: map[string]bool{}}
 	for _, rt := range (&Server{}).routes() {

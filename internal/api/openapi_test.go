@@ -53,6 +53,7 @@ func TestOpenAPICoversEveryRoute(t *testing.T) {
 
 // TestAuthRequired: every /api route but two answers 401 without a token.
 func TestAuthRequired(t *testing.T) {
+	t.Parallel()
 	h := (&Server{Auth: tokenAuth{}}).Handler()
 	open := map[string]bool{"/api/auth/config": true, "/api/openapi.json": true}
 	err := chi.Walk(h.(chi.Routes), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {

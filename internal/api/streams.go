@@ -64,12 +64,10 @@ type sink interface {
 	fail(code, msg string)
 }
 
-// parseEventID reads a resume position: the Last-Event-ID header, else the named
-// query parameters.
 // openJobStream checks what a per-job stream (SSE or WebSocket) needs before it starts:
-// the caller's job, the event id to resume after (from the first of idParams given) and,
-// with ?logs=1, a follower of the job's log.
-// The caller runs release when the stream ends.
+// the caller's job, the event id to resume after (from the first of idParams given),
+// with ?logs=1 a follower of the job's log, and a stream slot. The caller runs
+// release when the stream ends.
 func (s *Server) openJobStream(r *http.Request, idParams ...string) (j job.Job, after int64, follow *logFollower, release func(), err error) {
 	j, id, err := s.load(r)
 	if err != nil {
@@ -139,6 +137,8 @@ func (s *Server) acquireStream(r *http.Request) (func(), error) {
 	}, nil
 }
 
+// parseEventID reads a resume position: the Last-Event-ID header, else the named
+// query parameters.
 func parseEventID(r *http.Request, params ...string) (int64, error) {
 	name, v := "Last-Event-ID", r.Header.Get("Last-Event-ID")
 	for _, p := range params {

@@ -8,6 +8,7 @@ import (
 )
 
 func TestRel(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in string
 		ok bool
@@ -44,6 +45,7 @@ func TestRel(t *testing.T) {
 }
 
 func TestForJob(t *testing.T) {
+	t.Parallel()
 	ok := job.Job{ID: "j1", User: "alice", JobDir: "/jobs/alice/j1"}
 	if d, err := ForJob(nil, "/jobs/", ok); err != nil || d.Path != "/jobs/alice/j1" || d.Root != "/jobs" {
 		t.Fatalf("ForJob = %+v, %v", d, err)
@@ -58,6 +60,7 @@ func TestForJob(t *testing.T) {
 }
 
 func TestTailIndex(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		buf     string
 		n       int
@@ -80,6 +83,7 @@ func TestTailIndex(t *testing.T) {
 }
 
 func TestLogLines(t *testing.T) {
+	t.Parallel()
 	lines, rest := LogLines([]byte("a\r\nb\npart"))
 	if strings.Join(lines, "|") != "a|b" || string(rest) != "part" {
 		t.Fatalf("LogLines = %q, %q", lines, rest)
@@ -87,6 +91,7 @@ func TestLogLines(t *testing.T) {
 }
 
 func TestReadSeries(t *testing.T) {
+	t.Parallel()
 	in := `{"step": 1, "loss": 2.0, "learning_rate": 0.1, "time": 5, "restart_count": 0}
 {"step": 2, "loss": 1.5, "tokens_per_second": 100}
 not json

@@ -136,17 +136,6 @@ func (d *Dir) inspect(ctx context.Context, c *Checkpoint) {
 	c.Complete = true
 }
 
-// Tar writes the regular files below rel (a directory inside the job directory) to w
-// as a tar stream, each read from the cluster as it is written. prefix names the
-// top-level directory in the archive.
-func (d *Dir) Tar(ctx context.Context, w io.Writer, rel, prefix string) error {
-	files, err := d.Walk(ctx, rel, maxFiles)
-	if err != nil {
-		return err
-	}
-	return d.WriteTar(ctx, w, files, prefix)
-}
-
 // WriteTar streams files (from Walk) into a tar archive on w.
 func (d *Dir) WriteTar(ctx context.Context, w io.Writer, files []File, prefix string) error {
 	tw := tar.NewWriter(w)

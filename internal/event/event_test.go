@@ -39,6 +39,7 @@ func ids(evs []job.Event) []int64 {
 }
 
 func TestPublishFilters(t *testing.T) {
+	t.Parallel()
 	h := newHub(memLog{}, Config{Buffer: 4}, nil)
 	a := h.Subscribe(Filter{JobID: "a"})
 	allAlice := h.Subscribe(Filter{Owner: "alice"})
@@ -104,6 +105,7 @@ func TestPublishVisitsOnlyWantedSubscribers(t *testing.T) {
 }
 
 func TestSlowConsumerDroppedOthersUnaffected(t *testing.T) {
+	t.Parallel()
 	h := newHub(memLog{}, Config{Buffer: 8}, nil)
 	slow := h.Subscribe(Filter{JobID: "j"})
 	fast := h.Subscribe(Filter{JobID: "j"})
@@ -145,6 +147,7 @@ func TestSlowConsumerDroppedOthersUnaffected(t *testing.T) {
 }
 
 func TestShutdownDropsSubscribers(t *testing.T) {
+	t.Parallel()
 	h := newHub(memLog{}, Config{}, nil)
 	s := h.Subscribe(Filter{})
 	h.shutdown()
@@ -160,6 +163,7 @@ func TestShutdownDropsSubscribers(t *testing.T) {
 }
 
 func TestGapSignal(t *testing.T) {
+	t.Parallel()
 	h := newHub(memLog{}, Config{}, nil)
 	s := h.Subscribe(Filter{JobID: "j"})
 	h.signalGap()
@@ -177,6 +181,7 @@ func TestGapSignal(t *testing.T) {
 }
 
 func TestCursor(t *testing.T) {
+	t.Parallel()
 	log := memLog{}
 	log.add("j", 1200)
 	log.add("k", 3)

@@ -265,12 +265,6 @@ func (s *Store) Live(ctx context.Context, cluster string) ([]job.Job, error) {
 	return jobs, translate(err, "jobs")
 }
 
-// SetJobDir records the job directory once known.
-func (s *Store) SetJobDir(ctx context.Context, id, dir string) error {
-	_, err := s.Pool.Exec(ctx, `UPDATE jobs SET job_dir = $2 WHERE id = $1`, id, dir)
-	return translate(err, "job "+id)
-}
-
 // StateCount is the number of jobs of one cluster in one state.
 type StateCount struct {
 	Cluster string

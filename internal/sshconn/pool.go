@@ -171,7 +171,6 @@ type conn struct {
 	active   int
 	cert     ssh.Signer
 	certEnd  time.Time
-	serial   uint64
 }
 
 func (p *Pool) conn(user string) (*conn, error) {
@@ -343,11 +342,11 @@ func (c *conn) auth() (ssh.Signer, error) {
 	if c.cert != nil && now.Add(margin).Before(c.certEnd) {
 		return c.cert, nil
 	}
-	s, end, serial, err := MintCert(c.p.cfg.UserCA, c.user, now, c.p.cfg.CertTTL)
+	s, end, _, err := MintCert(c.p.cfg.UserCA, c.user, now, c.p.cfg.CertTTL)
 	if err != nil {
 		return nil, err
 	}
-	c.cert, c.certEnd, c.serial = s, end, serial
+	c.cert, c.certEnd = s, end
 	return s, nil
 }
 
