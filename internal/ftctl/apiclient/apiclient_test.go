@@ -12,6 +12,7 @@ import (
 )
 
 func TestFromGateway(t *testing.T) {
+	t.Parallel()
 	opErr := func(addr string) error {
 		a, _ := net.ResolveTCPAddr("tcp", addr)
 		return &url.Error{Op: "Get", URL: "x", Err: &net.OpError{Op: "dial", Net: "tcp", Addr: a, Err: syscall.ECONNREFUSED}}

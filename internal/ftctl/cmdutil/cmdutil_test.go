@@ -12,6 +12,7 @@ import (
 )
 
 func TestExitCodes(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		err  error
 		code int
@@ -43,6 +44,7 @@ func (e hintedError) Hint() string  { return "fix it" }
 func hinted(s string) error { return hintedError(s) }
 
 func TestServerResolution(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, flag, env, config string
 		want, wantErr           string

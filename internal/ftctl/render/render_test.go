@@ -7,6 +7,7 @@ import (
 )
 
 func TestRender(t *testing.T) {
+	t.Parallel()
 	tb := NewTable("NAME", "N")
 	tb.AlignRight(1)
 	tb.Row("a", "1")
@@ -48,6 +49,7 @@ func TestRender(t *testing.T) {
 }
 
 func TestPluralDash(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ got, want string }{
 		{Plural(1, "file", "files"), "1 file"},
 		{Plural(0, "file", "files"), "0 files"},

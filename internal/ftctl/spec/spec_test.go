@@ -12,6 +12,7 @@ import (
 )
 
 func TestLoadSpec(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name, body string
@@ -92,6 +93,7 @@ func TestLoadSpec(t *testing.T) {
 // TestExamplesLoad checks that every example spec in examples/ loads, resolves its
 // datasets to existing files and passes the gateway's validation.
 func TestExamplesLoad(t *testing.T) {
+	t.Parallel()
 	files, _ := filepath.Glob(filepath.Join(ftctltest.RepoRoot(t), "examples", "*.yaml"))
 	if len(files) == 0 {
 		t.Skip("no examples/*.yaml yet")

@@ -15,6 +15,7 @@ import (
 )
 
 func TestTokenCacheRefusesWideMode(t *testing.T) {
+	t.Parallel()
 	path := filepath.Join(t.TempDir(), "tokens.json")
 	if err := os.WriteFile(path, []byte(`{"sessions":{}}`), 0o644); err != nil {
 		t.Fatal(err)
@@ -26,6 +27,7 @@ func TestTokenCacheRefusesWideMode(t *testing.T) {
 }
 
 func TestBearerPrefersJWTAccessToken(t *testing.T) {
+	t.Parallel()
 	jwt := func(exp int64) string {
 		return "eyJhbGciOiJSUzI1NiJ9." + b64(`{"exp":`+itoa(exp)+`}`) + ".sig"
 	}
@@ -57,6 +59,7 @@ func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 // TestConcurrentRefresh: two ftctl processes refreshing at once spend the (rotating)
 // refresh token once; both get the new token.
 func TestConcurrentRefresh(t *testing.T) {
+	t.Parallel()
 	p := authtest.New(t)
 	path := filepath.Join(t.TempDir(), "tokens.json")
 	const server = "http://gw.example"

@@ -16,6 +16,7 @@ import (
 )
 
 func TestErrorsAreOneLineWithExitCodes(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	ftctltest.SeedList(e)
 	for _, tc := range []struct {
@@ -57,6 +58,7 @@ func TestErrorsAreOneLineWithExitCodes(t *testing.T) {
 }
 
 func TestCompletion(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	ftctltest.SeedList(e)
 	code, out, _ := e.Run("__complete", "status", "")
@@ -72,6 +74,7 @@ func TestCompletion(t *testing.T) {
 }
 
 func TestVersion(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	code, out, errOut := e.Run("--version")
 	want := "ftctl " + version.String() + "\n"
@@ -86,6 +89,7 @@ func TestVersion(t *testing.T) {
 // TestEveryCommandHasExamples walks the command tree: every command ftctl defines
 // (not cobra's own help and completion) shows examples in its --help.
 func TestEveryCommandHasExamples(t *testing.T) {
+	t.Parallel()
 	top := root.NewCmdRoot(ftctltest.FlagFactory(t))
 	top.InitDefaultHelpCmd()
 	top.InitDefaultCompletionCmd()
@@ -111,6 +115,7 @@ func TestEveryCommandHasExamples(t *testing.T) {
 
 // TestHealthReportsVersion: the gateway's /health names its version and commit.
 func TestHealthReportsVersion(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	h, err := apiclient.New(e.Server, nil).Health(t.Context())
 	if err != nil || h.Status != "ok" || h.Version != "test" || h.Commit != version.Commit || h.Commit == "" {

@@ -9,6 +9,7 @@ import (
 )
 
 func TestSystem(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	ftctltest.SeedList(e)
 	code, out, errOut := e.Run("system")

@@ -18,6 +18,7 @@ import (
 )
 
 func TestAuthLoginDeviceFlow(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewAuthEnv(t)
 	ap := &ftctltest.Approver{P: e.P, Sub: "sub-alice"}
 	out, errOut, code := e.Run(t, ap, "--server", e.GW.URL+"/", "auth", "login")
@@ -103,6 +104,7 @@ $`)
 }
 
 func TestAuthLoginAdmin(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewAuthEnv(t)
 	e.P.SetBrowserUser("sub-admin")
 	out, errOut, code := e.Run(t, nil, "--server", e.GW.URL, "auth", "login", "--web", "--port", "0")
@@ -116,6 +118,7 @@ func TestAuthLoginAdmin(t *testing.T) {
 }
 
 func TestAuthLoginRefusedAccount(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewAuthEnv(t)
 	e.P.SetBrowserUser("sub-root")
 	out, errOut, code := e.Run(t, nil, "--server", e.GW.URL, "auth", "login", "--web", "--port", "0")
@@ -126,6 +129,7 @@ func TestAuthLoginRefusedAccount(t *testing.T) {
 }
 
 func TestAuthLoginWeb(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewAuthEnv(t)
 	e.P.SetBrowserUser("sub-bob")
 	out, errOut, code := e.Run(t, nil, "--server", e.GW.URL, "auth", "login", "--web", "--port", "0")
@@ -145,6 +149,7 @@ func TestAuthLoginWeb(t *testing.T) {
 }
 
 func TestLoginNeedsGatewaySettings(t *testing.T) {
+	t.Parallel()
 	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write([]byte(`{"issuer":"","client_id":"","scopes":null,"audience":""}`))
@@ -161,6 +166,7 @@ func TestLoginNeedsGatewaySettings(t *testing.T) {
 // TestLoginWarnsOldClient: the gateway advertises its minimum client version; an
 // older ftctl warns on stderr and still logs in, a current or unversioned one does not.
 func TestLoginWarnsOldClient(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewAuthEnv(t)
 	e.P.SetBrowserUser("sub-alice")
 	for _, tc := range []struct{ min, client, warn string }{

@@ -49,6 +49,7 @@ func newProvider(t *testing.T, revoke http.HandlerFunc) *provider {
 }
 
 func TestLogoutRevokes(t *testing.T) {
+	t.Parallel()
 	ok := func(w http.ResponseWriter, r *http.Request) {}
 	refused := func(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)

@@ -13,6 +13,7 @@ import (
 )
 
 func TestAuthTokenRefresh(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewAuthEnv(t)
 	e.P.SetBrowserUser("sub-alice")
 	if _, errOut, code := e.Run(t, nil, "--server", e.GW.URL, "auth", "login", "--web", "--port", "0"); code != 0 {

@@ -11,6 +11,7 @@ import (
 )
 
 func TestPauseResumeCancel(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	e.Seed("j1", "alice", job.Running, nil)
 	e.Seed("j2", "alice", job.Queued, nil)

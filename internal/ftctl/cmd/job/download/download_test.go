@@ -12,6 +12,7 @@ import (
 )
 
 func TestDownloadModel(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	e.Seed("j1", "alice", job.Succeeded, nil)
 	model := filepath.Join(e.Root, "alice", "j1", "model")
@@ -65,6 +66,7 @@ func TestDownloadModel(t *testing.T) {
 }
 
 func TestDownloadCheckpointAndLogs(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	e.Seed("j1", "alice", job.Paused, nil)
 	dir := filepath.Join(e.Root, "alice", "j1")

@@ -10,6 +10,7 @@ import (
 )
 
 func TestList(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	ftctltest.SeedList(e)
 	for _, tc := range []struct {
@@ -55,6 +56,7 @@ func TestList(t *testing.T) {
 }
 
 func TestListJSONAndBadFlags(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	ftctltest.SeedList(e)
 	code, out, _ := e.Run("list", "--json")

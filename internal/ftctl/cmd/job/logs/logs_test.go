@@ -11,6 +11,7 @@ import (
 )
 
 func TestLogs(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	e.Seed("j1", "alice", job.Succeeded, nil)
 	log := "line 1\nline 2\nline 3\nline 4\n"

@@ -11,6 +11,7 @@ import (
 )
 
 func TestStatus(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	ftctltest.SeedList(e)
 	e.Store.Update("j2", func(j *job.Job) {

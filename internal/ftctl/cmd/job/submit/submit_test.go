@@ -22,6 +22,7 @@ func lastJob(t *testing.T, e *ftctltest.Env) job.Job {
 }
 
 func TestSubmit(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	dir := t.TempDir()
 	spec := ftctltest.WriteSpec(t, dir, "specs/sft.yaml", ftctltest.SFTYAML)
@@ -54,6 +55,7 @@ func TestSubmit(t *testing.T) {
 }
 
 func TestSubmitStdinJSONAndSetPathRelativeToWorkdir(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	body := `{"method":"dpo","model":"builtin:tiny","dataset":{"path":"/d/p.jsonl"}}`
 	wd, _ := os.Getwd()
@@ -68,6 +70,7 @@ func TestSubmitStdinJSONAndSetPathRelativeToWorkdir(t *testing.T) {
 }
 
 func TestSubmitDryRun(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	spec := ftctltest.WriteSpec(t, "/tmp", filepath.Base(t.TempDir())+"-dry.yaml", strings.Replace(ftctltest.SFTYAML, "data/train.jsonl", "/data/train.jsonl", 1))
 	defer os.Remove(spec)
@@ -82,6 +85,7 @@ func TestSubmitDryRun(t *testing.T) {
 }
 
 func TestSubmitErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	for _, tc := range []struct {
 		name string

@@ -9,6 +9,7 @@ import (
 )
 
 func TestWatchFrame(t *testing.T) {
+	t.Parallel()
 	w := &watcher{o: &WatchOptions{}, losses: []float64{3, 2.5, 2, 1.5, 1, 0.8},
 		gpus: []job.GPU{{Index: 0, UtilizationPercent: 87, MemoryUsedMB: 2048, MemoryTotalMB: 81920}}}
 	j := job.Job{ID: "j1", State: job.Running, SlurmID: "1001", SlurmState: "RUNNING", RestartCount: 1, Spec: job.Spec{Name: "tiny-sft"},
@@ -27,6 +28,7 @@ func TestWatchFrame(t *testing.T) {
 }
 
 func TestReadSSE(t *testing.T) {
+	t.Parallel()
 	in := "retry: 3000\n\n: ping\n\nid: 4\nevent: progress\ndata: {\"a\":1}\n\ndata: x\ndata: y\n\nevent: error\ndata:{}\n"
 	var got []string
 	err := client.ReadSSE(strings.NewReader(in), func(e client.SSEEvent) error {

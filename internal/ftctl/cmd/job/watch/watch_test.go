@@ -45,6 +45,7 @@ func writeMetrics(t *testing.T, dir string, losses ...float64) {
 // follows the SSE contract: the gateway's own streams need Postgres' LISTEN). The
 // first connection drops after one event; the second must resume with Last-Event-ID.
 func TestWatchEventsReconnect(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	e.Seed("j1", "alice", job.Running, func(j *job.Job) {
 		j.SlurmState = "RUNNING"
@@ -100,6 +101,7 @@ func TestWatchEventsReconnect(t *testing.T) {
 }
 
 func TestWatchExitStatus(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	e.Seed("j2", "alice", job.Failed, func(j *job.Job) {
 		j.Reason = "OUT_OF_MEMORY"
@@ -123,6 +125,7 @@ func TestWatchExitStatus(t *testing.T) {
 // TestWatchPollsWithoutStreams: the gateway without event streaming answers 503; watch
 // polls instead and ends when the job pauses.
 func TestWatchPollsWithoutStreams(t *testing.T) {
+	t.Parallel()
 	e := ftctltest.NewEnv(t)
 	e.Seed("j3", "alice", job.Running, func(j *job.Job) { j.Progress = job.Progress{Phase: "training", Step: 50, TotalSteps: 100} })
 	go func() {
