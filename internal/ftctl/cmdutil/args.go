@@ -30,16 +30,8 @@ func NoArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
-// PrintJSON writes v indented, or raw JSON as it came from the gateway.
+// PrintJSON writes v (a wire type of the gateway's answer) as indented JSON.
 func PrintJSON(w io.Writer, v any) error {
-	if raw, ok := v.(json.RawMessage); ok {
-		var x any
-		if err := json.Unmarshal(raw, &x); err != nil {
-			_, err = w.Write(raw)
-			return err
-		}
-		v = x
-	}
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
