@@ -6,6 +6,13 @@ ADDR  ?= 127.0.0.1:8080
 export GOFLAGS ?= -mod=mod
 # go-nvml's header marks some vGPU calls deprecated; keep cgo builds quiet.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
+
+.PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-integration bench stack-up stack-down stack-status fmt vet
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+.PHONY: dist
 # Release stamping: `make dist VERSION=v0.2.0`; untagged builds are "dev" (ftctl then
 # skips the gateway's minimum-version check) but always carry their commit.
 VERSION ?= $(shell git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null || echo dev)
@@ -13,11 +20,6 @@ COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -X github.com/ftgate/ftgate/internal/version.Version=$(VERSION) -X github.com/ftgate/ftgate/internal/version.Commit=$(COMMIT)
 # ftctl's release targets (GOOS/GOARCH); the gateway and ftgate-gpustat ship for linux/amd64.
 FTCTL_PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
-
-.PHONY: help deps build dist dev test test-unit test-go-unit test-trainer-unit test-integration bench stack-up stack-down stack-status fmt vet
-
-help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 build: ## build bin/gateway, bin/ftctl (static, no cgo) and bin/ftgate-gpustat (cgo, NVML)
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/gateway ./cmd/gateway
