@@ -101,8 +101,7 @@ func (t *Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 // Unwrap returns the error a request failed with, without the *url.Error around it
 // that net/http adds (its method and URL say nothing to the user).
 func Unwrap(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) && err == error(ue) {
+	if ue, ok := err.(*url.Error); ok {
 		return ue.Err
 	}
 	return err
