@@ -150,7 +150,7 @@ type Cluster struct {
 	Python string `yaml:"python"`
 	// TrainerDir is put on PYTHONPATH so `python -m ftgate_trainer` imports.
 	TrainerDir string `yaml:"trainer_dir"`
-	// GPUStat is the path of the ftctl binary used as GPU sampler (optional).
+	// GPUStat is the path of the ftgate-gpustat binary, the GPU sampler (optional).
 	GPUStat string `yaml:"gpustat"`
 	// TemplateDir overrides the embedded sbatch templates.
 	TemplateDir string `yaml:"template_dir"`
