@@ -38,6 +38,9 @@ type Streams struct {
 	Events event.Log
 	// Heartbeat is the keep-alive interval of streams (0: 15s).
 	Heartbeat time.Duration
+	// MaxReplay bounds the events GET /api/events replays to a reconnecting client
+	// (0: 1000); further behind, the client gets a "reset" event.
+	MaxReplay int
 }
 
 func (s *Server) heartbeat() time.Duration {
@@ -193,7 +196,9 @@ func (f *logFollower) poll(ctx context.Context, emit func(client.LogLines) error
 
 // pump delivers events (exactly once, in order per job), heartbeats and, when
 // follow is set, log lines until the client leaves or the subscription is dropped.
-func (s *Server) pump(ctx context.Context, sub *event.Sub, cur *event.Cursor, jobID string, out sink, follow *logFollower) {
+// accept handles a live event; gap re-reads the log after the subscription missed
+// some. A gap signalled before a message is handled first, keeping the order.
+func (s *Server) pump(ctx context.Context, sub *event.Sub, accept func(job.Event) error, gap func() error, out sink, follow *logFollower) {
 	hb := time.NewTicker(s.heartbeat())
 	defer hb.Stop()
 	var logTick <-chan time.Time
@@ -218,13 +223,16 @@ func (s *Server) pump(ctx context.Context, sub *event.Sub, cur *event.Cursor, jo
 			}
 			return
 		case <-sub.Gap():
-			if jobID != "" {
-				err = cur.Backfill(ctx, jobID, out.event)
-			} else {
-				err = cur.BackfillAll(ctx, out.event)
-			}
+			err = gap()
 		case m := <-sub.C():
-			err = cur.Accept(ctx, m.Event, out.event)
+			select {
+			case <-sub.Gap():
+				err = gap()
+			default:
+			}
+			if err == nil {
+				err = accept(m.Event)
+			}
 		case <-hb.C:
 			err = out.ping()
 		case <-logTick:
@@ -232,12 +240,18 @@ func (s *Server) pump(ctx context.Context, sub *event.Sub, cur *event.Cursor, jo
 		}
 		if err != nil {
 			if ctx.Err() == nil && !isWriteErr(err) {
-				s.logger().Warn("event stream ended", "job", jobID, "err", err)
+				s.logger().Warn("event stream ended", "err", err)
 				out.fail(job.ErrorCode(err), job.ErrorMessage(err))
 			}
 			return
 		}
 	}
+}
+
+// pumpJob is pump for one job's stream through cur.
+func (s *Server) pumpJob(ctx context.Context, sub *event.Sub, cur *event.Cursor, jobID string, out sink, follow *logFollower) {
+	s.pump(ctx, sub, func(e job.Event) error { return cur.Accept(ctx, e, out.event) },
+		func() error { return cur.Backfill(ctx, jobID, out.event) }, out, follow)
 }
 
 // writeErr marks errors from writing to the client.
@@ -280,6 +294,24 @@ func (o *sseSink) event(e job.Event) error {
 		id = "id: " + strconv.FormatInt(e.ID, 10) + "\n"
 	}
 	return o.write(id + "event: " + sseName(e.Kind) + "\ndata: " + string(b) + "\n\n")
+}
+
+// eventID writes e with an explicit SSE id (the all-jobs stream's cursor).
+func (o *sseSink) eventID(e job.Event, id string) error {
+	b, err := json.Marshal(toWire(e))
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	return o.write("id: " + id + "\nevent: " + sseName(e.Kind) + "\ndata: " + string(b) + "\n\n")
+}
+
+// cursor sets the client's last event id without an event (EventSource keeps it).
+func (o *sseSink) cursor(id string) error { return o.write("id: " + id + "\n\n") }
+
+// reset tells the client its cursor was too far behind.
+func (o *sseSink) reset(code, msg string) {
+	b, _ := json.Marshal(client.ErrorDetail{Code: code, Message: msg})
+	_ = o.write("event: reset\ndata: " + string(b) + "\n\n")
 }
 
 func (o *sseSink) log(l client.LogLines) error {
@@ -339,17 +371,37 @@ func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	s.pump(r.Context(), sub, cur, j.ID, out, follow)
+	s.pumpJob(r.Context(), sub, cur, j.ID, out, follow)
 }
 
-// allEvents is GET /api/events: live events of every job the caller may see (all
-// jobs for admins). Each event carries its job id and per-job id; this stream starts
-// now (use a job's own stream to resume it from its event log).
+// allEvents is GET /api/events: events of every job the caller may see (all jobs for
+// admins). Each SSE id is an event.Position; a client that reconnects with it
+// (Last-Event-ID, or ?since=) gets what it missed from the event log, at most
+// Streams.MaxReplay events, then the live stream, each event exactly once. Further
+// behind, a "reset" event says so and the stream continues from now. Without a
+// cursor the stream starts now; its first message carries the starting cursor.
 func (s *Server) allEvents(w http.ResponseWriter, r *http.Request) {
 	id, _ := IdentityFrom(r.Context())
 	if err := s.streamReady(); err != nil {
 		s.Error(w, r, err)
 		return
+	}
+	feedLog, ok := s.Streams.Events.(event.FeedLog)
+	if !ok {
+		s.Error(w, r, job.Errorf(job.EUnavailable, "the all-jobs event stream is not configured on this gateway"))
+		return
+	}
+	var pos *event.Position
+	if v, name := r.Header.Get("Last-Event-ID"), "Last-Event-ID"; v != "" || r.URL.Query().Get("since") != "" {
+		if v == "" {
+			v, name = r.URL.Query().Get("since"), "since"
+		}
+		p, err := event.ParsePosition(v)
+		if err != nil {
+			s.Error(w, r, job.Errorf(job.EInvalid, "%s: %v", name, err))
+			return
+		}
+		pos = &p
 	}
 	release, err := s.acquireStream(r)
 	if err != nil {
@@ -361,10 +413,53 @@ func (s *Server) allEvents(w http.ResponseWriter, r *http.Request) {
 	if id.Admin {
 		f.Owner = ""
 	}
+	ctx := r.Context()
 	sub := s.Streams.Hub.Subscribe(f)
 	defer sub.Close()
+	feed := event.NewFeed(feedLog, f.Owner, s.maxReplay())
+	if pos != nil {
+		feed.Resume(*pos)
+	} else if err := feed.Start(ctx); err != nil {
+		s.Error(w, r, err)
+		return
+	}
 	out := startSSE(w, false)
-	s.pump(r.Context(), sub, event.NewCursor(s.Streams.Events), "", out, nil)
+	emit := func(e job.Event, p event.Position) error { return out.eventID(e, p.String()) }
+	// replay reads what the position has not seen yet; too far behind, it says so
+	// and starts over from now.
+	replay := func() error {
+		err := feed.Replay(ctx, emit)
+		if !errors.Is(err, event.ErrTooFarBehind) {
+			return err
+		}
+		out.reset("too_far_behind", fmt.Sprintf("more than %d events since this cursor; reload the jobs, the stream continues from now", s.maxReplay()))
+		if err := feed.Start(ctx); err != nil {
+			return err
+		}
+		return out.cursor(feed.Position().String())
+	}
+	if pos != nil {
+		err = replay()
+	} else {
+		err = out.cursor(feed.Position().String())
+	}
+	if err != nil {
+		if !isWriteErr(err) {
+			out.fail(job.ErrorCode(err), job.ErrorMessage(err))
+		}
+		return
+	}
+	s.pump(ctx, sub, func(e job.Event) error { return feed.Accept(ctx, e, emit) }, replay, out, nil)
+}
+
+// defaultMaxReplay is Streams.MaxReplay's default.
+const defaultMaxReplay = 1000
+
+func (s *Server) maxReplay() int {
+	if s.Streams.MaxReplay > 0 {
+		return s.Streams.MaxReplay
+	}
+	return defaultMaxReplay
 }
 
 // logFollower prepares log lines for a stream; ?log_offset= starts there, else at the
@@ -460,6 +555,6 @@ func (s *Server) jobEventsWS(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	s.pump(ctx, sub, cur, j.ID, out, follow)
+	s.pumpJob(ctx, sub, cur, j.ID, out, follow)
 	_ = conn.Close(websocket.StatusNormalClosure, "")
 }

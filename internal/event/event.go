@@ -209,6 +209,9 @@ func (h *Hub) handle(ctx context.Context, note Note) {
 		// that need this event see the gap at the next one and read the log.
 		if err != nil && job.ErrorCode(err) != job.ENotFound {
 			h.cfg.Logger.Warn("read notified event", "job", note.JobID, "event", note.EventID, "err", err)
+			// Signalled before any later event is published, so a consumer that
+			// checks Gap before each message reads the log in order.
+			h.signalGap()
 		}
 		return
 	}
@@ -367,8 +370,10 @@ type Sub struct {
 // C delivers the events, in order per job.
 func (s *Sub) C() <-chan Message { return s.ch }
 
-// Gap fires after the hub re-established its LISTEN connection: events may have been
-// missed, so read the log from the last id seen.
+// Gap fires after the hub re-established its LISTEN connection or failed to read a
+// notified event: events may have been missed, so read the log from the last id seen.
+// It is signalled before any later message is sent on C, so a consumer that checks Gap
+// before handling each message keeps the order.
 func (s *Sub) Gap() <-chan struct{} { return s.gap }
 
 // Done is closed when the hub dropped the subscription (see Err).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -19,7 +20,9 @@ type execer interface {
 }
 
 // appendEvent adds an event to a job's log, bumps its per-job event id and queues a
-// NOTIFY that Postgres delivers on commit.
+// NOTIFY that Postgres delivers on commit. The event's time is clock_timestamp() at
+// the insert, taken while the job row is locked, so within a job event times rise
+// with ids (the all-jobs stream resumes by time; see event.Feed).
 func appendEvent(ctx context.Context, tx execer, j job.Job, kind string, data any) (int64, error) {
 	b, err := json.Marshal(data)
 	if err != nil {
@@ -31,7 +34,7 @@ func appendEvent(ctx context.Context, tx execer, j job.Job, kind string, data an
 		return 0, err
 	}
 	state := string(j.State)
-	if _, err := tx.Exec(ctx, `INSERT INTO job_events (job_id, id, kind, state, data) VALUES ($1, $2, $3, $4, $5)`,
+	if _, err := tx.Exec(ctx, `INSERT INTO job_events (job_id, id, kind, state, data, at) VALUES ($1, $2, $3, $4, $5, clock_timestamp())`,
 		j.ID, id, kind, state, b); err != nil {
 		return 0, err
 	}
@@ -110,6 +113,33 @@ func (s *Store) Events(ctx context.Context, id string, after int64, limit int) (
 	if err != nil {
 		return nil, translate(err, "events")
 	}
+	return scanEvents(rows)
+}
+
+// EventsAfter returns at most limit events of every job (owner "") or of owner's
+// jobs whose time is after after, oldest first (ties by job and per-job id).
+func (s *Store) EventsAfter(ctx context.Context, owner string, after time.Time, limit int) ([]job.Event, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := s.Pool.Query(ctx, `SELECT e.job_id::text, e.id, e.kind, e.state, e.data, e.at FROM job_events e
+		JOIN jobs j ON j.id = e.job_id
+		WHERE e.at > $1 AND ($2 = '' OR j.owner_subject = $2)
+		ORDER BY e.at, e.job_id, e.id LIMIT $3`, after, owner, limit)
+	if err != nil {
+		return nil, translate(err, "events")
+	}
+	return scanEvents(rows)
+}
+
+// DBNow is the database's clock, the time base of event times.
+func (s *Store) DBNow(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	err := s.Pool.QueryRow(ctx, `SELECT clock_timestamp()`).Scan(&t)
+	return t, translate(err, "clock")
+}
+
+func scanEvents(rows pgx.Rows) ([]job.Event, error) {
 	defer rows.Close()
 	var out []job.Event
 	for rows.Next() {

@@ -1,0 +1,2 @@
+-- The all-jobs stream resumes by event time (see internal/event.Feed): index it.
+CREATE INDEX job_events_at ON job_events (at);
