@@ -190,6 +190,13 @@ func TestIntegrationAllEventsResume(t *testing.T) {
 		t.Fatalf("terminate the hub's LISTEN backend: %d terminated, %v", killed, err)
 	}
 	during := write(t, a.store, &step, 3, j1.ID, j2.ID)
+	// A job created meanwhile that has no later event: only replaying the log
+	// (not a per-job gap) can find it.
+	j4 := createJob(t, a.store, "alice", "/jobs")
+	during[j4.ID+"#1"] = true
+	for k := range write(t, a.store, &step, 2, j4.ID) {
+		during[k] = true
+	}
 	write(t, a.store, &step, 3, j3.ID) // bob's
 	time.Sleep(time.Second) // the hub reconnects with a backoff of 200-300ms
 	after := write(t, a.store, &step, 2, j1.ID, j2.ID)
