@@ -198,7 +198,7 @@ func TestIntegrationAllEventsResume(t *testing.T) {
 		during[k] = true
 	}
 	write(t, a.store, &step, 3, j3.ID) // bob's
-	time.Sleep(time.Second) // the hub reconnects with a backoff of 200-300ms
+	time.Sleep(time.Second)            // the hub reconnects with a backoff of 200-300ms
 	after := write(t, a.store, &step, 2, j1.ID, j2.ID)
 	s.collect(t, "across a LISTEN reconnect", union(during, after), 500*time.Millisecond)
 	cursor := s.lastID(t)
