@@ -362,8 +362,13 @@ func (c *Client) Download(ctx context.Context, id, checkpoint, file string, hdr 
 
 // EventOptions are the parameters of Events.
 type EventOptions struct {
-	// After resumes after this event id (Last-Event-ID); 0 starts at the first event.
+	// After resumes a job's stream after this event id (Last-Event-ID); 0 starts at
+	// the first event.
 	After int64
+	// Cursor resumes GET /api/events (Last-Event-ID): the last SSEEvent.ID read from
+	// it. The server replays what the cursor has not seen, each event once; "" starts
+	// now. An "event: reset" says the cursor was too far behind (reload the jobs).
+	Cursor string
 	// Logs adds log lines (SSE event "log") from LogOffset, or from the log's
 	// current end when LogOffset < 0.
 	Logs      bool
@@ -375,6 +380,9 @@ type EventOptions struct {
 // the body.
 func (c *Client) Events(ctx context.Context, id string, opts EventOptions) (*http.Response, error) {
 	p, q, hdr := "/api/events", url.Values{}, http.Header{"Accept": {"text/event-stream"}}
+	if id == "" && opts.Cursor != "" {
+		hdr.Set("Last-Event-ID", opts.Cursor)
+	}
 	if id != "" {
 		p = jobPath(id, "events")
 		if opts.After > 0 {

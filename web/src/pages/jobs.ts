@@ -145,6 +145,9 @@ export const jobsPage: Page = (main, ctx) => {
     pending.add(e.job_id);
     if (!timer) timer = window.setTimeout(refresh, 1000);
   };
-  void load().then(() => ctx.stream("/api/events", { state: onEvent, progress: onEvent, checkpoint: onEvent }));
+  // EventSource reconnects with the last id it got, so the gateway replays what was
+  // missed; "reset" means too much was, so reload the list instead.
+  const onReset = () => void load();
+  void load().then(() => ctx.stream("/api/events", { state: onEvent, progress: onEvent, checkpoint: onEvent, reset: onReset }));
   return () => clearTimeout(timer);
 };
