@@ -88,6 +88,7 @@ func defines(source, file, name string) bool {
 }
 
 func TestDocsNamePathsThatExist(t *testing.T) {
+	t.Parallel()
 	root := repoRoot(t)
 	for _, doc := range checked {
 		n := 0
@@ -104,6 +105,7 @@ func TestDocsNamePathsThatExist(t *testing.T) {
 }
 
 func TestDocsNameFunctionsThatExist(t *testing.T) {
+	t.Parallel()
 	root := repoRoot(t)
 	total := 0
 	for _, doc := range checked {
@@ -126,6 +128,7 @@ func TestDocsNameFunctionsThatExist(t *testing.T) {
 }
 
 func TestDocsLinksResolveInsideTheRepo(t *testing.T) {
+	t.Parallel()
 	root := repoRoot(t)
 	for _, doc := range checked {
 		text := read(t, root, doc)
@@ -150,6 +153,7 @@ func TestDocsLinksResolveInsideTheRepo(t *testing.T) {
 }
 
 func TestDefines(t *testing.T) {
+	t.Parallel()
 	goSrc := "package x\n\ntype Store struct {\n\tPool int\n}\n\nfunc (s *Store) Create() {}\nfunc helper(a int) {}\nfunc Generic[T any]() {}\n"
 	pySrc := "class Trainer:\n    def run(self):\n        pass\n\ndef main(argv=None):\n    pass\n"
 	tests := []struct {
@@ -180,6 +184,7 @@ func TestDefines(t *testing.T) {
 }
 
 func TestPathsIn(t *testing.T) {
+	t.Parallel()
 	got := pathsIn("see `internal/api/jobs.go`, `cmd/gateway/` and `<job_root>/<user>` or `make test` or `internal/x/*.go`.")
 	want := []string{"internal/api/jobs.go", "cmd/gateway/"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
