@@ -62,7 +62,7 @@ func newRoot() *cobra.Command {
 			return serve(cmd.Context(), cfg)
 		},
 	})
-	root.AddCommand(newMigrate(load), newCA(load))
+	root.AddCommand(newMigrate(load), newCA(load), newDoctor(&cfgPath))
 	return root
 }
 
