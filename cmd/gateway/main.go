@@ -309,6 +309,9 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 			return nil, err
 		}
 		scfg.Logger = log.With("cluster", cl.Name)
+		scfg.OnDialFailure = func(err error) {
+			m.SSHDialFailures.WithLabelValues(cl.Name, dialFailureReason(err)).Inc()
+		}
 		ssh, err := sshconn.New(scfg)
 		if err != nil {
 			a.close()

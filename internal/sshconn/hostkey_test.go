@@ -37,3 +37,22 @@ func TestCheckHostKey(t *testing.T) {
 		t.Fatalf("closed port: err = %v, want unavailable", err)
 	}
 }
+
+func TestOnDialFailureSeesAuthRefusal(t *testing.T) {
+	s := startServer(t)
+	var got []error
+	p := s.pool(t, func(c *Config) {
+		c.UserCA = newSigner(t) // a CA the server does not trust
+		c.OnDialFailure = func(err error) { got = append(got, err) }
+	})
+	_, _, err := p.Run(context.Background(), "alice", []string{"true"}, nil)
+	if !errors.Is(err, ErrAuth) {
+		t.Fatalf("err = %v, want ErrAuth", err)
+	}
+	if len(got) != 1 || !errors.Is(got[0], ErrAuth) {
+		t.Fatalf("OnDialFailure got %v, want one ErrAuth", got)
+	}
+	if _, _, err := s.pool(t, nil).Run(context.Background(), "alice", []string{"true"}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
