@@ -207,9 +207,18 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		Handler:           a.handler,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	errc := make(chan error, 1)
+	hts, err := tlsServer(cfg, hs, log)
+	if err != nil {
+		cancelWorkers()
+		wg.Wait()
+		return err
+	}
+	errc := make(chan error, 2)
 	go func() { errc <- hs.ListenAndServe() }()
-	log.Info("gateway listening", "addr", cfg.Listen, "version", version, "clusters", len(cfg.Clusters))
+	if hts != nil {
+		go func() { errc <- hts.ListenAndServeTLS("", "") }()
+	}
+	log.Info("gateway listening", "addr", cfg.Listen, "tls_addr", cfg.ListenTLS, "version", version, "clusters", len(cfg.Clusters))
 	select {
 	case err := <-errc:
 		cancelWorkers()
@@ -220,6 +229,9 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	log.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	if hts != nil {
+		_ = hts.Shutdown(shutCtx)
+	}
 	err = hs.Shutdown(shutCtx)
 	cancelWorkers()
 	wg.Wait()
@@ -345,7 +357,10 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		a.rec.Clusters = append(a.rec.Clusters, reconcile.Cluster{Name: cl.Name, Slurm: client, Interval: cl.PollInterval,
 			Policy: reconcile.Policy{RestartBudget: cl.RestartBudget, PauseGrace: cl.PauseGrace, LostGrace: max(time.Minute, 10*cl.PollInterval)}})
 	}
-	a.handler = auth.NewAudit(log).Middleware(srv.Handler())
+	if a.handler, err = trustProxies(cfg, auth.NewAudit(log).Middleware(srv.Handler())); err != nil {
+		a.close()
+		return nil, err
+	}
 	return a, nil
 }
 
