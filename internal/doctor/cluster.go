@@ -330,8 +330,10 @@ func (c *clusterCheck) trainer(ctx context.Context) Result {
 	res := c.result("trainer")
 	ctx, cancel := context.WithTimeout(ctx, c.r.o.TrainerTimeout)
 	defer cancel()
+	// 2 GiB: importing torch, transformers and peft takes about 600 MB, more than a
+	// small DefMemPerCPU allows.
 	args := []string{"srun", "--partition=" + c.cl.DefaultPartition, "--nodes=1", "--ntasks=1", "--time=3",
-		"--job-name=ftgate-doctor", "--quiet"}
+		"--mem=2048", "--job-name=ftgate-doctor", "--quiet"}
 	if c.cl.Account != "" {
 		args = append(args, "--account="+c.cl.Account)
 	}
