@@ -35,10 +35,10 @@ type Config struct {
 	// headers are honoured; from other peers those headers are dropped.
 	TrustedProxies []string `yaml:"trusted_proxies"`
 
-	Database  Database  `yaml:"database"`
-	OIDC      OIDC      `yaml:"oidc"`
-	Limits    Limits    `yaml:"limits"`
-	Clusters  []Cluster `yaml:"clusters"`
+	Database Database  `yaml:"database"`
+	OIDC     OIDC      `yaml:"oidc"`
+	Limits   Limits    `yaml:"limits"`
+	Clusters []Cluster `yaml:"clusters"`
 }
 
 // Database configures the Postgres connection.
