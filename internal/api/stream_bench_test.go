@@ -231,18 +231,24 @@ func BenchmarkDownloadThroughput(b *testing.B) {
 	remote(b, fsys, "alice", "dd", "if=/dev/urandom", "of="+file, "bs=1M", "count="+strconv.Itoa(mib), "status=none")
 	size := int64(mib) << 20
 	b.SetBytes(size)
-	var streamD, httpD, opensshD []time.Duration
-	b.ResetTimer()
-	for i := 0; i < min(b.N, 3); i++ {
+	var streamD, httpD, opensshD, connectD []time.Duration
+	openssh := func(batch string) time.Duration {
 		t0 := time.Now()
 		cmd := exec.Command(sftpPath, append(append([]string{"-q", "-b", "-"}, opts...), host)...)
-		cmd.Stdin = strings.NewReader("get " + file + " /dev/null\n")
+		cmd.Stdin = strings.NewReader(batch)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			b.Fatalf("OpenSSH sftp: %v: %s", err, out)
 		}
-		opensshD = append(opensshD, time.Since(t0))
+		return time.Since(t0)
+	}
+	b.ResetTimer()
+	for i := 0; i < min(b.N, 3); i++ {
+		// The reference excludes sftp's process start, handshake and login (measured
+		// alone), which the gateway's warm connection does not pay either.
+		connectD = append(connectD, openssh("pwd\n"))
+		opensshD = append(opensshD, openssh("get "+file+" /dev/null\n"))
 
-		t0 = time.Now()
+		t0 := time.Now()
 		rc, err := fsys.OpenStream(ctx, "alice", file, 0)
 		if err != nil {
 			b.Fatal(err)
@@ -270,11 +276,11 @@ func BenchmarkDownloadThroughput(b *testing.B) {
 	}
 	b.StopTimer()
 	rate := func(d time.Duration) float64 { return float64(size) / (1 << 20) / d.Seconds() }
-	ref := rate(slices.Min(opensshD))
+	ref := rate(slices.Min(opensshD) - slices.Min(connectD))
 	benchtable.Record(benchtable.Row{Figure: fmt.Sprintf("download %d MiB through the gateway (HTTP)", mib), Value: rate(slices.Min(httpD)),
-		Unit: "MiB/s", Reference: "OpenSSH sftp get of the same file", RefValue: ref, HigherIsBetter: true, Goal: 0.8})
+		Unit: "MiB/s", Reference: "OpenSSH sftp get of the same file (less its connect time)", RefValue: ref, HigherIsBetter: true, Goal: 0.8})
 	benchtable.Record(benchtable.Row{Figure: fmt.Sprintf("read %d MiB with sshconn OpenStream", mib), Value: rate(slices.Min(streamD)),
-		Unit: "MiB/s", Reference: "OpenSSH sftp get of the same file", RefValue: ref, HigherIsBetter: true})
+		Unit: "MiB/s", Reference: "OpenSSH sftp get of the same file (less its connect time)", RefValue: ref, HigherIsBetter: true})
 	b.ReportMetric(rate(slices.Min(streamD)), "sftp-MiB/s")
 	b.ReportMetric(rate(slices.Min(httpD)), "gateway-MiB/s")
 	b.ReportMetric(ref, "openssh-MiB/s")
