@@ -28,8 +28,9 @@ type submitBench struct {
 	spec   map[string]any
 	hc     *http.Client
 
-	mu  sync.Mutex
-	raw []string // Slurm ids of the reference jobs, cancelled at the end
+	mu   sync.Mutex
+	raw  []string // Slurm ids of the reference jobs, cancelled at the end
+	dirs []string // job directories the gateway created, removed at the end
 }
 
 func newSubmitBench(b *testing.B) *submitBench {
@@ -50,6 +51,7 @@ func newSubmitBench(b *testing.B) *submitBench {
 		sbatch: []string{"env", "SLURM_CONF=" + cl.SlurmConf, "sbatch", "--parsable"},
 		hc:     &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	b.Cleanup(s.cancelRaw)
+	b.Cleanup(s.removeDirs) // before startE2E's cleanup closes the pool; the benchmarks cancel their jobs first
 	if _, err := s.rawSbatch(context.Background()); err != nil { // warm the connection
 		b.Fatal(err)
 	}
@@ -82,6 +84,27 @@ func (s *submitBench) cancelRaw() {
 	}
 }
 
+// removeDirs deletes the job directories of the benchmark's gateway jobs.
+func (s *submitBench) removeDirs() {
+	s.mu.Lock()
+	dirs := s.dirs
+	s.dirs = nil
+	s.mu.Unlock()
+	for len(dirs) > 0 {
+		n := min(len(dirs), 200)
+		_, _, _ = s.pool.Run(context.Background(), "alice", append([]string{"rm", "-rf", "--"}, dirs[:n]...), nil)
+		dirs = dirs[n:]
+	}
+}
+
+func (s *submitBench) created(m map[string]any) {
+	if d, ok := m["job_dir"].(string); ok && d != "" {
+		s.mu.Lock()
+		s.dirs = append(s.dirs, d)
+		s.mu.Unlock()
+	}
+}
+
 // submitOne POSTs the spec and returns the time until the job was queued in Slurm
 // (the server's updated_at of the first non-submitting state, so polling adds nothing).
 func (s *submitBench) submitOne(b *testing.B) (time.Duration, string) {
@@ -100,6 +123,7 @@ func (s *submitBench) submitOne(b *testing.B) (time.Duration, string) {
 	if resp.StatusCode != http.StatusAccepted {
 		b.Fatalf("execute: %d %v", resp.StatusCode, m)
 	}
+	s.created(m)
 	id := m["id"].(string)
 	for {
 		req, _ := http.NewRequest("GET", s.e.url+"/api/training/status/"+id, nil)
@@ -181,6 +205,7 @@ func (s *submitBench) post(b *testing.B) string {
 		b.Errorf("execute: %d %v", resp.StatusCode, m)
 		return ""
 	}
+	s.created(m)
 	return m["id"].(string)
 }
 
