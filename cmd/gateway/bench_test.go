@@ -51,7 +51,8 @@ func newSubmitBench(b *testing.B) *submitBench {
 		sbatch: []string{"env", "SLURM_CONF=" + cl.SlurmConf, "sbatch", "--parsable"},
 		hc:     &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
 	b.Cleanup(s.cancelRaw)
-	b.Cleanup(s.removeDirs) // before startE2E's cleanup closes the pool; the benchmarks cancel their jobs first
+	// Runs before startE2E's cleanup closes the pool; the benchmarks cancel their jobs first.
+	b.Cleanup(s.removeDirs)
 	if _, err := s.rawSbatch(context.Background()); err != nil { // warm the connection
 		b.Fatal(err)
 	}
