@@ -135,8 +135,6 @@ func (s *Submitter) Run(ctx context.Context) {
 			if err != nil && ctx.Err() == nil {
 				s.Log.Warn("submit pass failed", "err", fmt.Errorf("claim submissions: %w", err))
 			}
-			// A full claim may have left due jobs behind: claim again when a slot frees.
-			full := len(jobs) == free
 			for _, j := range jobs {
 				slots <- struct{}{}
 				wg.Add(1)
@@ -144,9 +142,9 @@ func (s *Submitter) Run(ctx context.Context) {
 					defer wg.Done()
 					s.submitOne(ctx, j)
 					<-slots
-					if full {
-						s.Kick()
-					}
+					// Jobs may have become due while every slot was busy (their kicks
+					// found no free slot): claim again now that one is free.
+					s.Kick()
 				}()
 			}
 		}

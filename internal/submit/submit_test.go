@@ -324,3 +324,49 @@ func TestRunDoesNotHoldJobsBehindASlowOne(t *testing.T) {
 		t.Errorf("slow job %s after its sbatch returned", st.jobs[slow.ID].State)
 	}
 }
+
+// TestRunClaimsAgainWhenASlotFrees: a job that became due while every slot was busy
+// is claimed as soon as one frees, not at the next interval.
+func TestRunClaimsAgainWhenASlotFrees(t *testing.T) {
+	a := newJob()
+	s, st, fs := setup(a)
+	s.Batch, s.Interval = 2, time.Hour
+	add := func(id string) job.Job {
+		j := newJob()
+		j.ID, j.JobDir = id, "/jobs/alice/"+id
+		st.mu.Lock()
+		st.jobs[id] = &j
+		st.mu.Unlock()
+		return j
+	}
+	stateOf := func(id string) job.State {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.jobs[id].State
+	}
+	releaseA, releaseX := make(chan struct{}), make(chan struct{})
+	xID := "33333333-2222-4333-8444-555555555555"
+	fs.block = map[string]chan struct{}{a.ID: releaseA, xID: releaseX}
+	fs.entered = make(chan string, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	<-fs.entered // a claimed alone
+	add(xID)
+	s.Kick()
+	<-fs.entered // x in the second slot: both busy
+	b := add("44444444-2222-4333-8444-555555555555")
+	s.Kick()                          // finds no free slot
+	time.Sleep(20 * time.Millisecond) // let the loop consume the kick
+	close(releaseA)
+	deadline := time.Now().Add(5 * time.Second)
+	for stateOf(b.ID) != job.Queued {
+		if time.Now().After(deadline) {
+			t.Fatalf("job b is %s after a slot freed", stateOf(b.ID))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(releaseX)
+	cancel()
+	<-done
+}
