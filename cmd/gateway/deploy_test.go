@@ -79,6 +79,7 @@ func TestDeployExampleConfigValidates(t *testing.T) {
 	secrets := map[string]string{
 		"FTGATE_DATABASE_URL_FILE":           "postgres://ftgate@db.example/ftgate?sslmode=verify-full\n",
 		"FTGATE_CLUSTERS_0_USER_CA_KEY_FILE": string(pem.EncodeToMemory(block)),
+		"FTGATE_METRICS_BEARER_TOKEN_FILE":   "scrape-token-123\n",
 	}
 	var environ []string
 	for k, path := range vars {
@@ -97,6 +98,9 @@ func TestDeployExampleConfigValidates(t *testing.T) {
 	}
 	if cfg.Database.URL != strings.TrimSpace(secrets["FTGATE_DATABASE_URL_FILE"]) {
 		t.Errorf("database.url = %q", cfg.Database.URL)
+	}
+	if cfg.Metrics.BearerToken != "scrape-token-123" || cfg.Metrics.Listen == "" {
+		t.Errorf("metrics %+v", cfg.Metrics)
 	}
 	if len(cfg.Clusters) != 1 {
 		t.Fatalf("clusters: %d", len(cfg.Clusters))
