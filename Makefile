@@ -7,7 +7,7 @@ export GOFLAGS ?= -mod=mod
 # go-nvml's header marks some vGPU calls deprecated; keep cgo builds quiet.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-integration bench stack-up stack-down stack-status fmt vet
+.PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-integration bench stack-up stack-down stack-status fmt vet web-deps web-build web-test
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -20,6 +20,7 @@ dev: build ## start the local stack and run the gateway on 127.0.0.1:8080 (Ctrl-
 	dev/stack up
 	@echo
 	@echo "gateway on http://$(ADDR) — in another shell:"
+	@echo "  dashboard: http://$(ADDR)/  (log in as alice / password)"
 	@echo "  curl http://$(ADDR)/health"
 	@echo "  export FTCTL_SERVER=http://$(ADDR)"
 	@echo "  bin/ftctl auth login                             # alice / password"
@@ -34,7 +35,7 @@ test: deps test-unit ## unit tests, then stack up, integration tests, stack down
 deps: ## install the Debian packages the stack and the trainer tests need
 	dev/stack install
 
-test-unit: test-go-unit test-trainer-unit ## fast tests: no stack needed
+test-unit: test-go-unit test-trainer-unit web-test ## fast tests: no stack needed
 
 test-go-unit:
 	FTGATE_STACK_ENV=/nonexistent FTGATE_REQUIRE_STACK= $(GO) test -count=1 ./...
@@ -42,7 +43,18 @@ test-go-unit:
 test-trainer-unit:
 	cd trainer && $(PY) -m pytest -q -rs -m "not slurm" -p no:cacheprovider tests
 
-test-integration: ## integration tests against a running stack (dev/stack up)
+web-deps: web/node_modules/.package-lock.json ## install the dashboard's npm packages (web/package-lock.json)
+web/node_modules/.package-lock.json: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+web-build: web-deps ## rebuild the dashboard into internal/web/dist (commit it; go build embeds it)
+	cd web && npm run --silent build
+
+web-test: web-deps ## dashboard: types from openapi.json + type check, unit tests, committed bundle is fresh
+	cd web && npm run --silent typecheck && npm run --silent test && npm run --silent check
+
+test-integration: web-deps ## integration tests against a running stack (dev/stack up)
 	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -run Integration ./...
 	cd trainer && FTGATE_REQUIRE_STACK=1 $(PY) -m pytest -q -rs -m slurm -p no:cacheprovider tests
 

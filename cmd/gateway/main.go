@@ -357,6 +357,9 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		MaxBody: cfg.Limits.MaxBodyBytes, MaxActivePerUser: cfg.Limits.MaxActiveJobsPerUser, Kick: a.sub.Kick,
 		AuthConfig: authConfig(cfg.OIDC), MetricsToken: cfg.Metrics.BearerToken, MetricsSeparate: cfg.Metrics.Listen != "",
 		MaxStreamsPerUser: cfg.Limits.MaxStreamsPerUser, MaxStreams: cfg.Limits.MaxStreams}
+	if srv.Auth, srv.Web, err = dashboard(ctx, cfg, verifier, log); err != nil {
+		return nil, err
+	}
 	a.hub = event.New(pool, store, event.Config{Logger: log.With("worker", "events")})
 	srv.Streams = api.Streams{Hub: a.hub, Events: store}
 	a.ret = &artifact.Retainer{Store: store, Log: log.With("worker", "retention"),
