@@ -37,18 +37,8 @@ func (c *Config) validateServing(bad func(key, format string, a ...any)) {
 			bad("public_url", "want an absolute http(s) URL like https://ftgate.example, got %q", c.PublicURL)
 		case u.RawQuery != "" || u.Fragment != "":
 			bad("public_url", "must not have a query or fragment, got %q", c.PublicURL)
-		case u.Scheme == "http" && !loopbackHost(u.Hostname()):
-			bad("public_url", "must be https unless the host is loopback (tokens travel to it), got %q", c.PublicURL)
 		}
 	}
-}
-
-func loopbackHost(h string) bool {
-	if strings.EqualFold(h, "localhost") {
-		return true
-	}
-	a, err := netip.ParseAddr(h)
-	return err == nil && a.IsLoopback()
 }
 
 // BaseURL returns public_url without a trailing slash ("" when unset): the prefix of

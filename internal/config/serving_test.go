@@ -19,7 +19,7 @@ func TestServingKeys(t *testing.T) {
 		{"proxies bad", "trusted_proxies: [10.0.0.0/40]\n", `config trusted_proxies: "10.0.0.0/40" is neither`},
 		{"public https", "public_url: https://ftgate.example/\n", ""},
 		{"public loopback http", "public_url: http://127.0.0.1:8080\n", ""},
-		{"public http elsewhere", "public_url: http://ftgate.example\n", "config public_url: must be https unless"},
+		{"public ftp", "public_url: ftp://ftgate.example\n", "config public_url: want an absolute http(s) URL"},
 		{"public relative", "public_url: /ftgate\n", "config public_url: want an absolute http(s) URL"},
 		{"public query", "public_url: https://ftgate.example/?a=1\n", "must not have a query"},
 	} {
