@@ -80,8 +80,11 @@ test-integration: web-deps ## integration tests against a running stack (dev/sta
 	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -run Integration ./...
 	cd trainer && FTGATE_REQUIRE_STACK=1 $(PY) -m pytest -q -rs -m slurm -p no:cacheprovider tests
 
-bench: ## benchmarks (printed figures, not asserted); most need the stack
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
+BENCH_TABLE ?= $(CURDIR)/.bench/table.jsonl
+bench: ## benchmarks (printed figures, not asserted; most need the stack), then one table of figures, references and ratios
+	@mkdir -p $(dir $(BENCH_TABLE)) && rm -f $(BENCH_TABLE)
+	FTGATE_BENCH_TABLE=$(BENCH_TABLE) $(GO) test -run '^$$' -bench . -benchtime 20x -p 1 ./...; \
+	  rc=$$?; $(GO) run ./internal/benchtable/print $(BENCH_TABLE); exit $$rc
 
 stack-up: ## start the local stack (idempotent)
 	dev/stack up
