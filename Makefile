@@ -77,7 +77,7 @@ web-test: web-deps ## dashboard: types from openapi.json + type check, unit test
 	cd web && npm run --silent typecheck && npm run --silent test && npm run --silent check
 
 test-integration: web-deps ## integration tests against a running stack (dev/stack up)
-	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -run Integration ./...
+	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -timeout 40m -run Integration ./...
 	cd trainer && FTGATE_REQUIRE_STACK=1 $(PY) -m pytest -q -rs -m slurm -p no:cacheprovider tests
 
 BENCH_TABLE ?= $(CURDIR)/.bench/table.jsonl
