@@ -13,14 +13,18 @@ import re
 import shutil
 import time
 
+import random
+
+import numpy as np
 import torch
 
-from . import fsio
+from . import fsio, layout
+from .spec import SpecError
 
 log = logging.getLogger("ftgate_trainer")
 
 STEP_RE = re.compile(r"^step-(\d+)$")
-MANIFEST = "manifest.json"
+MANIFEST = layout.MANIFEST_JSON
 FORMAT = 1
 
 
@@ -200,3 +204,95 @@ def unflatten_optimizer(tensors, rest):
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
     return {"state": state, "param_groups": groups}
+
+
+# ---- a training run's state ---------------------------------------------------------------
+def rng_state():
+    """This process's torch (and CUDA) RNG states."""
+    out = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, st in enumerate(torch.cuda.get_rng_state_all()):
+            out["cuda.%d" % i] = st
+    return out
+
+
+def save_run(t):
+    """Writes checkpoint step-<t.step> of trainer t: rank 0 writes the files (model and
+    optimizer are the same on every DDP rank); every rank's RNG state is gathered into
+    rng.pt, so each resumes its own dropout stream. All ranks return together. Returns the
+    path (on rank 0) or None."""
+    per_rank = t.dist.all_gather_object({k: v.clone() for k, v in rng_state().items()})
+    if not t.dist.is_main:
+        t.dist.barrier()
+        return None
+    if t.last_eval and t.last_eval[0] == t.step:
+        metric, metric_name = t.last_eval[1], "eval_loss"
+    elif t.since_save[1]:
+        metric, metric_name = t.since_save[0] / t.since_save[1], "train_loss"
+    else:
+        metric, metric_name = None, None
+    opt_t, opt_rest = flatten_optimizer(t.opt.state_dict())
+    rng = {}
+    for r, states in enumerate(per_rank):
+        for k, v in states.items():
+            rng["rank%d.%s" % (r, k)] = v
+    np_state = np.random.get_state()
+    rng["numpy.keys"] = torch.from_numpy(np_state[1].astype(np.int64))
+    py = random.getstate()
+    h = t.sp.hyper
+    state = {
+        "step": t.step, "epoch": t.epoch, "position": t.pos, "total_steps": t.total,
+        "n_train": len(t.train), "method": t.sp.method, "model": t.sp.model, "world_size": t.dist.world,
+        "lora": t.sp.lora.enabled, "acc": t.acc, "since_save": t.since_save, "best": t.best,
+        "metric": metric, "metric_name": metric_name,
+        "scheduler": {"kind": "linear_warmup_decay", "base_lr": h.learning_rate, "warmup_steps": h.warmup_steps,
+                      "total_steps": t.total, "next_step": t.step},
+        "rng": {"python": [py[0], list(py[1]), py[2]],
+                "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])]},
+        "optimizer": opt_rest, "grad_scaler": t.scaler.state_dict() if t.scaler else None,
+        "restart_count": t.rep.state["restart_count"],
+    }
+    files = {
+        layout.MODEL_PT: tensor_bytes(t.backend.checkpoint_state()),
+        layout.OPTIMIZER_PT: tensor_bytes(opt_t),
+        layout.RNG_PT: tensor_bytes(rng),
+        layout.DATA_PT: tensor_bytes({"order": torch.tensor(t.order, dtype=torch.int64)}),
+        layout.TRAINER_STATE_JSON: json_bytes(state),
+    }
+    path = save(t.ckpt_root, t.step, files, metric, metric_name)
+    t.dist.barrier()
+    return path
+
+
+def resume_run(t, path):
+    """Restores trainer t from the verified checkpoint at path (every rank reads it)."""
+    with open(os.path.join(path, layout.TRAINER_STATE_JSON), "rb") as f:
+        st = json.loads(f.read())
+    if st["method"] != t.sp.method or st["model"] != t.sp.model or st["lora"] != t.sp.lora.enabled:
+        raise SpecError("job.json: method, model or lora.enabled differ from checkpoint %s" % path)
+    if st["n_train"] != len(t.train):
+        raise SpecError("dataset.path: has %d rows but checkpoint %s was made with %d"
+                        % (len(t.train), path, st["n_train"]))
+    if st.get("world_size", 1) != t.dist.world:
+        raise SpecError("resources: checkpoint %s was made by %d processes, this run has %d; resume needs "
+                        "the same nodes and processes per node" % (path, st.get("world_size", 1), t.dist.world))
+    t.backend.load_checkpoint_state(load_tensors(os.path.join(path, layout.MODEL_PT), t.device))
+    opt_t = load_tensors(os.path.join(path, layout.OPTIMIZER_PT))
+    t.opt.load_state_dict(unflatten_optimizer(opt_t, st["optimizer"]))
+    if t.scaler and st.get("grad_scaler"):
+        t.scaler.load_state_dict(st["grad_scaler"])
+    t.order = [int(i) for i in load_tensors(os.path.join(path, layout.DATA_PT))["order"].tolist()]
+    t.step, t.epoch, t.pos = st["step"], st["epoch"], st["position"]
+    t.acc, t.since_save, t.best = st["acc"], st["since_save"], st["best"]
+    t.last_save_step = t.step
+    rng = load_tensors(os.path.join(path, layout.RNG_PT))
+    mine = "rank%d." % t.dist.rank
+    torch.set_rng_state(rng[mine + "torch"])
+    if torch.cuda.is_available():
+        keys = sorted((k for k in rng if k.startswith(mine + "cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+        if len(keys) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([rng[k] for k in keys])
+    py = st["rng"]["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    name, pos, has_gauss, cached = st["rng"]["numpy"]
+    np.random.set_state((name, rng["numpy.keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
