@@ -55,10 +55,15 @@ def parse_signal(v):
 
 
 def _threads():
-    for key in ("FTGATE_TRAINER_THREADS", "SLURM_CPUS_PER_TASK"):
-        v = os.environ.get(key, "")
-        if v.isdigit() and int(v) > 0:
-            return int(v)
+    """torch's thread count: FTGATE_TRAINER_THREADS, else this node's share of the Slurm
+    task's CPUs (torchrun runs LOCAL_WORLD_SIZE trainer processes in one task)."""
+    v = os.environ.get("FTGATE_TRAINER_THREADS", "")
+    if v.isdigit() and int(v) > 0:
+        return int(v)
+    v = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if v.isdigit() and int(v) > 0:
+        local = os.environ.get("LOCAL_WORLD_SIZE", "1")
+        return max(1, int(v) // (int(local) if local.isdigit() and int(local) > 0 else 1))
     return None
 
 
