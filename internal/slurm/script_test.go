@@ -129,7 +129,7 @@ func TestScriptForwardsCheckpointSignal(t *testing.T) {
 	if r.read("marker") != "signalled" {
 		t.Error("the trainer did not see the stop request")
 	}
-	if got := r.read("args"); got != "--job-dir "+r.dir+" --signal USR2" {
+	if got := r.read("args"); got != "--job-dir "+r.dir+" --checkpoint-signal USR2" {
 		t.Errorf("trainer args %q", got)
 	}
 	srun, _ := os.ReadFile(r.log + ".srun")

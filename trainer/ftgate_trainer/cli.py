@@ -78,7 +78,9 @@ def main(argv=None):
         os.environ.setdefault(k, "1")
     ap = argparse.ArgumentParser(prog="python -m ftgate_trainer", description="Run one ftgate training job.")
     ap.add_argument("--job-dir", required=True, help="job directory holding job.json")
-    ap.add_argument("--signal", type=parse_signal, default=signal.SIGUSR2,
+    # --checkpoint-signal under torchrun: its argument parser would take --signal for an
+    # abbreviation of its own --signals-to-handle.
+    ap.add_argument("--checkpoint-signal", "--signal", dest="signal", type=parse_signal, default=signal.SIGUSR2,
                     help="checkpoint signal (default USR2); SIGTERM is always handled too")
     args = ap.parse_args(argv)
     if not logging.getLogger().handlers:
