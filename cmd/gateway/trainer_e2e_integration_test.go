@@ -108,9 +108,10 @@ func TestIntegrationTrainerDownloadAndGenerate(t *testing.T) {
 	if python == "" {
 		t.Fatal("STACK_PYTHON is not set in the stack env")
 	}
-	s := e.spec(30, 0)
+	s := e.spec(150, 0) // about 10 s of CPU: enough to answer in capitals
 	s["lora"] = map[string]any{"enabled": true, "merge": true}
 	s["hyperparameters"].(map[string]any)["learning_rate"] = 0.01
+	s["hyperparameters"].(map[string]any)["seed"] = 42
 	code, m := e.do("POST", "/api/training/execute", s)
 	if code != http.StatusAccepted {
 		t.Fatalf("execute: %d %v", code, m)
@@ -154,8 +155,8 @@ func TestIntegrationTrainerDownloadAndGenerate(t *testing.T) {
 }
 
 // generateScript loads the downloaded LoRA adapter over its base with peft and the merged
-// model with transformers, and greedy-generates from a prompt rendered with the saved chat
-// template; both must produce the same tokens.
+// model with transformers, and greedy-generates from a prompt shaped like the training
+// rows (upper-casing a word); both must produce the same, non-empty text.
 const generateScript = `
 import sys, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -163,8 +164,7 @@ from peft import PeftModel
 d = sys.argv[1]
 torch.set_num_threads(1)
 tok = AutoTokenizer.from_pretrained(d, local_files_only=True)
-prompt = tok.apply_chat_template([{"role": "user", "content": "upper: kalo"}], tokenize=False, add_generation_prompt=True)
-ids = tok(prompt, return_tensors="pt", add_special_tokens=False).input_ids
+ids = torch.tensor([[tok.bos_token_id] + tok("upper: miru\n", add_special_tokens=False).input_ids])
 base = AutoModelForCausalLM.from_pretrained(d + "/base", local_files_only=True)
 lora = PeftModel.from_pretrained(base, d).eval()
 merged = AutoModelForCausalLM.from_pretrained(d + "/merged", local_files_only=True).eval()
@@ -174,9 +174,10 @@ for m in (lora, merged):
         o = m.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False,
                        pad_token_id=tok.pad_token_id)
     outs.append(o[0, ids.shape[1]:].tolist())
-assert len(outs[0]) > 0, outs
+text = tok.decode(outs[0], skip_special_tokens=True)
 assert outs[0] == outs[1], outs
-print("generated:", repr(tok.decode(outs[0], skip_special_tokens=True)))
+print("generated:", repr(text))
+assert text.strip(), "the model only ended the answer: %r" % outs
 `
 
 func lastLines(s string, n int) string {
