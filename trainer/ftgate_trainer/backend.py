@@ -35,7 +35,7 @@ class Backend(Protocol):
     def adapters_disabled(self) -> ContextManager: ...
     def checkpoint_state(self) -> Dict[str, torch.Tensor]: ...
     def load_checkpoint_state(self, sd: Dict[str, torch.Tensor]) -> None: ...
-    def save_final(self, out: str) -> None: ...
+    def save_final(self, out: str, state_dict: Optional[Dict[str, torch.Tensor]] = None) -> None: ...
 
 
 class HFTokenizer:
@@ -195,11 +195,15 @@ class HFBackend:
         else:
             self.model.load_state_dict(sd)
 
-    def save_final(self, out):
+    def save_final(self, out, state_dict=None):
         """What users load: save_pretrained of the model (full fine-tuning) or the peft adapter,
         the tokenizer with its chat template; with LoRA on builtin:tiny the base model in
-        base/, and with lora.merge the merged weights in merged/."""
-        self.model.save_pretrained(out)
+        base/, and with lora.merge the merged weights in merged/. state_dict: FSDP's full
+        weights, gathered on rank 0."""
+        if state_dict is not None:  # FSDP: the gathered full weights
+            self.model.save_pretrained(out, state_dict=state_dict)
+        else:
+            self.model.save_pretrained(out)
         self.tok.tok.save_pretrained(out)
         if not self.lora:
             return

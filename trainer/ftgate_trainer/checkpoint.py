@@ -47,27 +47,43 @@ def load_tensors(path, device="cpu"):
     return torch.load(path, map_location=device, weights_only=True)
 
 
-def save(root, step, files, metric=None, metric_name=None):
+def tmp_dir(root, step):
+    return os.path.join(root, ".tmp-step-%d-%d" % (step, os.getpid()))
+
+
+def begin(root, step):
+    """Creates and returns the temporary directory checkpoint step-<step> is written in."""
+    os.makedirs(root, exist_ok=True)
+    tmp = tmp_dir(root, step)
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    os.mkdir(tmp)
+    return tmp
+
+
+def save(root, step, files, metric=None, metric_name=None, tmp=None):
     """Writes files ({name: bytes}) as checkpoint step-<step> and returns its path.
     metric (lower is better) and metric_name ("eval_loss" or "train_loss") rank it for
-    keep_best.
+    keep_best. tmp is a directory from begin() that already holds other files (FSDP's
+    sharded dcp/ directory); they are listed in the manifest too.
 
     The directory appears under its final name only when complete: files and manifest are
     written and fsynced in a temporary directory, which is then renamed. An existing
     step-<step> (left by an earlier run that did not verify) is replaced."""
-    os.makedirs(root, exist_ok=True)
+    tmp = tmp or begin(root, step)
     final = step_dir(root, step)
-    tmp = os.path.join(root, ".tmp-step-%d-%d" % (step, os.getpid()))
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)
-    os.mkdir(tmp)
     manifest = {"format": FORMAT, "step": step, "metric": metric, "metric_name": metric_name,
                 "created_at": time.time(), "files": {}}
     for name, data in sorted(files.items()):
         fsio.write_durable(os.path.join(tmp, name), data)
         manifest["files"][name] = {"size": len(data), "sha256": _sha256(data)}
+    for name, info in fsio.manifest_of(tmp).items():
+        if name not in manifest["files"]:
+            with open(os.path.join(tmp, name), "rb") as f:
+                os.fsync(f.fileno())
+            manifest["files"][name] = info
     fsio.write_durable(os.path.join(tmp, MANIFEST), json_bytes(manifest))
-    fsio.fsync_dir(tmp)
+    fsio.fsync_tree(tmp)
     if os.path.exists(final):
         _remove(root, final)
     os.rename(tmp, final)
@@ -127,7 +143,8 @@ def verify(path):
         return "manifest.json does not describe this checkpoint"
     for name, want in man["files"].items():
         full = os.path.join(path, name)
-        if os.path.basename(name) != name or not os.path.isfile(full):
+        parts = name.split("/")
+        if len(parts) > 2 or any(p in ("", ".", "..") for p in parts) or not os.path.isfile(full):
             return "missing file %s" % name
         if os.path.getsize(full) != want.get("size"):
             return "size mismatch for %s" % name
@@ -222,6 +239,13 @@ def save_run(t):
     rng.pt, so each resumes its own dropout stream. All ranks return together. Returns the
     path (on rank 0) or None."""
     per_rank = t.dist.all_gather_object({k: v.clone() for k, v in rng_state().items()})
+    tmp = None
+    if t.fsdp:
+        # Every rank writes its shards of model and optimizer into the same directory.
+        tmp = t.dist.broadcast_object(begin(t.ckpt_root, t.step) if t.dist.is_main else None)
+        import torch.distributed.checkpoint as dcp
+        dcp.save(t.fsdp_state(), checkpoint_id=os.path.join(tmp, layout.DCP_DIR))
+        t.dist.barrier()
     if not t.dist.is_main:
         t.dist.barrier()
         return None
@@ -231,7 +255,7 @@ def save_run(t):
         metric, metric_name = t.since_save[0] / t.since_save[1], "train_loss"
     else:
         metric, metric_name = None, None
-    opt_t, opt_rest = flatten_optimizer(t.opt.state_dict())
+    opt_t, opt_rest = flatten_optimizer(t.opt.state_dict()) if not t.fsdp else ({}, None)
     rng = {}
     for r, states in enumerate(per_rank):
         for k, v in states.items():
@@ -243,6 +267,7 @@ def save_run(t):
     state = {
         "step": t.step, "epoch": t.epoch, "position": t.pos, "total_steps": t.total,
         "n_train": len(t.train), "method": t.sp.method, "model": t.sp.model, "world_size": t.dist.world,
+        "strategy": "fsdp" if t.fsdp else "ddp",
         "lora": t.sp.lora.enabled, "acc": t.acc, "since_save": t.since_save, "best": t.best,
         "metric": metric, "metric_name": metric_name,
         "scheduler": {"kind": "linear_warmup_decay", "base_lr": h.learning_rate, "warmup_steps": h.warmup_steps,
@@ -253,13 +278,14 @@ def save_run(t):
         "restart_count": t.rep.state["restart_count"],
     }
     files = {
-        layout.MODEL_PT: tensor_bytes(t.backend.checkpoint_state()),
-        layout.OPTIMIZER_PT: tensor_bytes(opt_t),
         layout.RNG_PT: tensor_bytes(rng),
         layout.DATA_PT: tensor_bytes({"order": torch.tensor(t.order, dtype=torch.int64)}),
         layout.TRAINER_STATE_JSON: json_bytes(state),
     }
-    path = save(t.ckpt_root, t.step, files, metric, metric_name)
+    if not t.fsdp:
+        files[layout.MODEL_PT] = tensor_bytes(t.backend.checkpoint_state())
+        files[layout.OPTIMIZER_PT] = tensor_bytes(opt_t)
+    path = save(t.ckpt_root, t.step, files, metric, metric_name, tmp=tmp)
     t.dist.barrier()
     return path
 
@@ -276,9 +302,17 @@ def resume_run(t, path):
     if st.get("world_size", 1) != t.dist.world:
         raise SpecError("resources: checkpoint %s was made by %d processes, this run has %d; resume needs "
                         "the same nodes and processes per node" % (path, st.get("world_size", 1), t.dist.world))
-    t.backend.load_checkpoint_state(load_tensors(os.path.join(path, layout.MODEL_PT), t.device))
-    opt_t = load_tensors(os.path.join(path, layout.OPTIMIZER_PT))
-    t.opt.load_state_dict(unflatten_optimizer(opt_t, st["optimizer"]))
+    if st.get("strategy", "ddp") != ("fsdp" if t.fsdp else "ddp"):
+        raise SpecError("distributed.strategy: checkpoint %s was made with %s" % (path, st.get("strategy", "ddp")))
+    if t.fsdp:
+        import torch.distributed.checkpoint as dcp
+        state = t.fsdp_state()
+        dcp.load(state, checkpoint_id=os.path.join(path, layout.DCP_DIR))
+        t.fsdp_load(state)
+    else:
+        t.backend.load_checkpoint_state(load_tensors(os.path.join(path, layout.MODEL_PT), t.device))
+        opt_t = load_tensors(os.path.join(path, layout.OPTIMIZER_PT))
+        t.opt.load_state_dict(unflatten_optimizer(opt_t, st["optimizer"]))
     if t.scaler and st.get("grad_scaler"):
         t.scaler.load_state_dict(st["grad_scaler"])
     t.order = [int(i) for i in load_tensors(os.path.join(path, layout.DATA_PT))["order"].tolist()]

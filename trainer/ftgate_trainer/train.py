@@ -112,18 +112,31 @@ class Trainer:
             raise SpecError("lora.target_modules: no trainable parameters")
         self.params = params
         self.train_model = self.model
-        if self.dist.active:
+        self.fsdp = sp.distributed.strategy == "fsdp" and self.dist.active
+        self.ref = None
+        if sp.method == "dpo" and not sp.lora.enabled:
+            self.ref = copy.deepcopy(self.model).eval()
+            for p in self.ref.parameters():
+                p.requires_grad_(False)
+        if self.fsdp:
+            # FSDP2: every decoder layer and then the whole model sharded over the ranks
+            # (all ranks built the same weights from the same seed or directory).
+            from torch.distributed.device_mesh import init_device_mesh
+            from torch.distributed.fsdp import fully_shard
+            mesh = init_device_mesh(self.device.type, (self.dist.world,))
+            for m in [self.model] + ([self.ref] if self.ref is not None else []):
+                for layer in m.model.layers:
+                    fully_shard(layer, mesh=mesh)
+                fully_shard(m, mesh=mesh)
+            self.params = params = [p for p in self.model.parameters() if p.requires_grad]
+            torch.manual_seed(h.seed + 1 + self.dist.rank)
+        elif self.dist.active:
             # DDP broadcasts rank 0's weights; every rank then gets its own dropout stream.
             self.train_model = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
             torch.manual_seed(h.seed + 1 + self.dist.rank)
         self.opt = torch.optim.AdamW(params, lr=h.learning_rate, weight_decay=h.weight_decay)
         self.scaler = torch.amp.GradScaler("cuda") if self.backend.dtype == torch.float16 else None
-        self.ref = None
-        if sp.method == "dpo" and not sp.lora.enabled:
-            self.ref = copy.deepcopy(self.model).eval()
-            for p in self.ref.parameters():
-                p.requires_grad_(False)
         # Position in the data and the bookkeeping a checkpoint restores.
         self.step, self.epoch, self.pos = 0, 0, 0
         self.order = self._order(0)
@@ -226,6 +239,16 @@ class Trainer:
         return out
 
     # ---- checkpoints -------------------------------------------------------------------------
+    def fsdp_state(self):
+        """FSDP: the sharded model and optimizer state dicts (torch.distributed.checkpoint)."""
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+        model, optim = get_state_dict(self.model, self.opt)
+        return {"model": model, "optim": optim}
+
+    def fsdp_load(self, state):
+        from torch.distributed.checkpoint.state_dict import set_state_dict
+        set_state_dict(self.model, self.opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
+
     def save_checkpoint(self):
         self.rep.phase("checkpointing")
         t0 = time.monotonic()
@@ -260,6 +283,10 @@ class Trainer:
     # ---- final model -------------------------------------------------------------------------
     def save_model(self):
         """Rank 0 writes model/ under a temporary name and renames it; all ranks return together."""
+        full = None
+        if self.fsdp:  # the full weights, gathered on every rank (a collective), kept on rank 0
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+            full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
         if not self.dist.is_main:
             self.dist.barrier()
             return
@@ -268,7 +295,7 @@ class Trainer:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
         os.mkdir(tmp)
-        self.backend.save_final(tmp)
+        self.backend.save_final(tmp, state_dict=full)
         with open(os.path.join(tmp, layout.TRAINING_STATE_JSON), "w") as f:
             json.dump({"step": self.step, "total_steps": self.total, "method": self.sp.method,
                        "model": self.sp.model, "lora": self.sp.lora.enabled, "world_size": self.dist.world},
@@ -346,7 +373,7 @@ class Trainer:
         step_loss, stats = 0.0, {}
         for i in range(h.gradient_accumulation):
             last = i == h.gradient_accumulation - 1
-            sync = contextlib.nullcontext() if (last or not self.dist.active) else self.train_model.no_sync()
+            sync = contextlib.nullcontext() if (last or not self.dist.active or self.fsdp) else self.train_model.no_sync()
             with sync:
                 loss, st = self.loss(self.next_micro_batch(), self.train_model)
                 scaled = loss / h.gradient_accumulation
