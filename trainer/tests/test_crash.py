@@ -16,7 +16,7 @@ from helpers import final_weights, progress, run_inprocess
 
 WANT_KILLS_DURING_WRITE = 50
 MAX_CYCLES = 400
-TIME_BUDGET = 90.0  # typically done in 20 s; room for a loaded machine
+TIME_BUDGET = 240.0  # typically done in 30 s; room for a loaded machine (a bound, not a speed test)
 
 
 def child(job_dir):
@@ -64,14 +64,16 @@ def test_sigkill_during_checkpoint_writes(make_job, small_model, monkeypatch):
         pid = os.fork()
         if pid == 0:
             child(d)
-        # Wait until the child trains (or, early on, is about to), then kill it at a random instant.
-        deadline = time.monotonic() + 10
+        # Wait until the child trains, mostly until it starts a checkpoint (the window this
+        # test is about), then kill it at a random instant.
+        want = ("checkpointing",) if rng.random() < 0.8 else ("training", "checkpointing")
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             p = progress(d)
-            if p.get("pid") == pid and p.get("phase") in ("training", "checkpointing"):
+            if p.get("pid") == pid and p.get("phase") in want:
                 break
             time.sleep(0.002)
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.15))
         in_write = writing(root)
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
