@@ -168,8 +168,8 @@ def main():
         bare_sps, bare_tps = max(bare)
         sps = max(mine)
         tps_sft = bare_tps / bare_sps
-        print("  bare PyTorch loop  sft full  %6.1f steps/s  %8.0f tokens/s" % (bare_sps, bare_tps))
-        print("  trainer            sft full  %6.1f steps/s  %8.0f tokens/s  trainer/bare %.3f"
+        print("  bare PyTorch loop  sft full  %6.2f steps/s  %8.0f tokens/s" % (bare_sps, bare_tps))
+        print("  trainer            sft full  %6.2f steps/s  %8.0f tokens/s  trainer/bare %.3f"
               % (sps, sps * tps_sft, sps / bare_sps))
         for method, lora in (("sft", True), ("dpo", False), ("dpo", True)):
             sps = trainer_rate(tmp, method, lora, n)
