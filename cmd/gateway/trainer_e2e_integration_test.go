@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ftgate/ftgate/internal/ftctl"
+	"github.com/ftgate/ftgate/internal/ftctl/cmd/root"
+	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
+	"github.com/ftgate/ftgate/internal/ftctl/tokencache"
 	"github.com/ftgate/ftgate/internal/stacktest"
 )
 
@@ -120,19 +122,19 @@ func TestIntegrationTrainerDownloadAndGenerate(t *testing.T) {
 	e.wait(id, 4*time.Minute, "succeeded", stateIs("succeeded"))
 
 	cfgDir, out := t.TempDir(), filepath.Join(t.TempDir(), "model")
-	tc := &ftctl.TokenCache{Path: filepath.Join(cfgDir, "tokens.json")}
-	if err := tc.Save(&ftctl.Session{Server: e.url, AccessToken: e.token, Expiry: time.Now().Add(time.Hour)}); err != nil {
+	tc := &tokencache.TokenCache{Path: filepath.Join(cfgDir, "tokens.json")}
+	if err := tc.Save(&tokencache.Session{Server: e.url, AccessToken: e.token, Expiry: time.Now().Add(time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	f := ftctl.NewFactory(strings.NewReader(""), &stdout, &stderr)
+	f := cmdutil.NewFactory(strings.NewReader(""), &stdout, &stderr)
 	f.Getenv = func(k string) string {
 		if k == "FTCTL_CONFIG_DIR" {
 			return cfgDir
 		}
 		return ""
 	}
-	if rc := ftctl.Run(f, []string{"--server", e.url, "download", id, "-o", out}); rc != 0 {
+	if rc := root.Run(f, []string{"--server", e.url, "download", id, "-o", out}); rc != 0 {
 		t.Fatalf("ftctl download: exit %d: %s%s", rc, stdout.String(), stderr.String())
 	}
 	t.Log(strings.TrimSpace(stdout.String()))

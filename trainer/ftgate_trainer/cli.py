@@ -73,6 +73,9 @@ def _restart_count():
 
 
 def main(argv=None):
+    if (sys.argv[1:] if argv is None else argv) == ["--check"]:
+        from . import check
+        return check.main()
     # Models come from local directories only: never reach for the Hugging Face Hub.
     for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_TELEMETRY"):
         os.environ.setdefault(k, "1")
