@@ -230,6 +230,26 @@ func TestIntegrationAllEventsResume(t *testing.T) {
 	}
 	bob.collect(t, "bob's replay", bobAll, 500*time.Millisecond)
 
+	// The typed client resumes too; an admin's cursor covers every user's jobs.
+	ac := client.New(a.http.URL, &http.Client{Transport: authTransport{http.DefaultTransport, "admin"}})
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	resp, err := ac.Events(cctx, "", client.EventOptions{Cursor: start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	adm := &allStream{events: make(chan string, 1000)}
+	go func() {
+		_ = client.ReadSSE(resp.Body, func(ev client.SSEEvent) error {
+			var e client.Event
+			_ = json.Unmarshal([]byte(ev.Data), &e)
+			adm.events <- fmt.Sprintf("%s#%d", e.JobID, e.ID)
+			return nil
+		})
+	}()
+	adm.collect(t, "admin's replay", union(live, during, after, missed, more, bobAll), 500*time.Millisecond)
+
 	// Too far behind the replay limit: a reset, then a fresh cursor.
 	c := startReplica(t, pool, nil, "/jobs", 0)
 	c.srv.Streams.MaxReplay = 5 // before its first request
