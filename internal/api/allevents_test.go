@@ -15,10 +15,10 @@ import (
 
 // memEvents serves the all-jobs stream too (owners are not modelled: every event is
 // visible).
-func (l memEvents) EventsAfter(_ context.Context, _ string, after time.Time, limit int) ([]job.Event, error) {
+func (l memEvents) EventsAfter(_ context.Context, _ string, after time.Time, seen map[string]int64, limit int) ([]job.Event, error) {
 	var out []job.Event
 	for _, e := range l {
-		if e.At.After(after) && len(out) < limit {
+		if e.At.After(after) && e.ID > seen[e.JobID] && len(out) < limit {
 			out = append(out, e)
 		}
 	}

@@ -105,8 +105,8 @@ func (c *Cursor) Accept(ctx context.Context, e job.Event, emit func(job.Event) e
 // arrive in commit order, so once an event of time T is delivered, every event older
 // than T-ResumeWindow has committed and was delivered before it: After trails the
 // newest delivered event by ResumeWindow, and Jobs holds only the jobs active in that
-// window. Replay reads the events after After from the log and skips the ones Jobs
-// says were delivered; live events are de-duplicated the same way.
+// window. Replay reads the events after After that Jobs does not cover from the log
+// (the replay limit counts only those); live events are de-duplicated the same way.
 
 // ResumeWindow is how long after its insert an event's transaction may commit and
 // still be resumed correctly; it is how far a Position's mark trails the newest event.
@@ -177,8 +177,9 @@ func ParsePosition(s string) (Position, error) {
 type FeedLog interface {
 	Log
 	// EventsAfter returns the events of owner's jobs (every job for "") with a time
-	// after after, oldest first, at most limit.
-	EventsAfter(ctx context.Context, owner string, after time.Time, limit int) ([]job.Event, error)
+	// after after, except those of a job in seen up to its id there, oldest first, at
+	// most limit.
+	EventsAfter(ctx context.Context, owner string, after time.Time, seen map[string]int64, limit int) ([]job.Event, error)
 	// DBNow is the database clock, the time base of event times.
 	DBNow(ctx context.Context) (time.Time, error)
 }
@@ -218,6 +219,9 @@ func (f *Feed) Resume(p Position) {
 	f.lastAt = map[string]time.Time{}
 	for id, last := range p.Jobs {
 		f.cur.Start(id, last)
+		// The mark trails the newest delivered event by ResumeWindow, so this bounds
+		// the time of the job's last delivered event: prune it once the mark passes.
+		f.lastAt[id] = p.After.Add(ResumeWindow)
 	}
 }
 
@@ -231,34 +235,18 @@ type Emit func(e job.Event, pos Position) error
 
 // Replay delivers the events after the position that were not delivered yet: after
 // Resume, and again whenever the subscription reports a gap. With more than the
-// replay limit to read it delivers nothing and returns ErrTooFarBehind.
+// replay limit to deliver it delivers nothing and returns ErrTooFarBehind.
 func (f *Feed) Replay(ctx context.Context, emit Emit) error {
-	evs, err := f.log.EventsAfter(ctx, f.owner, f.after, f.max+1)
+	evs, err := f.log.EventsAfter(ctx, f.owner, f.after, f.cur.last, f.max+1)
 	if err != nil {
 		return fmt.Errorf("replay events: %w", err)
 	}
 	if len(evs) > f.max {
 		return ErrTooFarBehind
 	}
-	seen := map[string]bool{}
 	for _, e := range evs {
-		seen[e.JobID] = true
-		if last, ok := f.cur.last[e.JobID]; ok && e.ID <= last {
-			if e.At.After(f.lastAt[e.JobID]) {
-				f.lastAt[e.JobID] = e.At
-			}
-			continue
-		}
 		if err := f.deliver(ctx, e, emit); err != nil {
 			return err
-		}
-	}
-	// A job the position names without an event after the mark had its last
-	// delivered event at or before it: it no longer needs an entry.
-	for id := range f.cur.last {
-		if !seen[id] {
-			delete(f.cur.last, id)
-			delete(f.lastAt, id)
 		}
 	}
 	return nil

@@ -78,10 +78,10 @@ func (m *memFeed) Events(_ context.Context, id string, after int64, limit int) (
 	return out, nil
 }
 
-func (m *memFeed) EventsAfter(_ context.Context, owner string, after time.Time, limit int) ([]job.Event, error) {
+func (m *memFeed) EventsAfter(_ context.Context, owner string, after time.Time, seen map[string]int64, limit int) ([]job.Event, error) {
 	var out []job.Event
 	for _, e := range m.evs {
-		if e.At.After(after) && (owner == "" || m.owner[e.JobID] == owner) {
+		if e.At.After(after) && (owner == "" || m.owner[e.JobID] == owner) && e.ID > seen[e.JobID] {
 			out = append(out, e)
 		}
 	}
@@ -208,6 +208,14 @@ func TestFeedTooFarBehind(t *testing.T) {
 	if len(r.got) != 0 {
 		t.Errorf("a refused replay delivered %v", r.got)
 	}
+	// Only what the cursor has not seen counts toward the limit.
+	r.got = nil
+	f = NewFeed(log, "alice", 1)
+	f.Resume(Position{After: time.Unix(1000, 0), Jobs: map[string]int64{jobA: 3}})
+	if err := f.Replay(ctx, r.emit); err != nil || strings.Join(r.got, " ") != "a#4" {
+		t.Errorf("Replay of 1 unseen event with a limit of 1: %v, got %v", err, r.got)
+	}
+	r.got = nil
 	f = NewFeed(log, "alice", 4)
 	f.Resume(Position{After: time.Unix(1000, 0)})
 	if err := f.Replay(ctx, r.emit); err != nil || len(r.got) != 4 {

@@ -117,15 +117,23 @@ func (s *Store) Events(ctx context.Context, id string, after int64, limit int) (
 }
 
 // EventsAfter returns at most limit events of every job (owner "") or of owner's
-// jobs whose time is after after, oldest first (ties by job and per-job id).
-func (s *Store) EventsAfter(ctx context.Context, owner string, after time.Time, limit int) ([]job.Event, error) {
+// jobs whose time is after after, leaving out those of a job in seen up to its id
+// there; oldest first (ties by job and per-job id).
+func (s *Store) EventsAfter(ctx context.Context, owner string, after time.Time, seen map[string]int64, limit int) ([]job.Event, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
+	ids, lasts := make([]string, 0, len(seen)), make([]int64, 0, len(seen))
+	for id, last := range seen {
+		if ValidID(id) {
+			ids, lasts = append(ids, id), append(lasts, last)
+		}
+	}
 	rows, err := s.Pool.Query(ctx, `SELECT e.job_id::text, e.id, e.kind, e.state, e.data, e.at FROM job_events e
 		JOIN jobs j ON j.id = e.job_id
-		WHERE e.at > $1 AND ($2 = '' OR j.owner_subject = $2)
-		ORDER BY e.at, e.job_id, e.id LIMIT $3`, after, owner, limit)
+		LEFT JOIN unnest($3::uuid[], $4::bigint[]) AS s(job_id, last) ON s.job_id = e.job_id
+		WHERE e.at > $1 AND ($2 = '' OR j.owner_subject = $2) AND e.id > COALESCE(s.last, 0)
+		ORDER BY e.at, e.job_id, e.id LIMIT $5`, after, owner, ids, lasts, limit)
 	if err != nil {
 		return nil, translate(err, "events")
 	}
