@@ -2,10 +2,10 @@ package postgres
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,44 +98,55 @@ func (s *Store) Get(ctx context.Context, id string) (job.Job, error) {
 	return j, translate(err, "job "+id)
 }
 
-// Filter selects jobs for List. Empty fields do not filter.
+// Filter selects and orders jobs for List. Empty fields do not filter.
 type Filter struct {
 	Owner   string // owner subject; empty for admins listing everyone
 	User    string // Unix user (admin filter)
 	States  []job.State
 	From    time.Time // created_at >= From
 	To      time.Time // created_at < To
-	Model   string    // substring, case-insensitive
+	Model   string    // substring of the model, case-insensitive
+	Search  string    // substring of the name or the model, case-insensitive
 	Cluster string
-	Limit   int
-	Cursor  string
+	// Sort and Desc order the list (job.ParseSort); no Sort is created, newest first.
+	Sort Sort
+	Desc bool
+	// AsOf ends the running time of unfinished jobs for SortDuration; List sets it
+	// (now, or the cursor's) and EncodeCursor carries it to the next page.
+	AsOf   time.Time
+	Limit  int
+	Cursor string
 }
 
-// EncodeCursor and DecodeCursor make the opaque keyset cursor (created_at, id).
-func EncodeCursor(j job.Job) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(j.CreatedAt.UnixMicro(), 10) + "|" + j.ID))
+// likeArg is an ILIKE pattern matching s as a substring.
+func likeArg(s string) string {
+	return "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s) + "%"
 }
 
-func decodeCursor(c string) (time.Time, string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err == nil {
-		ts, id, ok := strings.Cut(string(b), "|")
-		us, perr := strconv.ParseInt(ts, 10, 64)
-		if ok && perr == nil && ValidID(id) {
-			return time.UnixMicro(us), id, nil
-		}
+// sortExpr is the SQL of a sort's key, matching SortKey; $asof is the AsOf argument.
+func sortExpr(s Sort, asof string) string {
+	switch s {
+	case SortDuration:
+		return "(extract(epoch FROM coalesce(ended_at, " + asof + "::timestamptz) - started_at) * 1000000)::bigint"
+	case SortLoss:
+		return "progress_loss"
+	case SortEvalLoss:
+		return "progress_eval_loss"
 	}
-	return time.Time{}, "", job.Errorf(job.EInvalid, "cursor: not a cursor returned by this API")
+	return "created_at"
 }
 
-// List returns jobs newest first and the cursor of the next page ("" at the end).
+// List returns one page of jobs in f's order and the cursor of the next page ("" at
+// the end). A sort with missing values reads the jobs that have one, then, when the
+// page is not full, those without by id: each part is one index range.
 func (s *Store) List(ctx context.Context, f Filter) ([]job.Job, string, error) {
 	var where []string
 	var args []any
-	add := func(cond string, v any) {
+	arg := func(v any) string {
 		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
+		return "$" + strconv.Itoa(len(args))
 	}
+	add := func(cond string, v any) { where = append(where, strings.ReplaceAll(cond, "?", arg(v))) }
 	if f.Owner != "" {
 		add("owner_subject = ?", f.Owner)
 	}
@@ -143,11 +154,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]job.Job, string, error) {
 		add("unix_user = ?", f.User)
 	}
 	if len(f.States) > 0 {
-		ss := make([]string, len(f.States))
-		for i, st := range f.States {
-			ss[i] = string(st)
-		}
-		add("state = ANY(?)", ss)
+		add("state = ANY(?)", stateNames(f.States))
 	}
 	if !f.From.IsZero() {
 		add("created_at >= ?", f.From)
@@ -156,41 +163,82 @@ func (s *Store) List(ctx context.Context, f Filter) ([]job.Job, string, error) {
 		add("created_at < ?", f.To)
 	}
 	if f.Model != "" {
-		esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Model)
-		add("model ILIKE ?", "%"+esc+"%")
+		add("model ILIKE ?", likeArg(f.Model))
+	}
+	if f.Search != "" {
+		add("(name ILIKE ? OR model ILIKE ?)", likeArg(f.Search))
 	}
 	if f.Cluster != "" {
 		add("cluster = ?", f.Cluster)
 	}
+	var cur *Cursor
+	f.AsOf = s.now().Truncate(time.Microsecond)
 	if f.Cursor != "" {
-		t, id, err := decodeCursor(f.Cursor)
+		c, err := DecodeCursor(f, f.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
-		args = append(args, t, id)
-		where = append(where, fmt.Sprintf("(created_at, id) < ($%d, $%d::uuid)", len(args)-1, len(args)))
+		cur, f.AsOf = &c, c.AsOf
 	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 50
 	}
-	q := `SELECT ` + jobCols + ` FROM jobs`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
+	srt := f.sort()
+	key := sortExpr(srt, "")
+	if srt == SortDuration {
+		key = sortExpr(srt, arg(f.AsOf))
 	}
-	q += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT %d`, limit+1)
-	rows, err := s.Pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, "", translate(err, "jobs")
+	cmp, dir := ">", "ASC"
+	if f.desc() {
+		cmp, dir = "<", "DESC"
 	}
-	jobs, err := collectJobs(rows)
-	if err != nil {
-		return nil, "", translate(err, "jobs")
+	query := func(conds []string, order string, n int) ([]job.Job, error) {
+		q := `SELECT ` + jobCols + ` FROM jobs`
+		if all := append(slices.Clip(where), conds...); len(all) > 0 {
+			q += ` WHERE ` + strings.Join(all, " AND ")
+		}
+		rows, err := s.Pool.Query(ctx, q+` ORDER BY `+order+fmt.Sprintf(` LIMIT %d`, n), args...)
+		if err != nil {
+			return nil, err
+		}
+		return collectJobs(rows)
+	}
+	var jobs []job.Job
+	if cur == nil || !cur.Null {
+		var conds []string
+		if nullable(srt) {
+			conds = append(conds, key+" IS NOT NULL")
+		}
+		if cur != nil {
+			var v any = cur.Value
+			if srt == SortCreated {
+				v = time.UnixMicro(int64(cur.Value))
+			} else if srt == SortDuration {
+				v = int64(cur.Value)
+			}
+			conds = append(conds, fmt.Sprintf("(%s, id) %s (%s, %s::uuid)", key, cmp, arg(v), arg(cur.ID)))
+		}
+		var err error
+		if jobs, err = query(conds, key+" "+dir+", id "+dir, limit+1); err != nil {
+			return nil, "", translate(err, "jobs")
+		}
+	}
+	if nullable(srt) && len(jobs) <= limit {
+		conds := []string{key + " IS NULL"}
+		if cur != nil && cur.Null {
+			conds = append(conds, fmt.Sprintf("id %s %s::uuid", cmp, arg(cur.ID)))
+		}
+		rest, err := query(conds, "id "+dir, limit+1-len(jobs))
+		if err != nil {
+			return nil, "", translate(err, "jobs")
+		}
+		jobs = append(jobs, rest...)
 	}
 	next := ""
 	if len(jobs) > limit {
 		jobs = jobs[:limit]
-		next = EncodeCursor(jobs[limit-1])
+		next = EncodeCursor(f, jobs[limit-1])
 	}
 	return jobs, next, nil
 }
