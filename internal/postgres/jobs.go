@@ -178,6 +178,9 @@ func (s *Store) List(ctx context.Context, f Filter) ([]job.Job, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
+		if !ValidID(c.ID) {
+			return nil, "", errCursor
+		}
 		cur, f.AsOf = &c, c.AsOf
 	}
 	limit := f.Limit

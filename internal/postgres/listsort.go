@@ -129,7 +129,7 @@ func DecodeCursor(f Filter, c string) (Cursor, error) {
 	if len(parts) == 2 { // the format before sort=: (created_at, id), newest first
 		parts = []string{"2", string(SortCreated), "d", "0", parts[0], parts[1]}
 	}
-	if len(parts) != 6 || parts[0] != "2" || (parts[2] != "a" && parts[2] != "d") || !ValidID(parts[5]) {
+	if len(parts) != 6 || parts[0] != "2" || (parts[2] != "a" && parts[2] != "d") || parts[5] == "" {
 		return Cursor{}, errCursor
 	}
 	cur := Cursor{Sort: Sort(parts[1]), Desc: parts[2] == "d", ID: parts[5], Null: parts[4] == ""}
@@ -164,7 +164,10 @@ func (c Cursor) After(f Filter, j job.Job) bool {
 	case ok && k != c.Value:
 		return (k > c.Value) != f.desc()
 	}
-	return (j.ID > c.ID) != f.desc()
+	if f.desc() {
+		return j.ID < c.ID
+	}
+	return j.ID > c.ID
 }
 
 // Matches reports whether j passes f's filters as List applies them.
