@@ -208,6 +208,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]job.Job, string, error) {
 		return collectJobs(rows)
 	}
 	var jobs []job.Job
+	shared := len(args) // the filters' arguments; each part adds its own
 	if cur == nil || !cur.Null {
 		var conds []string
 		if nullable(srt) {
@@ -228,6 +229,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]job.Job, string, error) {
 		}
 	}
 	if nullable(srt) && len(jobs) <= limit {
+		args = args[:shared]
 		conds := []string{key + " IS NULL"}
 		if cur != nil && cur.Null {
 			conds = append(conds, fmt.Sprintf("id %s %s::uuid", cmp, arg(cur.ID)))
