@@ -77,11 +77,14 @@ web-test: web-deps ## dashboard: types from openapi.json + type check, unit test
 	cd web && npm run --silent typecheck && npm run --silent test && npm run --silent check
 
 test-integration: web-deps ## integration tests against a running stack (dev/stack up)
-	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -run Integration ./...
+	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -timeout 40m -run Integration ./...
 	cd trainer && FTGATE_REQUIRE_STACK=1 $(PY) -m pytest -q -rs -m slurm -p no:cacheprovider tests
 
-bench: ## benchmarks (printed figures, not asserted); most need the stack
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
+BENCH_TABLE ?= $(CURDIR)/.bench/table.jsonl
+bench: ## benchmarks (printed figures, not asserted; most need the stack), then one table of figures, references and ratios
+	@mkdir -p $(dir $(BENCH_TABLE)) && rm -f $(BENCH_TABLE)
+	FTGATE_BENCH_TABLE=$(BENCH_TABLE) $(GO) test -run '^$$' -bench . -benchtime 20x -p 1 ./...; \
+	  rc=$$?; $(GO) run ./internal/benchtable/print $(BENCH_TABLE); exit $$rc
 
 stack-up: ## start the local stack (idempotent)
 	dev/stack up

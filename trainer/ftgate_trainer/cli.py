@@ -63,6 +63,9 @@ def _restart_count():
 
 
 def main(argv=None):
+    if (sys.argv[1:] if argv is None else argv) == ["--check"]:
+        from . import check
+        return check.main()
     ap = argparse.ArgumentParser(prog="python -m ftgate_trainer", description="Run one ftgate training job.")
     ap.add_argument("--job-dir", required=True, help="job directory holding job.json")
     ap.add_argument("--signal", type=parse_signal, default=signal.SIGUSR2,
