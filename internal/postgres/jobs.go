@@ -123,30 +123,89 @@ func likeArg(s string) string {
 	return "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s) + "%"
 }
 
-// sortExpr is the SQL of a sort's key, matching SortKey; $asof is the AsOf argument.
-func sortExpr(s Sort, asof string) string {
-	switch s {
-	case SortDuration:
-		return "(extract(epoch FROM coalesce(ended_at, " + asof + "::timestamptz) - started_at) * 1000000)::bigint"
-	case SortLoss:
-		return "progress_loss"
-	case SortEvalLoss:
-		return "progress_eval_loss"
+// listPart is one index range of a sorted list: its conditions, their arguments
+// (numbered after the filters' base arguments) and ORDER BY.
+type listPart struct {
+	base  int
+	conds []string
+	args  []any
+	order string
+}
+
+func (p *listPart) arg(v any) string {
+	p.args = append(p.args, v)
+	return "$" + strconv.Itoa(p.base+len(p.args))
+}
+
+// sortParts are the ranges List reads for f's sort after cur (nil: from the start):
+// the ranges of jobs with a value, merged by Compare when there are two, and the
+// range of jobs without one (nil for created). Each range is one index scan
+// (migrations 0001 and 0008); base is the number of filter arguments.
+func sortParts(f Filter, cur *Cursor, base int) (parts []*listPart, null *listPart) {
+	cmp, dir, rev := ">", "ASC", "DESC"
+	if f.desc() {
+		cmp, dir, rev = "<", "DESC", "ASC"
 	}
-	return "created_at"
+	byKey := func(key string, conds ...string) *listPart {
+		p := &listPart{base: base, conds: conds, order: key + " " + dir + ", id " + dir}
+		if cur != nil {
+			var v any = cur.Value
+			switch f.sort() {
+			case SortCreated:
+				v = time.UnixMicro(int64(cur.Value))
+			case SortDuration:
+				v = time.Duration(cur.Value) * time.Microsecond
+			}
+			p.conds = append(p.conds, fmt.Sprintf("(%s, id) %s (%s, %s::uuid)", key, cmp, p.arg(v), p.arg(cur.ID)))
+		}
+		return p
+	}
+	var col string
+	switch f.sort() {
+	case SortCreated:
+		return []*listPart{byKey("created_at")}, nil
+	case SortDuration:
+		col = "started_at"
+	case SortLoss:
+		col = "progress_loss"
+	case SortEvalLoss:
+		col = "progress_eval_loss"
+	}
+	null = &listPart{base: base, conds: []string{col + " IS NULL"}, order: "id " + dir}
+	if cur != nil && cur.Null {
+		null.conds = append(null.conds, fmt.Sprintf("id %s %s::uuid", cmp, null.arg(cur.ID)))
+		return nil, null // past every job with a value
+	}
+	if f.sort() != SortDuration {
+		return []*listPart{byKey(col, col+" IS NOT NULL")}, null
+	}
+	// An ended job's duration is fixed; a running one's grows with the listing's
+	// instant, so among those longer means started earlier: (started_at, id) in
+	// mixed directions, bounded by the instant the cursor's duration started.
+	ended := byKey("(ended_at - started_at)", "started_at IS NOT NULL", "ended_at IS NOT NULL")
+	running := &listPart{base: base, conds: []string{"started_at IS NOT NULL", "ended_at IS NULL"}, order: "started_at " + rev + ", id " + dir}
+	if cur != nil {
+		later := "<" // after the cursor in ascending order: shorter, so started later
+		if f.desc() {
+			later = ">"
+		}
+		at := running.arg(f.AsOf.Add(-time.Duration(cur.Value) * time.Microsecond))
+		running.conds = append(running.conds, fmt.Sprintf("started_at %s= %s", later, at),
+			fmt.Sprintf("(started_at %s %s OR id %s %s::uuid)", later, at, cmp, running.arg(cur.ID)))
+	}
+	return []*listPart{ended, running}, null
 }
 
 // List returns one page of jobs in f's order and the cursor of the next page ("" at
-// the end). A sort with missing values reads the jobs that have one, then, when the
-// page is not full, those without by id: each part is one index range.
+// the end). It reads the sort's ranges of jobs with a value (sortParts) and, when the
+// page is not full, the range of jobs without one.
 func (s *Store) List(ctx context.Context, f Filter) ([]job.Job, string, error) {
 	var where []string
 	var args []any
-	arg := func(v any) string {
+	add := func(cond string, v any) {
 		args = append(args, v)
-		return "$" + strconv.Itoa(len(args))
+		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
 	}
-	add := func(cond string, v any) { where = append(where, strings.ReplaceAll(cond, "?", arg(v))) }
 	if f.Owner != "" {
 		add("owner_subject = ?", f.Owner)
 	}
@@ -187,54 +246,32 @@ func (s *Store) List(ctx context.Context, f Filter) ([]job.Job, string, error) {
 	if limit <= 0 {
 		limit = 50
 	}
-	srt := f.sort()
-	key := sortExpr(srt, "")
-	if srt == SortDuration {
-		key = sortExpr(srt, arg(f.AsOf))
-	}
-	cmp, dir := ">", "ASC"
-	if f.desc() {
-		cmp, dir = "<", "DESC"
-	}
-	query := func(conds []string, order string, n int) ([]job.Job, error) {
+	query := func(p *listPart, n int) ([]job.Job, error) {
 		q := `SELECT ` + jobCols + ` FROM jobs`
-		if all := append(slices.Clip(where), conds...); len(all) > 0 {
+		if all := append(slices.Clip(where), p.conds...); len(all) > 0 {
 			q += ` WHERE ` + strings.Join(all, " AND ")
 		}
-		rows, err := s.Pool.Query(ctx, q+` ORDER BY `+order+fmt.Sprintf(` LIMIT %d`, n), args...)
+		rows, err := s.Pool.Query(ctx, q+` ORDER BY `+p.order+fmt.Sprintf(` LIMIT %d`, n), append(slices.Clip(args), p.args...)...)
 		if err != nil {
 			return nil, err
 		}
 		return collectJobs(rows)
 	}
 	var jobs []job.Job
-	shared := len(args) // the filters' arguments; each part adds its own
-	if cur == nil || !cur.Null {
-		var conds []string
-		if nullable(srt) {
-			conds = append(conds, key+" IS NOT NULL")
-		}
-		if cur != nil {
-			var v any = cur.Value
-			if srt == SortCreated {
-				v = time.UnixMicro(int64(cur.Value))
-			} else if srt == SortDuration {
-				v = int64(cur.Value)
-			}
-			conds = append(conds, fmt.Sprintf("(%s, id) %s (%s, %s::uuid)", key, cmp, arg(v), arg(cur.ID)))
-		}
-		var err error
-		if jobs, err = query(conds, key+" "+dir+", id "+dir, limit+1); err != nil {
+	parts, null := sortParts(f, cur, len(args))
+	for _, p := range parts {
+		got, err := query(p, limit+1)
+		if err != nil {
 			return nil, "", translate(err, "jobs")
 		}
+		jobs = append(jobs, got...)
 	}
-	if nullable(srt) && len(jobs) <= limit {
-		args = args[:shared]
-		conds := []string{key + " IS NULL"}
-		if cur != nil && cur.Null {
-			conds = append(conds, fmt.Sprintf("id %s %s::uuid", cmp, arg(cur.ID)))
-		}
-		rest, err := query(conds, "id "+dir, limit+1-len(jobs))
+	if len(parts) > 1 {
+		slices.SortFunc(jobs, f.Compare)
+		jobs = jobs[:min(len(jobs), limit+1)]
+	}
+	if null != nil && len(jobs) <= limit {
+		rest, err := query(null, limit+1-len(jobs))
 		if err != nil {
 			return nil, "", translate(err, "jobs")
 		}

@@ -40,7 +40,7 @@ func TestIntegrationListSort(t *testing.T) {
 		FROM generate_series(1, 400) AS i`, spec, base); err != nil {
 		t.Fatal(err)
 	}
-	clock := base.Add(time.Hour)
+	var clock time.Time
 	s := postgres.New(pool)
 	s.Now = func() time.Time { clock = clock.Add(time.Minute); return clock }
 	keys := map[job.Sort]string{
@@ -65,6 +65,9 @@ func TestIntegrationListSort(t *testing.T) {
 					dir = "DESC"
 				}
 				name := fmt.Sprintf("%s/%s %s", fl.name, srt, dir)
+				// Each listing starts at base+10m, when running jobs (started at base+0..6m)
+				// have run as long as ended ones (0..16m): the two ranges interleave and tie.
+				clock = base.Add(9 * time.Minute)
 				asOf := clock.Add(time.Minute) // the instant List takes for the first page
 				var want []string
 				rows, err := pool.Query(ctx, `SELECT id::text FROM jobs WHERE `+fl.sql+` AND $1::timestamptz IS NOT NULL
