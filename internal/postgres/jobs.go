@@ -246,32 +246,46 @@ func (s *Store) List(ctx context.Context, f Filter) ([]job.Job, string, error) {
 	if limit <= 0 {
 		limit = 50
 	}
-	query := func(p *listPart, n int) ([]job.Job, error) {
-		q := `SELECT ` + jobCols + ` FROM jobs`
-		if all := append(slices.Clip(where), p.conds...); len(all) > 0 {
-			q += ` WHERE ` + strings.Join(all, " AND ")
+	// query runs the parts in one round trip and returns their jobs in order.
+	query := func(n int, parts ...*listPart) ([]job.Job, error) {
+		if len(parts) == 0 {
+			return nil, nil
 		}
-		rows, err := s.Pool.Query(ctx, q+` ORDER BY `+p.order+fmt.Sprintf(` LIMIT %d`, n), append(slices.Clip(args), p.args...)...)
-		if err != nil {
-			return nil, err
+		var batch pgx.Batch
+		for _, p := range parts {
+			q := `SELECT ` + jobCols + ` FROM jobs`
+			if all := append(slices.Clip(where), p.conds...); len(all) > 0 {
+				q += ` WHERE ` + strings.Join(all, " AND ")
+			}
+			batch.Queue(q+` ORDER BY `+p.order+fmt.Sprintf(` LIMIT %d`, n), append(slices.Clip(args), p.args...)...)
 		}
-		return collectJobs(rows)
+		br := s.Pool.SendBatch(ctx, &batch)
+		defer br.Close()
+		var out []job.Job
+		for range parts {
+			rows, err := br.Query()
+			if err != nil {
+				return nil, err
+			}
+			got, err := collectJobs(rows)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, got...)
+		}
+		return out, br.Close()
 	}
-	var jobs []job.Job
 	parts, null := sortParts(f, cur, len(args))
-	for _, p := range parts {
-		got, err := query(p, limit+1)
-		if err != nil {
-			return nil, "", translate(err, "jobs")
-		}
-		jobs = append(jobs, got...)
+	jobs, err := query(limit+1, parts...)
+	if err != nil {
+		return nil, "", translate(err, "jobs")
 	}
 	if len(parts) > 1 {
 		slices.SortFunc(jobs, f.Compare)
 		jobs = jobs[:min(len(jobs), limit+1)]
 	}
 	if null != nil && len(jobs) <= limit {
-		rest, err := query(null, limit+1-len(jobs))
+		rest, err := query(limit+1-len(jobs), null)
 		if err != nil {
 			return nil, "", translate(err, "jobs")
 		}
