@@ -113,6 +113,19 @@ func TestIntegrationListSort(t *testing.T) {
 			}
 		}
 	}
+	// The eval loss the reconciler records is what sort=eval_loss reads.
+	j := newJob("user0", "builtin:tiny")
+	if _, _, err := s.Create(ctx, j, 0); err != nil {
+		t.Fatal(err)
+	}
+	low := -1.0
+	if err := s.SetProgress(ctx, j.ID, job.Progress{Phase: "training", Step: 1, EvalLoss: &low, UpdatedAt: &base}); err != nil {
+		t.Fatal(err)
+	}
+	first, _, err := s.List(ctx, postgres.Filter{Sort: job.SortEvalLoss, Limit: 1})
+	if err != nil || len(first) != 1 || first[0].ID != j.ID || first[0].Progress.EvalLoss == nil || *first[0].Progress.EvalLoss != low {
+		t.Errorf("lowest eval loss: %+v, %v; want job %s with %v", first, err, j.ID, low)
+	}
 	// A cursor from another sort, and a forged one, are the client's mistake.
 	_, next, err := s.List(ctx, postgres.Filter{Sort: job.SortLoss, Limit: 5})
 	if err != nil || next == "" {
