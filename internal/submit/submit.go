@@ -181,7 +181,8 @@ func (s *Submitter) RunOnce(ctx context.Context) (int, error) {
 // Request maps a job to its Slurm request.
 func Request(j job.Job) slurm.Request {
 	r := j.Spec.Resources
-	return slurm.Request{JobID: j.ID, User: j.User, Partition: r.Partition, GPUs: r.GPUs, GPUType: r.GPUType,
+	return slurm.Request{JobID: j.ID, User: j.User, Partition: r.Partition, Nodes: r.Nodes,
+		ProcsPerNode: j.Spec.Distributed.ProcessesPerNode, GPUs: r.GPUs, GPUType: r.GPUType,
 		CPUs: r.CPUs, MemoryMB: r.MemoryMB, TimeLimitMinutes: r.TimeLimitMinutes}
 }
 

@@ -4,9 +4,9 @@ Prints one JSON object on stdout: the trainer's version, the Python version, the
 of torch, transformers and peft (null when missing, with the import error under
 "errors"), and the CUDA devices torch sees. `gateway doctor` runs it on a compute node.
 
-Exit status: 0 when torch and the trainer's own modules import (the tiny model runs);
-1 when they do not. transformers and peft are only needed for Hugging Face models, so
-their absence is reported, not fatal."""
+Exit status: 0 when torch, transformers, peft and the trainer's own modules import; 1
+when they do not (every model, builtin:tiny included, is a Hugging Face model now).
+"missing" lists the optional packages that do not import (bitsandbytes: 8/4-bit only)."""
 
 import importlib
 import json
@@ -14,9 +14,10 @@ import sys
 
 from . import EXIT_FAILURE, EXIT_OK, __version__
 
-REQUIRED = ("torch",)
-OPTIONAL = ("transformers", "peft")
-TRAINER_MODULES = ("ftgate_trainer.train", "ftgate_trainer.checkpoint", "ftgate_trainer.data")
+REQUIRED = ("torch", "transformers", "peft")
+OPTIONAL = ("bitsandbytes",)
+TRAINER_MODULES = ("ftgate_trainer.train", "ftgate_trainer.checkpoint", "ftgate_trainer.data",
+                   "ftgate_trainer.backend", "ftgate_trainer.dist")
 
 
 def _version(name, errors):

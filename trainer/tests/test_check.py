@@ -23,8 +23,10 @@ def test_check_reports_the_versions_this_interpreter_imports():
     assert rep["ok"] is True
     assert rep["torch"] == torch.__version__
     assert rep["executable"] == sys.executable
-    for name in ("transformers", "peft"):
-        assert (rep[name] is None) == (name in rep["missing"])
+    import peft
+    import transformers
+    assert rep["transformers"] == transformers.__version__ and rep["peft"] == peft.__version__
+    assert (rep["bitsandbytes"] is None) == ("bitsandbytes" in rep["missing"])
     assert isinstance(rep["cuda_devices"], list)
 
 
@@ -35,6 +37,11 @@ def test_check_fails_without_torch():
     assert rep["ok"] is False
     assert rep["torch"] is None
     assert "torch" in rep["errors"]
+
+
+def test_check_fails_without_transformers():
+    rc, rep = run("sys.modules['transformers'] = None")
+    assert rc == 1 and rep["ok"] is False and "transformers" in rep["errors"]
 
 
 def test_check_is_only_the_exact_flag():
