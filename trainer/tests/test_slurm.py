@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slurm
 USER = "alice"
 RESTART_BUDGET = 3
 
-# The batch script, written by the test and following DESIGN.md: the trainer runs as a child,
+# The batch script, written by the test and following docs/design.md: the trainer runs as a child,
 # the checkpoint signal is forwarded, wait is repeated, exit 75 requeues within the budget
 # (not after a TERM, which is a cancel or preemption that Slurm handles itself). Every
 # value arrives as an argument, never pasted into the script.
