@@ -121,7 +121,7 @@ func (g *gatewayProc) call(method, path string, body any) (int, map[string]any, 
 func TestIntegrationCrashSafety(t *testing.T) {
 	st := stacktest.Require(t)
 	if testing.Short() {
-		t.Skip("slow: waits out the submit lease of the crashed process")
+		stacktest.Skip(t, "slow: waits out the submit lease of the crashed process (-short)")
 	}
 	gp := newGatewayProc(t, st, "FTGATE_LIMITS_MAX_ACTIVE_JOBS_PER_USER=100")
 	pool, call := gp.pool, gp.call

@@ -448,9 +448,11 @@ func (c *conn) drop(cl *ssh.Client) {
 	cl.Close()
 }
 
-// session opens a session, redialling once when the connection turned out dead.
+// session opens a session, redialling once when the connection turned out dead and
+// retrying, until ctx ends, while the server refuses it for its session limit.
 func (c *conn) session(ctx context.Context) (*ssh.Session, *ssh.Client, error) {
-	for try := 0; ; try++ {
+	refused := 0
+	for try := 0; ; {
 		cl, err := c.get(ctx)
 		if err != nil {
 			return nil, nil, err
@@ -461,13 +463,45 @@ func (c *conn) session(ctx context.Context) (*ssh.Session, *ssh.Client, error) {
 		}
 		var oce *ssh.OpenChannelError
 		if errors.As(err, &oce) {
-			return nil, nil, unavailable(c.p.cfg.Addr, fmt.Errorf("open ssh session: %w", err))
+			if werr := c.waitRefused(ctx, oce, &refused); werr != nil {
+				return nil, nil, unavailable(c.p.cfg.Addr, fmt.Errorf("open ssh session: %w", werr))
+			}
+			continue
 		}
 		c.drop(cl)
-		if try >= 1 {
+		if try++; try > 1 {
 			return nil, nil, unavailable(c.p.cfg.Addr, fmt.Errorf("open ssh session: %w", err))
 		}
 	}
+}
+
+// waitRefused waits before another try at a channel the server refused. The pool
+// frees a slot as soon as its session is closed on this side, but the server (sshd's
+// MaxSessions) counts the session until it has processed the close, so a new channel
+// can be refused for a moment although the pool is within the limit. Such refusals
+// (administratively prohibited, resource shortage) are retried with a short backoff
+// until ctx ends; any other refusal, and the refusal that outlasts ctx, is returned.
+func (c *conn) waitRefused(ctx context.Context, oce *ssh.OpenChannelError, refused *int) error {
+	if oce.Reason != ssh.Prohibited && oce.Reason != ssh.ResourceShortage {
+		return oce
+	}
+	*refused++
+	if err := sleepCtx(ctx, refusedBackoff(*refused)); err != nil {
+		return fmt.Errorf("server refused %d times (%v): %w", *refused, oce, err)
+	}
+	return nil
+}
+
+// refusedBackoff is the wait after the n-th refused channel: 5ms doubling up to 200ms,
+// with ±50% jitter.
+func refusedBackoff(n int) time.Duration {
+	d := 5 * time.Millisecond << min(n-1, 6)
+	d = min(d, 200*time.Millisecond)
+	j, err := rand.Int(rand.Reader, big.NewInt(int64(d)))
+	if err != nil {
+		return d
+	}
+	return d/2 + time.Duration(j.Int64())
 }
 
 // stop kills and closes a session whose result is no longer wanted; when the server
@@ -569,9 +603,11 @@ func (p *Pool) Run(ctx context.Context, user string, argv []string, stdin io.Rea
 // ExitStatus returns the exit status (-1 when killed by a signal).
 func (e *ExitError) ExitStatus() int { return e.Status }
 
-// sftpClient returns the connection's SFTP client, starting it when needed.
+// sftpClient returns the connection's SFTP client, starting it when needed (a refused
+// subsystem channel is retried like a refused session).
 func (c *conn) sftpClient(ctx context.Context) (*sftp.Client, error) {
-	for try := 0; ; try++ {
+	refused := 0
+	for try := 0; ; {
 		cl, err := c.get(ctx)
 		if err != nil {
 			return nil, err
@@ -596,7 +632,13 @@ func (c *conn) sftpClient(ctx context.Context) (*sftp.Client, error) {
 			continue
 		}
 		var oce *ssh.OpenChannelError
-		if errors.As(err, &oce) || try >= 1 {
+		if errors.As(err, &oce) {
+			if werr := c.waitRefused(ctx, oce, &refused); werr != nil {
+				return nil, unavailable(c.p.cfg.Addr, fmt.Errorf("start sftp: %w", werr))
+			}
+			continue
+		}
+		if try++; try > 1 {
 			return nil, unavailable(c.p.cfg.Addr, fmt.Errorf("start sftp: %w", err))
 		}
 		c.drop(cl)
