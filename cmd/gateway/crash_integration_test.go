@@ -417,11 +417,10 @@ func TestIntegrationCrashWhileRunning(t *testing.T) {
 	// The running job is running in Slurm, short of its end, when the gateway dies, and
 	// goes on running while no gateway runs.
 	_, sc := stackSlurm(t, st)
+	sid, _ := status(running)["slurm_id"].(string)
 	slurmState := func(id string) slurm.State {
-		m := status(id)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		sid, _ := m["slurm_id"].(string)
 		res, err := sc.Poll(ctx, "alice", []string{sid})
 		if err != nil {
 			t.Fatalf("poll Slurm job %q of %s: %v", sid, id, err)
@@ -447,7 +446,7 @@ func TestIntegrationCrashWhileRunning(t *testing.T) {
 		t.Fatalf("resume after restart: %d %v %v", code, m, err)
 	}
 	for _, id := range []string{running, paused} {
-		m := waitFor(id, "success", 3*time.Minute, func(m map[string]any) bool {
+		m := waitFor(id, "success", 6*time.Minute, func(m map[string]any) bool {
 			if m["state"] == "failed" || m["state"] == "cancelled" {
 				t.Fatalf("job %s ended %v: %v", id, m["state"], m["reason"])
 			}

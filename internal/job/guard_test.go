@@ -1,0 +1,61 @@
+package job
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestCheckPath: paths the trainer is given are clean, absolute, bounded and free of
+// control characters.
+func TestCheckPath(t *testing.T) {
+	long := "/" + strings.Repeat("a", 4095)
+	tests := []struct {
+		in, want string // want: "" = accepted, else a part of the error
+	}{
+		{"/data/train.jsonl", ""},
+		{"/data/with space.jsonl", ""},
+		{long, ""},
+		{long + "b", "longer than 4096"},
+		{"", "is required"},
+		{"data/train.jsonl", "absolute path"},
+		{"/data/\x1ftrain", "control characters"},
+		{"/data/\x7ftrain", "control characters"},
+		{"/data/a\nb", "control characters"},
+		{"/data/../etc/passwd", "clean path"},
+		{"/data//x", "clean path"},
+		{"/data/", "clean path"},
+		{"/data/./x", "clean path"},
+	}
+	for _, tt := range tests {
+		err := checkPath(tt.in)
+		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
+			t.Errorf("checkPath(%.40q) = %v, want %q", tt.in, err, tt.want)
+		}
+	}
+}
+
+// TestErrorText: the error text carries code, message and cause; the client sees the
+// message only.
+func TestErrorText(t *testing.T) {
+	cause := errors.New("connection reset")
+	e := &Error{Code: EUnavailable, Message: "cluster unreachable", Err: cause}
+	if got := e.Error(); got != "unavailable: cluster unreachable: connection reset" {
+		t.Errorf("Error() = %q", got)
+	}
+	if got := Errorf(ENotFound, "job %s not found", "j").Error(); got != "not_found: job j not found" {
+		t.Errorf("Error() without cause = %q", got)
+	}
+	if !errors.Is(e, cause) || ErrorMessage(e) != "cluster unreachable" || ErrorCode(nil) != "" || ErrorCode(cause) != EInternal {
+		t.Errorf("Is/ErrorMessage/ErrorCode: %v %q %q %q", errors.Is(e, cause), ErrorMessage(e), ErrorCode(nil), ErrorCode(cause))
+	}
+}
+
+// TestDecodeSpecOtherJSONErrors: a JSON error with no friendlier wording is still
+// EInvalid, prefixed with "body: ".
+func TestDecodeSpecOtherJSONErrors(t *testing.T) {
+	_, err := DecodeSpec(strings.NewReader(`{"method":"sft"}` + "\x00"))
+	if ErrorCode(err) != EInvalid || !strings.HasPrefix(ErrorMessage(err), "body: ") {
+		t.Fatalf("DecodeSpec = %v, want EInvalid with a body: message", err)
+	}
+}
