@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"testing/iotest"
 )
 
 // TestCheckPath: paths the trainer is given are clean, absolute, bounded and free of
@@ -51,11 +52,11 @@ func TestErrorText(t *testing.T) {
 	}
 }
 
-// TestDecodeSpecOtherJSONErrors: a JSON error with no friendlier wording is still
-// EInvalid, prefixed with "body: ".
-func TestDecodeSpecOtherJSONErrors(t *testing.T) {
-	_, err := DecodeSpec(strings.NewReader(`{"method":"sft"}` + "\x00"))
-	if ErrorCode(err) != EInvalid || !strings.HasPrefix(ErrorMessage(err), "body: ") {
+// TestDecodeSpecOtherErrors: an error with no friendlier wording (here the body cannot
+// be read) is still EInvalid, prefixed with "body: ".
+func TestDecodeSpecOtherErrors(t *testing.T) {
+	_, err := DecodeSpec(iotest.ErrReader(errors.New("connection reset by peer")))
+	if ErrorCode(err) != EInvalid || ErrorMessage(err) != "body: connection reset by peer" {
 		t.Fatalf("DecodeSpec = %v, want EInvalid with a body: message", err)
 	}
 }
