@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/slurm"
@@ -77,5 +78,43 @@ func TestResubmitLooksTagUpOnFirstAttempt(t *testing.T) {
 	}
 	if got := st.jobs[j.ID]; got.State != job.Queued || got.SlurmID != "600" || strings.Join(fs.calls, ";") != "find "+j.ID {
 		t.Fatalf("job %s slurm %s calls %v; want 600 found by its tag", got.State, got.SlurmID, fs.calls)
+	}
+}
+
+// TestRunWorksOnKick: Run passes at once, again when kicked (long before its
+// interval), and returns when ctx ends.
+func TestRunWorksOnKick(t *testing.T) {
+	s, st, _ := setup(newJob())
+	s.Interval = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(ctx) }()
+	waitState := func(want job.State) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			st.mu.Lock()
+			got := st.jobs[newJob().ID].State
+			st.mu.Unlock()
+			if got == want {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job %s, want %s", got, want)
+			}
+		}
+	}
+	waitState(job.Queued)
+	st.mu.Lock()
+	st.jobs[newJob().ID].State = job.Submitting // a resume
+	st.jobs[newJob().ID].SlurmID = ""
+	st.jobs[newJob().ID].NextAttempt = time.Time{}
+	st.mu.Unlock()
+	s.Kick()
+	waitState(job.Queued)
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after ctx ended")
 	}
 }
