@@ -7,14 +7,14 @@ import (
 	"testing/iotest"
 )
 
-// TestCheckPath: paths the trainer is given are clean, absolute, bounded and free of
-// control characters.
-func TestCheckPath(t *testing.T) {
+// TestCheckPathEdges: the edges TestCheckPath leaves out: exactly 4096 bytes is
+// accepted, DEL and other control characters are refused, and each refusal says why.
+func TestCheckPathEdges(t *testing.T) {
+	t.Parallel()
 	long := "/" + strings.Repeat("a", 4095)
 	tests := []struct {
 		in, want string // want: "" = accepted, else a part of the error
 	}{
-		{"/data/train.jsonl", ""},
 		{"/data/with space.jsonl", ""},
 		{long, ""},
 		{long + "b", "longer than 4096"},
@@ -22,16 +22,12 @@ func TestCheckPath(t *testing.T) {
 		{"data/train.jsonl", "absolute path"},
 		{"/data/\x1ftrain", "control characters"},
 		{"/data/\x7ftrain", "control characters"},
-		{"/data/a\nb", "control characters"},
 		{"/data/../etc/passwd", "clean path"},
-		{"/data//x", "clean path"},
-		{"/data/", "clean path"},
-		{"/data/./x", "clean path"},
 	}
 	for _, tt := range tests {
-		err := checkPath(tt.in)
+		err := CheckPath(tt.in)
 		if (tt.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.want)) {
-			t.Errorf("checkPath(%.40q) = %v, want %q", tt.in, err, tt.want)
+			t.Errorf("CheckPath(%.40q) = %v, want %q", tt.in, err, tt.want)
 		}
 	}
 }
@@ -39,6 +35,7 @@ func TestCheckPath(t *testing.T) {
 // TestErrorText: the error text carries code, message and cause; the client sees the
 // message only.
 func TestErrorText(t *testing.T) {
+	t.Parallel()
 	cause := errors.New("connection reset")
 	e := &Error{Code: EUnavailable, Message: "cluster unreachable", Err: cause}
 	if got := e.Error(); got != "unavailable: cluster unreachable: connection reset" {
@@ -55,6 +52,7 @@ func TestErrorText(t *testing.T) {
 // TestDecodeSpecOtherErrors: an error with no friendlier wording (here the body cannot
 // be read) is still EInvalid, prefixed with "body: ".
 func TestDecodeSpecOtherErrors(t *testing.T) {
+	t.Parallel()
 	_, err := DecodeSpec(iotest.ErrReader(errors.New("connection reset by peer")))
 	if ErrorCode(err) != EInvalid || ErrorMessage(err) != "body: connection reset by peer" {
 		t.Fatalf("DecodeSpec = %v, want EInvalid with a body: message", err)

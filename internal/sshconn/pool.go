@@ -45,8 +45,8 @@ func New(cfg Config) (*Pool, error) {
 	if (cfg.UserCA == nil) == (cfg.ServiceKey == nil) {
 		return nil, fmt.Errorf("sshconn config: set exactly one of user CA (certificates) or service key")
 	}
-	if cfg.ServiceKey != nil && !ValidUser(cfg.ServiceUser) {
-		return nil, fmt.Errorf("sshconn config service_user: must match %s, got %q", userRE, cfg.ServiceUser)
+	if cfg.ServiceKey != nil && !job.ValidUser(cfg.ServiceUser) {
+		return nil, fmt.Errorf("sshconn config service_user: must match %s, got %q", job.UserRE, cfg.ServiceUser)
 	}
 	setDur(&cfg.CertTTL, 5*time.Minute)
 	setDur(&cfg.CommandTimeout, 30*time.Second)
@@ -99,14 +99,13 @@ type conn struct {
 	active   int
 	cert     ssh.Signer
 	certEnd  time.Time
-	serial   uint64
 }
 
 func (p *Pool) conn(user string) (*conn, error) {
 	if p.cfg.ServiceKey != nil {
 		user = p.cfg.ServiceUser
-	} else if !ValidUser(user) {
-		return nil, job.Errorf(job.EInvalid, "ssh user: must match %s, got %q", userRE, user)
+	} else if !job.ValidUser(user) {
+		return nil, job.Errorf(job.EInvalid, "ssh user: must match %s, got %q", job.UserRE, user)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ftgate/ftgate/internal/job"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -29,11 +30,11 @@ func (c *conn) auth() (ssh.Signer, error) {
 	if c.cert != nil && now.Add(margin).Before(c.certEnd) {
 		return c.cert, nil
 	}
-	s, end, serial, err := MintCert(c.p.cfg.UserCA, c.user, now, c.p.cfg.CertTTL)
+	s, end, _, err := MintCert(c.p.cfg.UserCA, c.user, now, c.p.cfg.CertTTL)
 	if err != nil {
 		return nil, err
 	}
-	c.cert, c.certEnd, c.serial = s, end, serial
+	c.cert, c.certEnd = s, end
 	return s, nil
 }
 
@@ -41,7 +42,7 @@ func (c *conn) auth() (ssh.Signer, error) {
 // certificate signed by ca, whose only principal is user, valid from one minute
 // before now (clock skew) until now+ttl. It also returns the expiry and serial.
 func MintCert(ca ssh.Signer, user string, now time.Time, ttl time.Duration) (ssh.Signer, time.Time, uint64, error) {
-	if !ValidUser(user) {
+	if !job.ValidUser(user) {
 		return nil, time.Time{}, 0, fmt.Errorf("mint certificate: invalid user %q", user)
 	}
 	_, priv, err := ed25519.GenerateKey(rand.Reader)

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"path"
-	"strings"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -90,18 +89,10 @@ func (p *Pool) withSFTP(ctx context.Context, user, remote string, fn func(*sftp.
 	}
 }
 
-// checkPath refuses relative paths, NUL bytes and ".." elements.
+// checkPath applies job.CheckRemotePath, as an EInvalid error.
 func checkPath(p string) error {
-	if !strings.HasPrefix(p, "/") {
-		return job.Errorf(job.EInvalid, "path: must be absolute, got %q", p)
-	}
-	if strings.IndexByte(p, 0) >= 0 {
-		return job.Errorf(job.EInvalid, "path: contains a NUL byte")
-	}
-	for _, el := range strings.Split(p, "/") {
-		if el == ".." {
-			return job.Errorf(job.EInvalid, "path: must not contain '..', got %q", p)
-		}
+	if err := job.CheckRemotePath(p); err != nil {
+		return job.Errorf(job.EInvalid, "path: %v", err)
 	}
 	return nil
 }
