@@ -7,7 +7,7 @@ export GOFLAGS ?= -mod=mod
 # go-nvml's header marks some vGPU calls deprecated; keep cgo builds quiet.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-integration bench stack-up stack-down stack-status fmt vet
+.PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-integration test-mutation test-mutation-diff bench stack-up stack-down stack-status fmt vet
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -28,8 +28,9 @@ dev: build ## start the local stack and run the gateway on 127.0.0.1:8080 (Ctrl-
 	@echo
 	bin/gateway serve --config .dev/gateway.yaml
 
-test: deps test-unit ## unit tests, then stack up, integration tests, stack down
+test: deps test-unit ## unit tests, then stack up, integration tests, stack down; mutation tests of the changed code
 	@dev/run-integration
+	@$(MAKE) --no-print-directory test-mutation-diff
 
 deps: ## install the Debian packages the stack and the trainer tests need
 	dev/stack install
@@ -45,6 +46,12 @@ test-trainer-unit:
 test-integration: ## integration tests against a running stack (dev/stack up)
 	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -run Integration ./...
 	cd trainer && FTGATE_REQUIRE_STACK=1 $(PY) -m pytest -q -rs -m slurm -p no:cacheprovider tests
+
+test-mutation: ## mutation testing (gremlins, mutmut) of the safety-critical packages: score per package, fails below docs/testing.md
+	PY=$(PY) dev/mutation
+
+test-mutation-diff: ## test-mutation of the code changed since the base recorded in docs/testing.md (what CI runs)
+	PY=$(PY) dev/mutation diff
 
 bench: ## benchmarks (printed figures, not asserted); most need the stack
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
