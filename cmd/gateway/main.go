@@ -28,9 +28,8 @@ import (
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/sshconn"
 	"github.com/ftgate/ftgate/internal/submit"
+	"github.com/ftgate/ftgate/internal/version"
 )
-
-var version = "dev"
 
 func main() {
 	if err := newRoot().Execute(); err != nil {
@@ -46,8 +45,9 @@ func newRoot() *cobra.Command {
 		Short:         "The ftgate server: OIDC-authenticated REST gateway to Slurm fine-tuning jobs",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
+		Version:       version.String(),
 	}
+	root.SetVersionTemplate("gateway {{.Version}}\n")
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", os.Getenv("FTGATE_CONFIG"), "config file (YAML); FTGATE_* variables override it")
 	load := func() (*config.Config, error) { return config.Load(cfgPath, os.Environ()) }
 	root.AddCommand(&cobra.Command{
@@ -210,7 +210,7 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	for _, hs := range servers {
 		go func() { errc <- hs.ListenAndServe() }()
 	}
-	log.Info("gateway listening", "addr", cfg.Listen, "metrics", cfg.Metrics.Listen, "version", version, "clusters", len(cfg.Clusters))
+	log.Info("gateway listening", "addr", cfg.Listen, "metrics", cfg.Metrics.Listen, "version", version.Version, "commit", version.Commit, "clusters", len(cfg.Clusters))
 	select {
 	case err := <-errc:
 		for _, hs := range servers {
@@ -338,10 +338,13 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 			}
 			return l, nil
 		}}
-	srv := &api.Server{Log: log, Version: version, Auth: verifier, Store: store, Metrics: m,
+	srv := &api.Server{Log: log, Version: version.Version, Auth: verifier, Store: store, Metrics: m,
 		MaxBody: cfg.Limits.MaxBodyBytes, MaxActivePerUser: cfg.Limits.MaxActiveJobsPerUser, Kick: a.sub.Kick,
 		AuthConfig: authConfig(cfg.OIDC), MetricsToken: cfg.Metrics.BearerToken, MetricsSeparate: cfg.Metrics.Listen != "",
 		MaxStreamsPerUser: cfg.Limits.MaxStreamsPerUser, MaxStreams: cfg.Limits.MaxStreams}
+	if srv.Auth, srv.Web, err = dashboard(ctx, cfg, verifier, log); err != nil {
+		return nil, err
+	}
 	a.hub = event.New(pool, store, event.Config{Logger: log.With("worker", "events")})
 	srv.Streams = api.Streams{Hub: a.hub, Events: store}
 	a.ret = &artifact.Retainer{Store: store, Log: log.With("worker", "retention"),
@@ -399,7 +402,7 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 }
 
 func authConfig(o config.OIDC) api.AuthConfig {
-	ac := api.AuthConfig{Issuer: o.Issuer, ClientID: o.ClientID, Scopes: o.Scopes}
+	ac := api.AuthConfig{Issuer: o.Issuer, ClientID: o.ClientID, Scopes: o.Scopes, MinClientVersion: version.MinClient}
 	if len(o.Audiences) > 0 {
 		ac.Audience = o.Audiences[0]
 	}

@@ -32,7 +32,7 @@ type ScriptData struct {
 	SignalLeadSeconds int
 	Python            string
 	TrainerDir        string
-	GPUStat           string // may be empty
+	GPUStat           string // the ftgate-gpustat binary; may be empty
 	RestartBudget     int
 }
 

@@ -76,7 +76,7 @@ func TestRenderGolden(t *testing.T) {
 		{"typed-gpu-account-qos.sbatch", func(o *Options) { o.Account = "research"; o.GPUType = "a100" },
 			func(r *Request) { r.GPUs = 2; r.QOS = "high"; r.Partition = "urgent" }},
 		{"gpustat-term-signal.sbatch", func(o *Options) {
-			o.GPUStat = "/opt/ftgate/bin/ftctl"
+			o.GPUStat = "/opt/ftgate/bin/ftgate-gpustat"
 			o.CheckpointSignal = "TERM"
 			o.Python = "/opt/py env/bin/python3" // a path with a space is quoted
 		}, func(r *Request) { r.TimeLimitMinutes = 2 }},

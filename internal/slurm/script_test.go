@@ -33,8 +33,8 @@ echo "$*" >> "$FAKE_LOG"
 `
 
 const fakeGPUStat = `#!/bin/bash
-echo "$*" > "$(dirname "$5")/gpustat-args"
-trap 'echo stopped > "$(dirname "$5")/gpustat-stopped"; exit 0' TERM
+echo "$*" > "$(dirname "$4")/gpustat-args"
+trap 'echo stopped > "$(dirname "$4")/gpustat-stopped"; exit 0' TERM
 while :; do sleep 0.02; done
 `
 
@@ -125,7 +125,7 @@ func TestScriptForwardsCheckpointSignal(t *testing.T) {
 	if got := r.read("pythonpath"); got != "/opt/trainer" {
 		t.Errorf("PYTHONPATH %q", got)
 	}
-	if !strings.HasPrefix(r.read("gpustat-args"), "gpustat --interval 5 --out "+r.dir+"/gpu.json") {
+	if !strings.HasPrefix(r.read("gpustat-args"), "--interval 5s --out "+r.dir+"/gpu.json") {
 		t.Errorf("gpustat args %q", r.read("gpustat-args"))
 	}
 	if r.read("gpustat-stopped") != "stopped" {

@@ -63,7 +63,7 @@ type Options struct {
 	GPUType          string        // default GPU type (gpu:<type>:<n>) when set
 	Python           string        // interpreter on the compute nodes
 	TrainerDir       string        // PYTHONPATH for `python -m ftgate_trainer`
-	GPUStat          string        // optional ftctl binary started as `gpustat`
+	GPUStat          string        // optional ftgate-gpustat binary (GPU sampler)
 	TemplateDir      string        // admin override of the embedded templates
 	CheckpointSignal string        // USR1 USR2 TERM INT HUP URG (default USR2)
 	SignalLead       time.Duration // --signal=B:SIG@<lead seconds> (default 90s)

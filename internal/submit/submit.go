@@ -22,6 +22,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/metrics"
 	"github.com/ftgate/ftgate/internal/slurm"
+	"github.com/ftgate/ftgate/internal/worker"
 )
 
 // Store is the part of the job store the submitter uses.
@@ -119,19 +120,10 @@ func (s *Submitter) Kick() {
 // Run works until ctx ends.
 func (s *Submitter) Run(ctx context.Context) {
 	s.init()
-	t := time.NewTicker(s.Interval)
-	defer t.Stop()
-	for {
-		if _, err := s.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			s.Log.Warn("submit pass failed", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		case <-s.kick:
-		}
-	}
+	(&worker.Loop{Name: "submit", Interval: s.Interval, Wake: s.kick, Log: s.Log, Pass: func(ctx context.Context) error {
+		_, err := s.RunOnce(ctx)
+		return err
+	}}).Run(ctx)
 }
 
 // RunOnce claims the due jobs and works on each; it returns how many it claimed.
