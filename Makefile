@@ -1,13 +1,15 @@
 # ftgate — `make help` lists the targets.
 SHELL := /bin/bash
-PY    ?= /usr/bin/python3
+# The trainer's venv, created by `make deps` (dev/stack install) under the state directory.
+STACK_DIR ?= $(or $(FTGATE_STACK_DIR),$(CURDIR)/.dev)
+PY    ?= $(STACK_DIR)/venv/bin/python
 GO    ?= go
 ADDR  ?= 127.0.0.1:8080
 export GOFLAGS ?= -mod=mod
 # go-nvml's header marks some vGPU calls deprecated; keep cgo builds quiet.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-integration bench stack-up stack-down stack-status fmt vet web-deps web-build web-test
+.PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-trainer-deps test-integration bench bench-trainer stack-up stack-down stack-status fmt vet web-deps web-build web-test
 .PHONY: test-mutation test-mutation-diff
 
 help: ## list targets
@@ -56,7 +58,7 @@ test: deps test-unit ## unit tests, then stack up, integration tests, stack down
 	@dev/run-integration
 	@$(MAKE) --no-print-directory test-mutation-diff
 
-deps: ## install the Debian packages the stack and the trainer tests need
+deps: ## install the Debian packages the stack needs and the trainer's venv (.dev/venv)
 	dev/stack install
 
 test-unit: test-go-unit test-trainer-unit web-test ## fast tests: no stack needed
@@ -64,7 +66,12 @@ test-unit: test-go-unit test-trainer-unit web-test ## fast tests: no stack neede
 test-go-unit:
 	FTGATE_STACK_ENV=/nonexistent FTGATE_REQUIRE_STACK= $(GO) test -count=1 ./...
 
-test-trainer-unit:
+# Fails (never skips) when a required trainer dependency does not import.
+test-trainer-deps:
+	@$(PY) -c 'import torch, transformers, peft, safetensors, tokenizers, tensorboard, numpy, pytest; print("trainer deps: torch", torch.__version__, "transformers", transformers.__version__, "peft", peft.__version__)' \
+		|| { echo "trainer dependencies do not import with $(PY): run make deps" >&2; exit 1; }
+
+test-trainer-unit: test-trainer-deps ## trainer tests that need no stack (HF + 2-rank gloo included)
 	cd trainer && $(PY) -m pytest -q -rs -m "not slurm" -p no:cacheprovider tests
 
 web-deps: web/node_modules/.package-lock.json ## install the dashboard's npm packages (web/package-lock.json)
@@ -79,7 +86,7 @@ web-test: web-deps ## dashboard: types from openapi.json + type check, unit test
 	cd web && npm run --silent typecheck && npm run --silent test && npm run --silent check
 
 test-integration: web-deps ## integration tests against a running stack (dev/stack up)
-	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -run Integration ./...
+	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -timeout 40m -run Integration ./...
 	cd trainer && FTGATE_REQUIRE_STACK=1 $(PY) -m pytest -q -rs -m slurm -p no:cacheprovider tests
 
 test-mutation: ## mutation testing (gremlins, mutmut) of the safety-critical packages: score per package, fails below docs/testing.md
@@ -88,8 +95,14 @@ test-mutation: ## mutation testing (gremlins, mutmut) of the safety-critical pac
 test-mutation-diff: ## test-mutation of the code changed since the base recorded in docs/testing.md (what CI runs)
 	PY=$(PY) dev/mutation diff
 
-bench: ## benchmarks (printed figures, not asserted); most need the stack
-	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
+BENCH_TABLE ?= $(CURDIR)/.bench/table.jsonl
+bench: ## benchmarks (printed figures, not asserted; most need the stack), then one table of figures, references and ratios
+	@mkdir -p $(dir $(BENCH_TABLE)) && rm -f $(BENCH_TABLE)
+	FTGATE_BENCH_TABLE=$(BENCH_TABLE) $(GO) test -run '^$$' -bench . -benchtime 20x -p 1 ./...; \
+	  rc=$$?; $(GO) run ./internal/benchtable/print $(BENCH_TABLE); exit $$rc
+
+bench-trainer: ## trainer figures: steps/s vs a bare PyTorch loop, checkpoint save/load, 1 vs 2 gloo ranks
+	cd trainer && $(PY) bench.py
 
 stack-up: ## start the local stack (idempotent)
 	dev/stack up

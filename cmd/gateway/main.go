@@ -62,7 +62,7 @@ func newRoot() *cobra.Command {
 			return serve(cmd.Context(), cfg)
 		},
 	})
-	root.AddCommand(newMigrate(load), newCA(load))
+	root.AddCommand(newMigrate(load), newCA(load), newDoctor(&cfgPath))
 	return root
 }
 
@@ -206,15 +206,27 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	if cfg.Metrics.Listen != "" {
 		servers = append(servers, newHTTPServer(cfg.Metrics.Listen, a.metrics))
 	}
-	errc := make(chan error, len(servers))
+	hts, err := tlsServer(cfg, servers[0], log)
+	if err != nil {
+		cancelWorkers()
+		wg.Wait()
+		return err
+	}
+	errc := make(chan error, len(servers)+1)
 	for _, hs := range servers {
 		go func() { errc <- hs.ListenAndServe() }()
 	}
-	log.Info("gateway listening", "addr", cfg.Listen, "metrics", cfg.Metrics.Listen, "version", version.Version, "commit", version.Commit, "clusters", len(cfg.Clusters))
+	if hts != nil {
+		go func() { errc <- hts.ListenAndServeTLS("", "") }()
+	}
+	log.Info("gateway listening", "addr", cfg.Listen, "tls_addr", cfg.ListenTLS, "metrics", cfg.Metrics.Listen, "version", version.Version, "commit", version.Commit, "clusters", len(cfg.Clusters))
 	select {
 	case err := <-errc:
 		for _, hs := range servers {
 			_ = hs.Close()
+		}
+		if hts != nil {
+			_ = hts.Close()
 		}
 		cancelWorkers()
 		wg.Wait()
@@ -224,6 +236,9 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	log.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	if hts != nil {
+		_ = hts.Shutdown(shutCtx)
+	}
 	for _, hs := range servers[1:] {
 		_ = hs.Shutdown(shutCtx)
 	}
@@ -363,6 +378,9 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 			return nil, err
 		}
 		scfg.Logger = log.With("cluster", cl.Name)
+		scfg.OnDialFailure = func(err error) {
+			m.SSHDialFailures.WithLabelValues(cl.Name, dialFailureReason(err)).Inc()
+		}
 		ssh, err := sshconn.New(scfg)
 		if err != nil {
 			a.close()
@@ -396,7 +414,10 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		a.rec.Clusters = append(a.rec.Clusters, reconcile.Cluster{Name: cl.Name, Slurm: client, Interval: cl.PollInterval,
 			Policy: reconcile.Policy{RestartBudget: cl.RestartBudget, PauseGrace: cl.PauseGrace, LostGrace: max(time.Minute, 10*cl.PollInterval)}})
 	}
-	a.handler = auth.NewAudit(log).Middleware(srv.Handler())
+	if a.handler, err = trustProxies(cfg, auth.NewAudit(log).Middleware(srv.Handler())); err != nil {
+		a.close()
+		return nil, err
+	}
 	a.metrics = srv.MetricsHandler()
 	return a, nil
 }

@@ -70,6 +70,12 @@ func checkCapacity(c *slurm.Capacity, r job.Resources) error {
 		if p.Name != r.Partition {
 			continue
 		}
+		if n := len(p.Nodes); n > 0 && r.Nodes > n {
+			return job.Errorf(job.EUnprocessable, "invalid spec: resources.nodes: %d nodes requested, but partition %s has %d", r.Nodes, p.Name, n)
+		}
+		if p.MaxNodes > 0 && r.Nodes > p.MaxNodes {
+			return job.Errorf(job.EUnprocessable, "invalid spec: resources.nodes: %d nodes requested, but partition %s allows %d per job", r.Nodes, p.Name, p.MaxNodes)
+		}
 		if r.GPUs > p.MaxNodeGPUs {
 			return job.Errorf(job.EUnprocessable, "invalid spec: resources.gpus: %d GPUs requested, but the largest node in partition %s has %d", r.GPUs, p.Name, p.MaxNodeGPUs)
 		}

@@ -29,13 +29,22 @@ type Config struct {
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// PublicURL is the gateway's external base URL, used in links and clients.
-	PublicURL string    `yaml:"public_url"`
-	Database  Database  `yaml:"database"`
-	OIDC      OIDC      `yaml:"oidc"`
-	Limits    Limits    `yaml:"limits"`
-	Metrics   Metrics   `yaml:"metrics"`
-	Clusters  []Cluster `yaml:"clusters"`
-	Web       Web       `yaml:"web"`
+	PublicURL string `yaml:"public_url"`
+	// ListenTLS, when set, is an HTTPS listen address served with TLSCertFile and
+	// TLSKeyFile, re-read when they change (see serving.go).
+	ListenTLS   string `yaml:"listen_tls"`
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// TrustedProxies are CIDRs (or addresses) whose X-Forwarded-For/-Proto/-Host
+	// headers are honoured; from other peers those headers are dropped.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+
+	Database Database  `yaml:"database"`
+	OIDC     OIDC      `yaml:"oidc"`
+	Limits   Limits    `yaml:"limits"`
+	Metrics  Metrics   `yaml:"metrics"`
+	Clusters []Cluster `yaml:"clusters"`
+	Web      Web       `yaml:"web"`
 }
 
 // Web configures the dashboard served at / and its login: the gateway is the
@@ -305,6 +314,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("log_level", "must be debug, info, warn or error, got %q", c.LogLevel)
 	}
+	c.validateServing(bad)
 	if c.Database.URL == "" {
 		bad("database.url", "is required")
 	}

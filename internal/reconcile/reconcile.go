@@ -98,6 +98,9 @@ func (r *Reconciler) RunOnce(ctx context.Context) error {
 			}
 			r.Metrics.Reconciles.WithLabelValues(c.Name, res).Inc()
 			r.Metrics.ReconcileDuration.WithLabelValues(c.Name).Observe(d.Seconds())
+			if err == nil {
+				r.Metrics.ReconcileLastOK.WithLabelValues(c.Name).SetToCurrentTime()
+			}
 		}
 		if rerr := r.Store.RecordRun(context.WithoutCancel(ctx), c.Name, r.now(), d, err); rerr != nil {
 			errs = append(errs, rerr)

@@ -97,10 +97,12 @@ type Request struct {
 	User             string // Unix account; the job directory is <job_root>/<user>/<job-id>
 	Partition        string // "" = Options.DefaultPartition; must be in Options.Partitions
 	QOS              string // optional, ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$
-	GPUs             int    // 0..64
+	Nodes            int    // 1..256; 0 = 1
+	ProcsPerNode     int    // trainer processes per node, 1..64; 0 = GPUs (or 1 without GPUs)
+	GPUs             int    // per node, 0..64
 	GPUType          string // optional, overrides Options.GPUType; same pattern as QOS
-	CPUs             int    // 1..1024
-	MemoryMB         int    // 1..16777216
+	CPUs             int    // per node, 1..1024
+	MemoryMB         int    // per node, 1..16777216
 	TimeLimitMinutes int    // 1..525600
 }
 

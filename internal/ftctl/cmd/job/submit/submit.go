@@ -57,12 +57,16 @@ model and dataset.path are required; every other field has a default.
     seed: 42                    # default 0
     dpo_beta: 0.1               # DPO only, default 0.1
     weight_decay: 0.0           # default 0, in [0, 1]
+    precision: auto             # auto (default: bf16 on GPUs that support it, else fp32), bf16, fp16, fp32
+    gradient_checkpointing: false  # recompute activations: less memory
+    packing: false              # SFT: several rows per max_length sequence
   lora:
     enabled: true               # default false: train all weights
     r: 8                        # default 8
     alpha: 16                   # default 2*r
     dropout: 0.0
-    target_modules: [q_proj, v_proj]   # default q_proj, v_proj
+    target_modules: [q_proj, v_proj]   # default: every linear layer of the blocks
+    merge: false                # also write the merged weights (model/merged/)
   quantization: none            # none (default), 8bit or 4bit (needs lora.enabled)
   logging:
     log_every: 10               # steps between metrics lines, default 10
@@ -75,12 +79,16 @@ model and dataset.path are required; every other field has a default.
   resources:
     cluster: dev                # default: the gateway's first cluster
     partition: gpu              # default: the cluster's default partition
-    gpus: 1                     # default 0
+    nodes: 1                    # default 1; gpus, cpus and memory_mb are per node
+    gpus: 1                     # per node, default 0
     gpu_type: ""                # optional, e.g. a100
     cpus: 2                     # default 2
     memory_mb: 4096             # default 4096
     time_limit_minutes: 60      # default 60; the job checkpoints before the limit
                                 # and continues from there
+  distributed:
+    strategy: ddp               # ddp (default) or fsdp (full fine-tuning, sharded)
+    processes_per_node: 1       # default: gpus (one per GPU), or 1; CPU processes use gloo
 
 Relative dataset paths in the file are resolved against the spec file's directory,
 and relative paths given with --set against the current directory, into absolute

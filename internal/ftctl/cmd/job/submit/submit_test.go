@@ -105,7 +105,7 @@ func TestSubmitErrors(t *testing.T) {
 		{"rejected by the gateway", ftctltest.SFTYAML, []string{"--set", "resources.partition=debug"}, 1,
 			"ftctl: invalid spec: resources.partition: \"debug\" is not allowed on cluster dev (allowed: gpu, urgent) (HTTP 422) (hint: fix the named field)\n"},
 		{"unknown --set key", ftctltest.SFTYAML, []string{"--set", "lora.rank=4"}, 2,
-			"ftctl: --set lora.rank: unknown field lora.rank (known: alpha, dropout, enabled, r, target_modules) (hint: see `ftctl --help` or `ftctl COMMAND --help`)\n"},
+			"ftctl: --set lora.rank: unknown field lora.rank (known: alpha, dropout, enabled, merge, r, target_modules) (hint: see `ftctl --help` or `ftctl COMMAND --help`)\n"},
 		{"bad --set value", ftctltest.SFTYAML, []string{"--set", "lora.enabled=maybe"}, 2,
 			"ftctl: --set lora.enabled: want true or false, got \"maybe\" (hint: see `ftctl --help` or `ftctl COMMAND --help`)\n"},
 		{"missing file", "", nil, 1,
