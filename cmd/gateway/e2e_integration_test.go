@@ -62,6 +62,15 @@ func (h *submitHooks) onSubmit(before func(), after func(slurmID string)) {
 }
 
 func (h *submitHooks) Submit(ctx context.Context, user string, req slurm.Request) (slurm.Submitted, error) {
+	return h.around(req, func() (slurm.Submitted, error) { return h.Slurm.Submit(ctx, user, req) })
+}
+
+func (h *submitHooks) SubmitInDir(ctx context.Context, user string, req slurm.Request, dir string, jobJSON []byte) (slurm.Submitted, error) {
+	return h.around(req, func() (slurm.Submitted, error) { return h.Slurm.SubmitInDir(ctx, user, req, dir, jobJSON) })
+}
+
+// around runs sbatch (one of the two ways) between the job's hooks.
+func (h *submitHooks) around(req slurm.Request, sbatch func() (slurm.Submitted, error)) (slurm.Submitted, error) {
 	h.mu.Lock()
 	if b, a := h.before["*"], h.after["*"]; b != nil || a != nil {
 		h.before[req.JobID], h.after[req.JobID] = b, a
@@ -73,7 +82,7 @@ func (h *submitHooks) Submit(ctx context.Context, user string, req slurm.Request
 	if before != nil {
 		before()
 	}
-	sub, err := h.Slurm.Submit(ctx, user, req)
+	sub, err := sbatch()
 	if err == nil && after != nil {
 		after(sub.ID)
 	}

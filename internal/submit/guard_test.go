@@ -21,7 +21,7 @@ func TestFailedTagLookupDoesNotSubmitAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	calls := strings.Join(fs.calls, "; ")
-	if strings.Contains(calls, "sbatch") || strings.Contains(calls, "mkdir") || !strings.Contains(calls, "find ") {
+	if strings.Contains(calls, "submit") || strings.Contains(calls, "sbatch") || strings.Contains(calls, "mkdir") || !strings.Contains(calls, "find ") {
 		t.Fatalf("calls %q: want the lookup only", calls)
 	}
 	got := st.jobs[j.ID]
@@ -33,7 +33,7 @@ func TestFailedTagLookupDoesNotSubmitAgain(t *testing.T) {
 	if _, err := s.RunOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if got := st.jobs[j.ID]; got.State != job.Queued || got.SlurmID != "321" || strings.Contains(strings.Join(fs.calls, ";"), "sbatch") {
+	if got := st.jobs[j.ID]; got.State != job.Queued || got.SlurmID != "321" || strings.Join(fs.calls, ";") != "find "+j.ID {
 		t.Fatalf("job %s slurm %s calls %v", got.State, got.SlurmID, fs.calls)
 	}
 }
@@ -47,7 +47,7 @@ func TestRecordingErrorKeepsSlurmJob(t *testing.T) {
 	if _, err := s.RunOnce(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if calls := strings.Join(fs.calls, "; "); strings.Contains(calls, "cancel") || !strings.Contains(calls, "sbatch") {
+	if calls := strings.Join(fs.calls, "; "); strings.Contains(calls, "cancel") || !strings.Contains(calls, "submit-in-dir") {
 		t.Fatalf("calls %q: sbatch ran and nothing may be cancelled", calls)
 	}
 	if got := st.jobs[newJob().ID]; got.State != job.Submitting {

@@ -288,6 +288,9 @@ func (s *Submitter) attempt(ctx context.Context, cl Cluster, j job.Job) (string,
 		if err != nil {
 			return "", err
 		}
+		if AfterSbatch != nil {
+			AfterSbatch(j.ID, sub.ID)
+		}
 		return sub.ID, nil
 	}
 	// A script too large for a command line: SFTP for the files, then sbatch.
