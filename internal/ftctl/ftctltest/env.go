@@ -17,7 +17,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -108,40 +107,11 @@ func (s *MemStore) Get(ctx context.Context, id string) (job.Job, error) {
 func (s *MemStore) List(ctx context.Context, f postgres.Filter) ([]job.Job, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var all []job.Job
+	all := make([]job.Job, 0, len(s.jobs))
 	for _, j := range s.jobs {
-		switch {
-		case f.Owner != "" && j.OwnerSubject != f.Owner,
-			f.User != "" && j.User != f.User,
-			len(f.States) > 0 && !slices.Contains(f.States, j.State),
-			!f.From.IsZero() && j.CreatedAt.Before(f.From),
-			!f.To.IsZero() && !j.CreatedAt.Before(f.To),
-			f.Model != "" && !strings.Contains(strings.ToLower(j.Spec.Model), strings.ToLower(f.Model)),
-			f.Cluster != "" && j.Cluster != f.Cluster:
-			continue
-		}
 		all = append(all, *j)
 	}
-	sort.Slice(all, func(a, b int) bool {
-		if !all[a].CreatedAt.Equal(all[b].CreatedAt) {
-			return all[a].CreatedAt.After(all[b].CreatedAt)
-		}
-		return all[a].ID > all[b].ID
-	})
-	start := 0
-	if f.Cursor != "" {
-		n, err := strconv.Atoi(strings.TrimPrefix(f.Cursor, "c"))
-		if err != nil {
-			return nil, "", job.Errorf(job.EInvalid, "cursor: malformed")
-		}
-		start = min(n, len(all))
-	}
-	end := min(start+f.Limit, len(all))
-	next := ""
-	if end < len(all) {
-		next = "c" + strconv.Itoa(end)
-	}
-	return all[start:end], next, nil
+	return postgres.Page(f, all, s.now())
 }
 
 func (s *MemStore) Transition(ctx context.Context, id string, c job.Change) (job.Job, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,9 @@ type ListOptions struct {
 	Since    string
 	Until    string
 	Model    string
+	Search   string
+	Sort     string
+	Order    string
 	Cluster  string
 	User     string
 	AllUsers bool
@@ -39,11 +43,16 @@ type ListOptions struct {
 func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) error) *cobra.Command {
 	opts := &ListOptions{}
 	cmd := &cobra.Command{
-		Use:     "list [--state S] [--since T] [--until T] [--model M] [--cluster C] [--limit N]",
+		Use:     "list [--state S] [--since T] [--until T] [--model M] [--search S] [--cluster C] [--sort K [--order O]] [--limit N]",
 		Aliases: []string{"ls"},
-		Short:   "List your jobs, newest first",
+		Short:   "List your jobs, newest first or sorted",
 		Long: `List jobs, newest first, as a table: id, name, state, method, model, GPUs,
 progress (step/total), latest loss, elapsed run time and age.
+
+--search matches a substring of the name or the model (any case). --sort orders by
+created (the default), duration (running time so far), loss or eval_loss (the
+latest); --order asc|desc overrides the default direction (newest and longest first,
+lowest loss first). Ties go by job id; jobs without a value come last either way.
 
 --since and --until take a duration back from now (90m, 24h, 7d), a date
 (2026-01-02, UTC) or an RFC 3339 time. Admins see everyone's jobs with --all-users
@@ -51,6 +60,8 @@ or one user's with --user.`,
 		Example: `  ftctl list
   ftctl ls --state running,queued
   ftctl list --since 7d --model builtin:tiny --limit 50
+  ftctl list --sort loss --search llama
+  ftctl list --sort duration --order asc
   ftctl list --cursor NEXT     # the next page, as printed after a full page`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -68,6 +79,12 @@ or one user's with --user.`,
 					}
 				}
 			}
+			if opts.Sort != "" && !slices.Contains(job.Sorts, job.Sort(opts.Sort)) {
+				return cmdutil.UsageErrorf("--sort %q: want one of %s", opts.Sort, job.SortNames())
+			}
+			if opts.Order != "" && opts.Order != "asc" && opts.Order != "desc" {
+				return cmdutil.UsageErrorf("--order %q: want asc or desc", opts.Order)
+			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
 			}
@@ -78,7 +95,10 @@ or one user's with --user.`,
 	cmd.Flags().StringVar(&opts.Since, "since", "", "only jobs created after: 24h, 7d, 2026-01-02 or RFC 3339")
 	cmd.Flags().StringVar(&opts.Until, "until", "", "only jobs created before: 24h, 7d, 2026-01-02 or RFC 3339")
 	cmd.Flags().StringVar(&opts.Model, "model", "", "only jobs of this model")
+	cmd.Flags().StringVar(&opts.Search, "search", "", "only jobs whose name or model contains this (any case)")
 	cmd.Flags().StringVar(&opts.Cluster, "cluster", "", "only jobs on this cluster")
+	cmd.Flags().StringVar(&opts.Sort, "sort", "", "order by: "+job.SortNames())
+	cmd.Flags().StringVar(&opts.Order, "order", "", "asc or desc (default: desc for created and duration, asc for losses)")
 	cmd.Flags().StringVar(&opts.User, "user", "", "only this user's jobs (admins)")
 	cmd.Flags().BoolVarP(&opts.AllUsers, "all-users", "A", false, "everyone's jobs (admins)")
 	cmd.Flags().IntVarP(&opts.Limit, "limit", "L", 20, "jobs per page (1-200)")
@@ -119,7 +139,8 @@ func parseWhen(flag, v string, now time.Time) (string, error) {
 
 func runList(ctx context.Context, opts *ListOptions) error {
 	now := opts.Now()
-	lo := client.ListOptions{Limit: opts.Limit, Model: opts.Model, Cluster: opts.Cluster, Cursor: opts.Cursor}
+	lo := client.ListOptions{Limit: opts.Limit, Model: opts.Model, Search: opts.Search, Cluster: opts.Cluster,
+		Sort: opts.Sort, Order: opts.Order, Cursor: opts.Cursor}
 	for _, s := range opts.States {
 		for _, st := range strings.Split(s, ",") {
 			lo.States = append(lo.States, job.State(strings.TrimSpace(st)))
