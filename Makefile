@@ -10,6 +10,7 @@ export GOFLAGS ?= -mod=mod
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
 .PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-trainer-deps test-integration bench bench-trainer stack-up stack-down stack-status fmt vet web-deps web-build web-test
+.PHONY: test-mutation test-mutation-diff
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -53,8 +54,9 @@ dev: build ## start the local stack and run the gateway on 127.0.0.1:8080 (Ctrl-
 	@echo
 	bin/gateway serve --config .dev/gateway.yaml
 
-test: deps test-unit ## unit tests, then stack up, integration tests, stack down
+test: deps test-unit ## unit tests, then stack up, integration tests, stack down; mutation tests of the changed code
 	@dev/run-integration
+	@$(MAKE) --no-print-directory test-mutation-diff
 
 deps: ## install the Debian packages the stack needs and the trainer's venv (.dev/venv)
 	dev/stack install
@@ -86,6 +88,12 @@ web-test: web-deps ## dashboard: types from openapi.json + type check, unit test
 test-integration: web-deps ## integration tests against a running stack (dev/stack up)
 	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -timeout 40m -run Integration ./...
 	cd trainer && FTGATE_REQUIRE_STACK=1 $(PY) -m pytest -q -rs -m slurm -p no:cacheprovider tests
+
+test-mutation: ## mutation testing (gremlins, mutmut) of the safety-critical packages: score per package, fails below docs/testing.md
+	PY=$(PY) dev/mutation
+
+test-mutation-diff: ## test-mutation of the code changed since the base recorded in docs/testing.md (what CI runs)
+	PY=$(PY) dev/mutation diff
 
 BENCH_TABLE ?= $(CURDIR)/.bench/table.jsonl
 bench: ## benchmarks (printed figures, not asserted; most need the stack), then one table of figures, references and ratios
