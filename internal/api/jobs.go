@@ -42,7 +42,8 @@ type Slurm interface {
 	Hold(ctx context.Context, user, id string) error
 	Release(ctx context.Context, user, id string) error
 	Poll(ctx context.Context, user string, ids []string) (map[string]slurm.Status, error)
-	Capacity(ctx context.Context, user string) (*slurm.Capacity, error)
+	// CachedCapacity is the cluster's capacity read as the probe account (cached).
+	CachedCapacity(ctx context.Context) (*slurm.Capacity, error)
 }
 
 // Files writes files in job directories; *sshconn.Pool implements it.
@@ -58,28 +59,6 @@ type Cluster struct {
 	// Ping checks SSH and `scontrol ping` (for /ready); nil reports the cluster unchecked.
 	Ping func(ctx context.Context) error
 
-	capMu   sync.Mutex
-	cap     *slurm.Capacity
-	capTime time.Time
-}
-
-const capacityTTL = 30 * time.Second
-
-// capacity returns the cluster's capacity, cached for capacityTTL, read as user.
-func (c *Cluster) capacity(ctx context.Context, user string) (*slurm.Capacity, error) {
-	c.capMu.Lock()
-	defer c.capMu.Unlock()
-	if c.cap != nil && time.Since(c.capTime) < capacityTTL {
-		return c.cap, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	capa, err := c.Slurm.Capacity(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	c.cap, c.capTime = capa, time.Now()
-	return capa, nil
 }
 
 func (s *Server) cluster(name string) (*Cluster, bool) {
@@ -143,34 +122,14 @@ func (s *Server) prepare(ctx context.Context, id job.Identity, body []byte) (job
 			spec.Resources.Partition, cl.Config.Name, strings.Join(cl.Config.Partitions, ", "))
 	}
 	if cl.Slurm != nil {
-		capa, err := cl.capacity(ctx, id.Username)
+		capa, err := cl.Slurm.CachedCapacity(ctx)
 		if err != nil {
 			s.logger().Warn("capacity unknown; submitting without the node capacity check", "cluster", cl.Config.Name, "err", err)
-		} else if err := checkCapacity(capa, spec.Resources); err != nil {
-			return spec, nil, err
+		} else if err := capa.Fits(spec.Resources.Partition, spec.Resources.CPUs, spec.Resources.GPUs, spec.Resources.MemoryMB); err != nil {
+			return spec, nil, job.Errorf(job.EUnprocessable, "invalid spec: %s", job.ErrorMessage(err))
 		}
 	}
 	return spec, cl, nil
-}
-
-// checkCapacity refuses requests no node of the partition can ever run.
-func checkCapacity(c *slurm.Capacity, r job.Resources) error {
-	for _, p := range c.Partitions {
-		if p.Name != r.Partition {
-			continue
-		}
-		if r.GPUs > p.MaxNodeGPUs {
-			return job.Errorf(job.EUnprocessable, "invalid spec: resources.gpus: %d GPUs requested, but the largest node in partition %s has %d", r.GPUs, p.Name, p.MaxNodeGPUs)
-		}
-		if p.MaxNodeCPUs > 0 && r.CPUs > p.MaxNodeCPUs {
-			return job.Errorf(job.EUnprocessable, "invalid spec: resources.cpus: %d CPUs requested, but the largest node in partition %s has %d", r.CPUs, p.Name, p.MaxNodeCPUs)
-		}
-		if p.MaxNodeMemoryMB > 0 && r.MemoryMB > p.MaxNodeMemoryMB {
-			return job.Errorf(job.EUnprocessable, "invalid spec: resources.memory_mb: %d MB requested, but the largest node in partition %s has %d MB", r.MemoryMB, p.Name, p.MaxNodeMemoryMB)
-		}
-		return nil
-	}
-	return job.Errorf(job.EUnprocessable, "invalid spec: resources.partition: Slurm does not know partition %q", r.Partition)
 }
 
 var idemKeyRE = func(k string) bool {
@@ -604,6 +563,7 @@ type clusterStatus struct {
 	ReconcilerLastRun   *time.Time        `json:"reconciler_last_run,omitempty"`
 	ReconcilerLagSecond *float64          `json:"reconciler_lag_seconds,omitempty"`
 	ReconcilerError     string            `json:"reconciler_error,omitempty"`
+	Degraded            bool              `json:"degraded"`
 }
 
 func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request) {
@@ -636,21 +596,23 @@ func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request) {
 			lag := time.Since(at).Seconds()
 			cs.ReconcilerLastRun, cs.ReconcilerLagSecond, cs.ReconcilerError = &at, &lag, run.Error
 		}
+		// Degraded: the last reconciler pass failed (e.g. slurmctld down); progress
+		// files are still read, states are not decided until Slurm answers again.
+		cs.Degraded = cs.ReconcilerError != ""
 		out[i] = cs
-		user := cl.Config.ProbeUser
-		if id, ok := IdentityFrom(r.Context()); ok && user == "" {
-			user = id.Username
-		}
-		if cl.Slurm == nil || user == "" {
-			out[i].CapacityError = "no Slurm client or probe user"
+		if cl.Slurm == nil {
+			out[i].CapacityError = "no Slurm client"
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			capa, err := cl.capacity(ctx, user)
+			capa, err := cl.Slurm.CachedCapacity(ctx)
 			if err != nil {
 				out[i].CapacityError = job.ErrorMessage(err)
+				if job.ErrorCode(err) == job.EUnavailable {
+					out[i].Degraded = true
+				}
 				return
 			}
 			for _, p := range capa.Partitions {
