@@ -46,7 +46,6 @@ func startE2E(t testing.TB) *e2e {
 	cl := &cfg.Clusters[0]
 	cl.PollInterval = 500 * time.Millisecond
 	cl.PauseGrace = time.Minute
-	cl.ProbeUser = "alice"
 	if d := st.Env["STACK_TRAINER_DIR"]; d != "" {
 		cl.TrainerDir = d
 	}
