@@ -7,7 +7,7 @@ export GOFLAGS ?= -mod=mod
 # go-nvml's header marks some vGPU calls deprecated; keep cgo builds quiet.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-integration bench stack-up stack-down stack-status fmt vet
+.PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-integration test-fuzz test-faults bench stack-up stack-down stack-status fmt vet
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -28,7 +28,7 @@ dev: build ## start the local stack and run the gateway on 127.0.0.1:8080 (Ctrl-
 	@echo
 	bin/gateway serve --config .dev/gateway.yaml
 
-test: deps test-unit ## unit tests, then stack up, integration tests, stack down
+test: deps test-unit test-fuzz ## unit tests, fuzzing (bounded), then stack up, integration tests, stack down
 	@dev/run-integration
 
 deps: ## install the Debian packages the stack and the trainer tests need
@@ -45,6 +45,15 @@ test-trainer-unit:
 test-integration: ## integration tests against a running stack (dev/stack up)
 	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -run Integration ./...
 	cd trainer && FTGATE_REQUIRE_STACK=1 $(PY) -m pytest -q -rs -m slurm -p no:cacheprovider tests
+
+FUZZTIME ?= 5s
+# package:target pairs; go test fuzzes one target per run.
+FUZZ_TARGETS = ./internal/job:FuzzDecodeSpec ./internal/slurm:FuzzParseSqueue ./internal/slurm:FuzzParseSacct ./internal/slurm:FuzzParseCapacity
+test-fuzz: ## run each fuzz target for FUZZTIME (default 5s): spec decoding, squeue/sacct/scontrol parsers
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
 
 bench: ## benchmarks (printed figures, not asserted); most need the stack
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
