@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
@@ -424,6 +425,14 @@ const maxPage = 200
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	id, _ := IdentityFrom(r.Context())
 	q := r.URL.Query()
+	for k, vs := range q {
+		for _, v := range vs {
+			if strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
+				s.Error(w, r, job.Errorf(job.EInvalid, "%s: must be valid UTF-8 without NUL bytes", k))
+				return
+			}
+		}
+	}
 	f := postgres.Filter{Model: q.Get("model"), Cluster: q.Get("cluster"), Cursor: q.Get("cursor"), Limit: 50}
 	for k := range q {
 		switch k {
