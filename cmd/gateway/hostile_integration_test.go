@@ -136,7 +136,7 @@ func TestIntegrationHostileInput(t *testing.T) {
 		go func() {
 			select {
 			case <-ctx.Done():
-			case <-time.After(2 * time.Second):
+			case <-time.After(300 * time.Millisecond):
 				if strings.Contains(path, "/events") || strings.Contains(path, "/logs") {
 					cancel() // a stream that started: enough
 				}

@@ -172,6 +172,7 @@ type conn struct {
 	cert     ssh.Signer
 	certEnd  time.Time
 	serial   uint64
+	authFail authFailure // the last refused login (authfail.go)
 }
 
 func (p *Pool) conn(user string) (*conn, error) {
@@ -235,6 +236,9 @@ func (c *conn) get(ctx context.Context) (*ssh.Client, error) {
 	if cl != nil {
 		return cl, nil
 	}
+	if err := c.authFail.check(c.p.cfg.now(), c.p.cfg.Addr, c.user); err != nil {
+		return nil, err
+	}
 	var err error
 	for attempt := 0; attempt < c.p.cfg.DialAttempts; attempt++ {
 		if attempt > 0 {
@@ -249,9 +253,14 @@ func (c *conn) get(ctx context.Context) (*ssh.Client, error) {
 			c.lastUsed = c.p.cfg.now()
 			c.mu.Unlock()
 			go c.watch(cl)
+			c.authFail.forget()
 			return cl, nil
 		}
-		if errors.Is(err, ErrHostKey) || errors.Is(err, ErrAuth) {
+		if errors.Is(err, ErrAuth) {
+			c.authFail.remember(c.p.cfg.now(), err)
+			break
+		}
+		if errors.Is(err, ErrHostKey) {
 			break
 		}
 		c.p.cfg.Logger.Warn("ssh dial failed", "addr", c.p.cfg.Addr, "user", c.user, "attempt", attempt+1, "err", err)
@@ -603,34 +612,11 @@ func (c *conn) sftpClient(ctx context.Context) (*sftp.Client, error) {
 	}
 }
 
-// withSFTP runs fn with the user's SFTP client under the command deadline; fn keeps
-// running in the background if ctx ends first (SFTP requests cannot be cancelled).
+// withSFTP runs fn with the user's SFTP client under the command deadline, in one
+// session slot (sftpslot.go).
 func (p *Pool) withSFTP(ctx context.Context, user, remote string, fn func(*sftp.Client) error) error {
-	if err := checkPath(remote); err != nil {
-		return err
-	}
-	c, err := p.conn(user)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.CommandTimeout)
-	defer cancel()
-	if err := c.acquire(ctx); err != nil {
-		return err
-	}
-	defer c.release()
-	sc, err := c.sftpClient(ctx)
-	if err != nil {
-		return err
-	}
-	done := make(chan error, 1)
-	go func() { done <- fn(sc) }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("sftp %s: %w", remote, ctx.Err())
-	}
+	_, err := p.sftpInSlot(ctx, user, remote, false, fn)
+	return err
 }
 
 // checkPath refuses relative paths, NUL bytes and ".." elements.
@@ -755,11 +741,13 @@ func (p *Pool) RealPath(ctx context.Context, user, remote string) (string, error
 	return out, err
 }
 
-// Open opens path for streaming, positioned at offset. The caller must Close it.
-// Reads are not bounded by Config.CommandTimeout; they stop when ctx ends.
+// Open opens path for streaming, positioned at offset. The caller must Close it; the
+// stream holds one of the connection's session slots until then (it counts toward
+// max_sessions). Reads are not bounded by Config.CommandTimeout; they stop when ctx
+// ends.
 func (p *Pool) Open(ctx context.Context, user, remote string, offset int64) (io.ReadCloser, error) {
 	var f *sftp.File
-	err := p.withSFTP(ctx, user, remote, func(sc *sftp.Client) error {
+	release, err := p.sftpInSlot(ctx, user, remote, true, func(sc *sftp.Client) error {
 		var err error
 		f, err = sc.Open(remote)
 		if err != nil {
@@ -776,22 +764,8 @@ func (p *Pool) Open(ctx context.Context, user, remote string, offset int64) (io.
 	if err != nil {
 		return nil, err
 	}
-	return &ctxFile{ctx: ctx, f: f}, nil
+	return &slotFile{ctx: ctx, f: f, release: release}, nil
 }
-
-type ctxFile struct {
-	ctx context.Context
-	f   *sftp.File
-}
-
-func (r *ctxFile) Read(b []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.f.Read(b)
-}
-
-func (r *ctxFile) Close() error { return r.f.Close() }
 
 // Close closes every connection. Calls after Close fail with ErrClosed.
 func (p *Pool) Close() error {
