@@ -173,6 +173,7 @@ func TestIntegrationHostileInput(t *testing.T) {
 			tally[0].record(fmt.Sprintf("spec %s=%.40q", f, fmt.Sprint(p)), code, resp)
 			if code/100 == 2 && bytes.Contains(body, []byte("touch")) {
 				accepted = append(accepted, body)
+				t.Logf("dry run accepted a marker payload in %s: %.80q", f, fmt.Sprint(p))
 			}
 		}
 	}
