@@ -55,6 +55,9 @@ test-fuzz: ## run each fuzz target for FUZZTIME (default 5s): spec decoding, squ
 		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
 	done
 
+test-faults: ## fault suite against the running stack: kills the gateway, LISTEN, slurmctld, postgres, sshd (restores them); prints a table
+	set -o pipefail; FTGATE_REQUIRE_STACK=1 FTGATE_FAULTS=$${FTGATE_FAULTS:-all} $(GO) test -count=1 -timeout 30m -run '^TestFaults$$' -v ./cmd/gateway/ 2>&1 | grep -v '^{"time"'
+
 bench: ## benchmarks (printed figures, not asserted); most need the stack
 	$(GO) test -run '^$$' -bench . -benchtime 20x ./...
 

@@ -272,7 +272,11 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 	store := postgres.New(pool)
 	ocfg := cfg.OIDC
 	ocfg.DenyUsers = append(slices.Clone(ocfg.DenyUsers), cfg.TrustedAccounts()...) // probe and service accounts are no users
-	verifier, err := auth.New(ctx, ocfg, auth.WithLogger(log))
+	aopts := []auth.Option{auth.WithLogger(log)}
+	if ocfg.PinAccounts {
+		aopts = append(aopts, auth.WithPinner(store))
+	}
+	verifier, err := auth.New(ctx, ocfg, aopts...)
 	if err != nil {
 		return nil, fmt.Errorf("oidc: %w", err)
 	}

@@ -45,6 +45,7 @@ type Verifier struct {
 	verifier *oidc.IDTokenVerifier
 	mapping  map[string]string
 	deny     map[string]bool
+	pins     Pinner
 	minUID   int
 	uids     *uidCache
 	now      func() time.Time
@@ -59,7 +60,17 @@ type options struct {
 	now    func() time.Time
 	log    *slog.Logger
 	uid    func(name string) (int, bool)
+	pins   Pinner
 }
+
+// Pinner pins a Unix account to the first subject that maps to it (oidc.pin_accounts);
+// *postgres.Store implements it. It returns the owning subject.
+type Pinner interface {
+	PinAccount(ctx context.Context, account, issuer, subject string) (owner string, err error)
+}
+
+// WithPinner sets the account pin store (required with oidc.pin_accounts).
+func WithPinner(p Pinner) Option { return func(o *options) { o.pins = p } }
 
 // WithHTTPClient sets the client used for discovery and JWKS fetches.
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
@@ -92,6 +103,21 @@ func New(ctx context.Context, cfg config.OIDC, opts ...Option) (*Verifier, error
 	if cfg.GroupsClaim == "" {
 		cfg.GroupsClaim = "groups"
 	}
+	if cfg.AdminClaim == "" {
+		cfg.AdminClaim = cfg.GroupsClaim
+	}
+	if cfg.MappingMode == "" {
+		cfg.MappingMode = "claim"
+	}
+	if cfg.MappingMode != "claim" && cfg.MappingMode != "file" {
+		return nil, fmt.Errorf("config oidc.mapping_mode: must be claim or file, got %q", cfg.MappingMode)
+	}
+	if cfg.MappingMode == "file" && cfg.MappingFile == "" {
+		return nil, errors.New("config oidc.mapping_mode: file needs oidc.mapping_file")
+	}
+	if cfg.PinAccounts && o.pins == nil {
+		return nil, errors.New("config oidc.pin_accounts: needs the database (no pin store)")
+	}
 	if cfg.ClockSkew < 0 || cfg.ClockSkew > 10*time.Minute {
 		return nil, fmt.Errorf("config oidc.clock_skew: must be between 0 and 10m, got %s", cfg.ClockSkew)
 	}
@@ -108,7 +134,7 @@ func New(ctx context.Context, cfg config.OIDC, opts ...Option) (*Verifier, error
 	if cfg.MinUID == 0 {
 		cfg.MinUID = defaultMinUID
 	}
-	v := &Verifier{cfg: cfg, deny: deny, minUID: cfg.MinUID, now: o.now, log: o.log,
+	v := &Verifier{cfg: cfg, deny: deny, pins: o.pins, minUID: cfg.MinUID, now: o.now, log: o.log,
 		uids: &uidCache{lookup: o.uid, now: o.now, m: map[string]uidEntry{}}}
 	if cfg.MappingFile != "" {
 		m, err := LoadMapping(cfg.MappingFile, deny)
@@ -243,7 +269,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (job.Identity, error)
 			return job.Identity{}, job.Errorf(job.EUnauthorized, "invalid token: client %q is not allowed", client)
 		}
 	}
-	return v.identity(c.Subject, c.Email, all)
+	return v.identity(ctx, c.Subject, c.Email, all)
 }
 
 // precheck rejects what is not a signed JWT with a clear reason before verification.
@@ -339,13 +365,15 @@ func numericDate(n json.Number) (time.Time, error) {
 }
 
 // identity maps verified claims to an identity, failing closed with 403.
-func (v *Verifier) identity(sub, email string, all map[string]any) (job.Identity, error) {
+func (v *Verifier) identity(ctx context.Context, sub, email string, all map[string]any) (job.Identity, error) {
 	if sub == "" {
 		return job.Identity{}, job.Errorf(job.EForbidden, "token has no sub claim")
 	}
 	var user string
 	if m, ok := v.mapping[sub]; ok {
 		user = m
+	} else if v.cfg.MappingMode == "file" {
+		return job.Identity{}, job.Errorf(job.EForbidden, "your subject is not in the gateway's account mapping; ask an admin to map it")
 	} else {
 		val, present := all[v.cfg.UsernameClaim]
 		if !present {
@@ -360,8 +388,18 @@ func (v *Verifier) identity(sub, email string, all map[string]any) (job.Identity
 	if err := v.CheckUsername(user); err != nil {
 		return job.Identity{}, err
 	}
+	if v.cfg.PinAccounts {
+		owner, err := v.pins.PinAccount(ctx, user, v.cfg.Issuer, sub)
+		if err != nil {
+			return job.Identity{}, &job.Error{Code: job.EUnavailable, Message: "cannot check the account pin; retry later", Err: err}
+		}
+		if owner != sub {
+			return job.Identity{}, job.Errorf(job.EForbidden, "account %q belongs to another identity (pinned on first use); ask an admin", user)
+		}
+	}
 	groups := stringList(all[v.cfg.GroupsClaim])
-	admin := slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(v.cfg.AdminGroups, g) })
+	adminVals := stringList(all[v.cfg.AdminClaim])
+	admin := slices.ContainsFunc(adminVals, func(g string) bool { return slices.Contains(v.cfg.AdminGroups, g) })
 	return job.Identity{Subject: sub, Username: user, Email: email, Groups: groups, Admin: admin}, nil
 }
 

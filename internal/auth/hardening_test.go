@@ -1,10 +1,13 @@
 package auth_test
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -120,5 +123,65 @@ func TestForgedTokensCostNoKeyFetches(t *testing.T) {
 	// The real key still works (it verified before any forged one was rate-limited).
 	if _, code, msg := verify(v, p.AccessToken(t, "sub-alice")); code != "" {
 		t.Errorf("real token refused after the flood: %s %s", code, msg)
+	}
+}
+
+// memPins is an in-memory Pinner.
+type memPins struct{ m map[string]string }
+
+func (p *memPins) PinAccount(_ context.Context, account, issuer, subject string) (string, error) {
+	if o, ok := p.m[account]; ok {
+		return o, nil
+	}
+	p.m[account] = subject
+	return subject, nil
+}
+
+// TestSafeMapping: mapping_mode file maps only listed subjects; pin_accounts refuses a
+// second subject for a pinned account; admin_claim picks the claim admin groups are
+// matched on.
+func TestSafeMapping(t *testing.T) {
+	p := authtest.New(t)
+	mf := filepath.Join(t.TempDir(), "map.yaml")
+	if err := os.WriteFile(mf, []byte("sub-alice: alice\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := oidcConfig(p)
+	cfg.MappingFile, cfg.MappingMode = mf, "file"
+	v := newVerifier(t, cfg)
+	if _, code, msg := verify(v, p.AccessToken(t, "sub-alice")); code != "" {
+		t.Errorf("mapped alice refused: %s %s", code, msg)
+	}
+	if _, code, _ := verify(v, p.AccessToken(t, "sub-bob")); code != job.EForbidden {
+		t.Errorf("unmapped bob in file mode: %q, want forbidden", code)
+	}
+
+	cfg = oidcConfig(p)
+	cfg.PinAccounts = true
+	v = newVerifier(t, cfg, auth.WithPinner(&memPins{m: map[string]string{}}))
+	if _, code, msg := verify(v, p.AccessToken(t, "sub-alice")); code != "" {
+		t.Fatalf("first use: %s %s", code, msg)
+	}
+	c := p.Claims("sub-bob")
+	c["preferred_username"] = "alice" // bob renamed himself at the provider
+	tok, _ := p.Sign(c, nil)
+	if _, code, msg := verify(v, tok); code != job.EForbidden || !strings.Contains(msg, "pinned") {
+		t.Errorf("second subject for alice: %q %q, want forbidden (pinned)", code, msg)
+	}
+	if _, err := auth.New(context.Background(), cfg); err == nil {
+		t.Error("pin_accounts without a pin store accepted")
+	}
+
+	cfg = oidcConfig(p)
+	cfg.AdminClaim = "roles"
+	v = newVerifier(t, cfg)
+	c = p.Claims("sub-bob")
+	c["roles"] = []string{"ftgate-admins"}
+	tok, _ = p.Sign(c, nil)
+	if id, code, msg := verify(v, tok); code != "" || !id.Admin {
+		t.Errorf("admin via roles: %+v %s %s", id, code, msg)
+	}
+	if id, _, _ := verify(v, p.AccessToken(t, "sub-admin")); id.Admin {
+		t.Errorf("groups claim still grants admin with admin_claim roles")
 	}
 }

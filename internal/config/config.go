@@ -70,6 +70,17 @@ type OIDC struct {
 	MinUID int `yaml:"min_uid"`
 	// MappingFile is an optional YAML map of subject -> Unix account that wins over the claim.
 	MappingFile string `yaml:"mapping_file"`
+	// MappingMode is "claim" (default: the mapping file, else username_claim) or "file"
+	// (the mapping file only; a subject it does not list is refused). Use "file", or a
+	// username_claim users cannot change, where the provider lets users edit
+	// preferred_username.
+	MappingMode string `yaml:"mapping_mode"`
+	// PinAccounts pins each Unix account to the first OIDC subject that maps to it
+	// (stored in Postgres); a second subject mapping to the same account is refused.
+	PinAccounts bool `yaml:"pin_accounts"`
+	// AdminClaim names the claim whose values are matched against admin_groups
+	// (default: groups_claim).
+	AdminClaim string `yaml:"admin_claim"`
 	// ClockSkew tolerated on exp and nbf.
 	ClockSkew time.Duration `yaml:"clock_skew"`
 }
@@ -192,6 +203,8 @@ func (c *Config) setDefaults() {
 		c.OIDC.UsernameClaim = "preferred_username"
 	}
 	def(&c.OIDC.GroupsClaim, "groups")
+	def(&c.OIDC.MappingMode, "claim")
+	def(&c.OIDC.AdminClaim, c.OIDC.GroupsClaim)
 	if c.OIDC.MinUID == 0 {
 		c.OIDC.MinUID = 1000
 	}
@@ -280,6 +293,15 @@ func (c *Config) Validate() error {
 	}
 	if len(c.OIDC.Audiences) == 0 {
 		bad("oidc.audiences", "needs at least one audience (the API's own identifier)")
+	}
+	switch c.OIDC.MappingMode {
+	case "claim":
+	case "file":
+		if c.OIDC.MappingFile == "" {
+			bad("oidc.mapping_mode", "file needs oidc.mapping_file")
+		}
+	default:
+		bad("oidc.mapping_mode", "must be claim or file, got %q", c.OIDC.MappingMode)
 	}
 	if c.OIDC.MinUID < 0 {
 		bad("oidc.min_uid", "must be >= 0")
