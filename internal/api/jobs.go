@@ -59,7 +59,6 @@ type Cluster struct {
 	Files  Files
 	// Ping checks SSH and `scontrol ping` (for /ready); nil reports the cluster unchecked.
 	Ping func(ctx context.Context) error
-
 }
 
 func (s *Server) cluster(name string) (*Cluster, bool) {

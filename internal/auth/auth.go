@@ -79,7 +79,9 @@ func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client 
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
 // WithUIDLookup replaces the gateway host's account lookup used for oidc.min_uid.
-func WithUIDLookup(f func(name string) (uid int, ok bool)) Option { return func(o *options) { o.uid = f } }
+func WithUIDLookup(f func(name string) (uid int, ok bool)) Option {
+	return func(o *options) { o.uid = f }
+}
 
 // WithLogger sets the logger for refused tokens.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
