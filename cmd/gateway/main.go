@@ -207,16 +207,20 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	wg.Add(1)
 	go func() { defer wg.Done(); a.run(wctx) }()
 
-	hs := &http.Server{
-		Addr:              cfg.Listen,
-		Handler:           a.handler,
-		ReadHeaderTimeout: 10 * time.Second,
+	servers := []*http.Server{newHTTPServer(cfg.Listen, a.handler)}
+	if cfg.Metrics.Listen != "" {
+		servers = append(servers, newHTTPServer(cfg.Metrics.Listen, a.metrics))
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.ListenAndServe() }()
-	log.Info("gateway listening", "addr", cfg.Listen, "version", version, "clusters", len(cfg.Clusters))
+	errc := make(chan error, len(servers))
+	for _, hs := range servers {
+		go func() { errc <- hs.ListenAndServe() }()
+	}
+	log.Info("gateway listening", "addr", cfg.Listen, "metrics", cfg.Metrics.Listen, "version", version, "clusters", len(cfg.Clusters))
 	select {
 	case err := <-errc:
+		for _, hs := range servers {
+			_ = hs.Close()
+		}
 		cancelWorkers()
 		wg.Wait()
 		return fmt.Errorf("listen: %w", err)
@@ -225,7 +229,10 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	log.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	err = hs.Shutdown(shutCtx)
+	for _, hs := range servers[1:] {
+		_ = hs.Shutdown(shutCtx)
+	}
+	err = servers[0].Shutdown(shutCtx)
 	cancelWorkers()
 	wg.Wait()
 	if err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -234,9 +241,33 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	return nil
 }
 
+// Server limits: headers within 10 s and 64 KiB, a whole request within 60 s, idle
+// keep-alive connections closed after 120 s. No write timeout: downloads and streams
+// are long; streams clear the read deadline and bound each write themselves.
+const (
+	readHeaderTimeout = 10 * time.Second
+	readTimeout       = 60 * time.Second
+	idleTimeout       = 120 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
+// newHTTPServer returns the gateway's HTTP server for addr with its bounds.
+func newHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+}
+
 // app is the assembled gateway: the HTTP handler and the background workers.
 type app struct {
 	handler http.Handler
+	// metrics serves /metrics on metrics.listen (when set).
+	metrics http.Handler
 	sub     *submit.Submitter
 	rec     *reconcile.Reconciler
 	hub     *event.Hub
@@ -265,6 +296,25 @@ func (a *app) close() {
 		_ = c()
 	}
 }
+
+// The wiring below hands these implementations to their consumers' interfaces; the
+// checks make a missing method a build error instead of a 503 at run time (e.g. an
+// SSH pool that is not an artifact.FS would fail every artifact route).
+var (
+	_ api.Store               = (*postgres.Store)(nil)
+	_ api.Slurm               = (*slurm.Client)(nil)
+	_ api.Files               = (*sshconn.Pool)(nil)
+	_ api.Authenticator       = (*auth.Verifier)(nil)
+	_ artifact.FS             = (*sshconn.Pool)(nil)
+	_ artifact.RetentionStore = (*postgres.Store)(nil)
+	_ event.Log               = (*postgres.Store)(nil)
+	_ submit.Store            = (*postgres.Store)(nil)
+	_ submit.Slurm            = (*slurm.Client)(nil)
+	_ submit.Files            = (*sshconn.Pool)(nil)
+	_ reconcile.Store         = (*postgres.Store)(nil)
+	_ reconcile.Slurm         = (*slurm.Client)(nil)
+	_ reconcile.Lease         = (*postgres.Leader)(nil)
+)
 
 // assemble builds the gateway on pool from cfg: OIDC verifier, one SSH pool and Slurm
 // client per cluster, the API server, the submitter and the reconciler.
@@ -301,7 +351,8 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		}}
 	srv := &api.Server{Log: log, Version: version, Auth: verifier, Store: store, Metrics: m,
 		MaxBody: cfg.Limits.MaxBodyBytes, MaxActivePerUser: cfg.Limits.MaxActiveJobsPerUser, Kick: a.sub.Kick,
-		AuthConfig: authConfig(cfg.OIDC)}
+		AuthConfig: authConfig(cfg.OIDC), MetricsToken: cfg.Metrics.BearerToken, MetricsSeparate: cfg.Metrics.Listen != "",
+		MaxStreamsPerUser: cfg.Limits.MaxStreamsPerUser, MaxStreams: cfg.Limits.MaxStreams}
 	a.hub = event.New(pool, store, event.Config{Logger: log.With("worker", "events")})
 	srv.Streams = api.Streams{Hub: a.hub, Events: store}
 	a.ret = &artifact.Retainer{Store: store, Log: log.With("worker", "retention"),
@@ -349,6 +400,7 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 			Policy: reconcile.Policy{RestartBudget: cl.RestartBudget, PauseGrace: cl.PauseGrace, LostGrace: max(time.Minute, 10*cl.PollInterval)}})
 	}
 	a.handler = auth.NewAudit(log).Middleware(srv.Handler())
+	a.metrics = srv.MetricsHandler()
 	return a, nil
 }
 

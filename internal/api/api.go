@@ -9,8 +9,8 @@ import (
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/metrics"
 )
@@ -23,12 +23,7 @@ type Authenticator interface {
 }
 
 // AuthConfig is what clients need to log in, served by GET /api/auth/config.
-type AuthConfig struct {
-	Issuer   string   `json:"issuer"`
-	ClientID string   `json:"client_id"`
-	Scopes   []string `json:"scopes"`
-	Audience string   `json:"audience"`
-}
+type AuthConfig = client.AuthConfig
 
 // Server holds the dependencies of the handlers.
 type Server struct {
@@ -39,44 +34,26 @@ type Server struct {
 	Store      Store
 	Clusters   []*Cluster
 	Metrics    *metrics.Metrics
+	// MetricsToken, when set, is the bearer token /metrics requires; MetricsSeparate
+	// serves /metrics only through MetricsHandler (its own listener).
+	MetricsToken    string
+	MetricsSeparate bool
 	// MaxBody caps request bodies (413 above it); MaxActivePerUser is the queue quota
 	// (429 above it; 0 means no limit).
 	MaxBody          int64
 	MaxActivePerUser int
+	// MaxStreamsPerUser and MaxStreams cap open streams (SSE, WebSocket, followed
+	// logs) per user and in all: 429 above them; 0 means no cap.
+	MaxStreamsPerUser int
+	MaxStreams        int
 	// Kick wakes the submitter after a job is queued for submission.
 	Kick func()
 	// Streams serves event streams (see stream.go); a zero value answers 503.
 	Streams Streams
-}
 
-// Handler returns the route table.
-func (s *Server) Handler() http.Handler {
-	r := chi.NewRouter()
-	r.Use(middleware.RequestID, s.instrument, s.recoverer)
-	r.Get("/health", s.health)
-	r.Get("/ready", s.ready)
-	r.Get("/metrics", s.metrics)
-	r.Get("/api/auth/config", s.authConfig)
-	r.Get("/api/openapi.json", s.openapi)
-	r.Group(func(r chi.Router) {
-		r.Use(s.authenticate)
-		r.Get("/api/whoami", s.whoami)
-		r.Post("/api/training/execute", s.execute)
-		r.Get("/api/training/status/{job_id}", s.status)
-		r.Post("/api/training/cancel/{job_id}", s.cancel)
-		r.Post("/api/training/pause/{job_id}", s.pause)
-		r.Post("/api/training/resume/{job_id}", s.resume)
-		r.Get("/api/jobs", s.list)
-		r.Get("/api/system/status", s.systemStatus)
-		s.streamRoutes(r)
-	})
-	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "no such route: "+r.URL.Path)
-	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed on "+r.URL.Path)
-	})
-	return r
+	readyCache readyCache
+	slots      streamSlots
+	logs       logShare
 }
 
 type ctxKey struct{}
@@ -104,34 +81,34 @@ func IdentityFrom(ctx context.Context) (job.Identity, bool) {
 	return id, ok
 }
 
-func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": s.Version})
-}
-
-func (s *Server) authConfig(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, s.AuthConfig)
-}
-
-func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
-	id, _ := IdentityFrom(r.Context())
-	writeJSON(w, http.StatusOK, map[string]any{"subject": id.Subject, "username": id.Username, "admin": id.Admin, "groups": id.Groups})
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, client.ErrorBody{Error: client.ErrorDetail{Code: code, Message: msg}})
 }
 
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	var b errorBody
-	b.Error.Code, b.Error.Message = code, msg
-	writeJSON(w, status, b)
+// load returns the caller's job, answering 404 for other users' jobs (admins see all).
+func (s *Server) load(r *http.Request) (job.Job, job.Identity, error) {
+	id, _ := IdentityFrom(r.Context())
+	jobID := chi.URLParam(r, "job_id")
+	j, err := s.Store.Get(r.Context(), jobID)
+	if err != nil {
+		return j, id, err
+	}
+	if !id.Admin && j.OwnerSubject != id.Subject {
+		return job.Job{}, id, job.Errorf(job.ENotFound, "job %s not found", jobID)
+	}
+	return j, id, nil
+}
+
+func callerName(r *http.Request) string {
+	id, _ := IdentityFrom(r.Context())
+	if id.Username != "" {
+		return id.Username
+	}
+	return id.Subject
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
 	"github.com/ftgate/ftgate/internal/sshconn"
@@ -35,7 +36,7 @@ func remote(t testing.TB, p *sshconn.Pool, user string, argv ...string) string {
 	return string(out)
 }
 
-func wsRead(t testing.TB, url, user string) <-chan wsMessage {
+func wsRead(t testing.TB, url, user string) <-chan client.WSMessage {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	conn, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + user}}})
@@ -43,7 +44,7 @@ func wsRead(t testing.TB, url, user string) <-chan wsMessage {
 		cancel()
 		t.Fatalf("dial %s: %v (%v)", url, err, resp)
 	}
-	ch := make(chan wsMessage, 1024)
+	ch := make(chan client.WSMessage, 1024)
 	go func() {
 		defer close(ch)
 		for {
@@ -51,7 +52,7 @@ func wsRead(t testing.TB, url, user string) <-chan wsMessage {
 			if err != nil {
 				return
 			}
-			var m wsMessage
+			var m client.WSMessage
 			if json.Unmarshal(b, &m) == nil {
 				ch <- m
 			}

@@ -82,14 +82,15 @@ var authzRoutes = []authzRoute{
 	{class: "user", method: "DELETE", path: "/api/training/job-a/checkpoints/step-10", want: [4]int{503, 404, 503, 403}},
 	{class: "user", method: "GET", path: "/api/training/job-a/model", want: [4]int{503, 404, 503, 403}},
 	{class: "user", method: "GET", path: "/api/training/job-a/model/manifest", want: [4]int{503, 404, 503, 403}},
-	{class: "user", method: "PUT", path: "/api/training/job-a/pin", want: [4]int{503, 404, 503, 403}},
-	{class: "user", method: "DELETE", path: "/api/training/job-a/pin", want: [4]int{503, 404, 503, 403}},
+	{class: "user", method: "PUT", path: "/api/training/job-a/pin", want: [4]int{200, 404, 200, 403}},
+	{class: "user", method: "DELETE", path: "/api/training/job-a/pin", want: [4]int{200, 404, 200, 403}},
 	{class: "user", method: "DELETE", path: "/api/training/job-a?purge=1", want: [4]int{409, 404, 409, 403}},
 	{class: "admin", method: "GET", path: "/api/jobs?user=bob", want: [4]int{403, 200, 200, 403}, jobs: &[3]int{0, 1, 1}},
 	{class: "admin", method: "GET", path: "/api/jobs?user=alice", want: [4]int{200, 403, 200, 403}, jobs: &[3]int{2, 0, 2}},
 }
 
 func TestAuthorizationMatrix(t *testing.T) {
+	t.Parallel()
 	p := authtest.New(t)
 	v, err := auth.New(context.Background(), config.OIDC{
 		Issuer: p.Issuer, Audiences: []string{authtest.Audience}, ClientID: authtest.ClientID,
@@ -110,6 +111,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 				want = http.StatusOK
 			}
 			t.Run(rt.class+" "+rt.method+" "+rt.path+" as "+kind, func(t *testing.T) {
+				t.Parallel()
 				store, fs := newMemStore(), newFakeSlurm()
 				srv := &Server{Auth: v, Store: store, MaxBody: 4096, Version: "test", Metrics: metrics.New(),
 					AuthConfig: AuthConfig{Issuer: p.Issuer, ClientID: authtest.ClientID, Audience: authtest.Audience},
@@ -213,17 +215,31 @@ type memStore struct {
 	mu      sync.Mutex
 	jobs    map[string]job.Job
 	changes []string
+	pinned  map[string]bool
+	purged  map[string]bool
 }
+
+// seedSpec is the spec of memStore's jobs: authzSpec, normalised.
+var seedSpec = func() job.Spec {
+	spec, err := job.DecodeSpec(strings.NewReader(authzSpec))
+	if err != nil {
+		panic(err)
+	}
+	spec.Resources.Cluster = "dev"
+	spec.Normalize()
+	return spec
+}()
 
 func newMemStore() *memStore {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	s := &memStore{jobs: map[string]job.Job{}}
+	s := &memStore{jobs: map[string]job.Job{}, pinned: map[string]bool{}, purged: map[string]bool{}}
 	for i, j := range []job.Job{
 		{ID: "job-a", OwnerSubject: "sub-alice", User: "alice", State: job.Queued, SlurmID: "101"},
 		{ID: "job-p", OwnerSubject: "sub-alice", User: "alice", State: job.Paused, SlurmID: "102"},
 		{ID: "job-b", OwnerSubject: "sub-bob", User: "bob", State: job.Queued, SlurmID: "103"},
 	} {
 		j.Cluster, j.JobDir, j.CreatedAt = "dev", "/jobs/"+j.User+"/"+j.ID, t0.Add(time.Duration(i)*time.Minute)
+		j.Spec = seedSpec
 		s.jobs[j.ID] = j
 	}
 	return s
@@ -291,9 +307,37 @@ func (s *memStore) Runs(context.Context) (map[string]postgres.Run, error) {
 
 func (s *memStore) Ping(context.Context) error { return nil }
 
+func (s *memStore) CountActive(_ context.Context, owner string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, j := range s.jobs {
+		if j.OwnerSubject == owner && j.State.Active() {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *memStore) SetPinned(_ context.Context, id string, pinned bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pinned[id] = pinned
+	s.changes = append(s.changes, fmt.Sprintf("pin %s %v", id, pinned))
+	return nil
+}
+
+func (s *memStore) MarkPurged(_ context.Context, id string, _ time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.purged[id] = true
+	return nil
+}
+
 // TestAuditThroughRouter wraps the real route table as cmd/gateway does and checks one
 // audit record per state-changing request: who, what, which job, result.
 func TestAuditThroughRouter(t *testing.T) {
+	t.Parallel()
 	p := authtest.New(t)
 	v, err := auth.New(context.Background(), config.OIDC{
 		Issuer: p.Issuer, Audiences: []string{authtest.Audience}, UsernameClaim: "preferred_username",
@@ -359,6 +403,7 @@ func rqPath(m map[string]any) string { s, _ := m["path"].(string); return s }
 // TestAuthorizationMatrixCoversEveryRoute fails when a route is added without a row in
 // the matrix.
 func TestAuthorizationMatrixCoversEveryRoute(t *testing.T) {
+	t.Parallel()
 	covered := map[string]bool{}
 	for _, rt := range authzRoutes {
 		p, _, _ := strings.Cut(rt.path, "?")

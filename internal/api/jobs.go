@@ -3,22 +3,15 @@ package api
 import (
 	"bytes"
 	"context"
-	"errors"
-	"io"
-	"mime"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 	"unicode/utf8"
 
-	"github.com/go-chi/chi/v5"
-
-	"github.com/ftgate/ftgate/internal/config"
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/jobsvc"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/submit"
@@ -26,71 +19,11 @@ import (
 
 // Store is what the handlers need from Postgres; *postgres.Store implements it.
 type Store interface {
-	Create(ctx context.Context, j job.Job, maxActive int) (job.Job, bool, error)
-	Get(ctx context.Context, id string) (job.Job, error)
+	jobsvc.Store
 	List(ctx context.Context, f postgres.Filter) ([]job.Job, string, error)
-	Transition(ctx context.Context, id string, c job.Change) (job.Job, error)
 	CountByState(ctx context.Context) ([]postgres.StateCount, error)
 	Runs(ctx context.Context) (map[string]postgres.Run, error)
 	Ping(ctx context.Context) error
-}
-
-// Slurm is the per-cluster Slurm control the handlers use; *slurm.Client implements it.
-type Slurm interface {
-	Render(req slurm.Request) (string, error)
-	Cancel(ctx context.Context, user, id string) error
-	Signal(ctx context.Context, user, id string) error
-	Hold(ctx context.Context, user, id string) error
-	Release(ctx context.Context, user, id string) error
-	Poll(ctx context.Context, user string, ids []string) (map[string]slurm.Status, error)
-	// CachedCapacity is the cluster's capacity read as the probe account (cached).
-	CachedCapacity(ctx context.Context) (*slurm.Capacity, error)
-}
-
-// Files writes files in job directories; *sshconn.Pool implements it.
-type Files interface {
-	WriteFile(ctx context.Context, user, path string, data []byte, perm os.FileMode) error
-}
-
-// Cluster is one configured cluster with its Slurm and file access.
-type Cluster struct {
-	Config config.Cluster
-	Slurm  Slurm
-	Files  Files
-	// Ping checks SSH and `scontrol ping` (for /ready); nil reports the cluster unchecked.
-	Ping func(ctx context.Context) error
-}
-
-func (s *Server) cluster(name string) (*Cluster, bool) {
-	for _, c := range s.Clusters {
-		if c.Config.Name == name {
-			return c, true
-		}
-	}
-	return nil, false
-}
-
-// readBody reads at most MaxBody bytes: a larger body is ETooLarge (413).
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	limit := s.MaxBody
-	if limit <= 0 {
-		limit = 1 << 20
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, job.Errorf(job.EInvalid, "Content-Type: want application/json, got %q", ct)
-		}
-	}
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
-	var mb *http.MaxBytesError
-	if errors.As(err, &mb) {
-		return nil, job.Errorf(job.ETooLarge, "body: larger than %d bytes", limit)
-	}
-	if err != nil {
-		return nil, job.Errorf(job.EInvalid, "body: %v", err)
-	}
-	return b, nil
 }
 
 // prepare decodes, normalises and validates a spec against the caller's cluster.
@@ -177,8 +110,8 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 			s.Error(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"dry_run": true, "spec": spec, "cluster": cl.Config.Name,
-			"job_dir": slurm.JobDir(cl.Config.JobRoot, j.User, "<job-id>"), "script": script})
+		writeJSON(w, http.StatusOK, client.DryRun{DryRun: true, Spec: spec, Cluster: cl.Config.Name,
+			JobDir: slurm.JobDir(cl.Config.JobRoot, j.User, "<job-id>"), Script: script})
 		return
 	default:
 		s.Error(w, r, job.Errorf(job.EInvalid, "dry_run: want 1 or 0, got %q", v))
@@ -191,32 +124,16 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		}
 		j.IdempotencyKey = key
 	}
-	out, created, err := s.Store.Create(r.Context(), j, s.MaxActivePerUser)
+	out, created, err := s.jobs().Create(r.Context(), j)
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
 	if !created {
 		w.Header().Set("Idempotent-Replayed", "true")
-	} else if s.Kick != nil {
-		s.Kick()
 	}
 	w.Header().Set("Location", "/api/training/status/"+out.ID)
 	writeJSON(w, http.StatusAccepted, out)
-}
-
-// load returns the caller's job, answering 404 for other users' jobs (admins see all).
-func (s *Server) load(r *http.Request) (job.Job, job.Identity, error) {
-	id, _ := IdentityFrom(r.Context())
-	jobID := chi.URLParam(r, "job_id")
-	j, err := s.Store.Get(r.Context(), jobID)
-	if err != nil {
-		return j, id, err
-	}
-	if !id.Admin && j.OwnerSubject != id.Subject {
-		return job.Job{}, id, job.Errorf(job.ENotFound, "job %s not found", jobID)
-	}
-	return j, id, nil
 }
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
@@ -228,195 +145,47 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, j)
 }
 
-// transition writes a state change and counts it.
-func (s *Server) transition(ctx context.Context, j job.Job, c job.Change) (job.Job, error) {
-	out, err := s.Store.Transition(ctx, j.ID, c)
-	if err == nil && s.Metrics != nil {
-		s.Metrics.Transitions.WithLabelValues(string(c.From), string(c.To)).Inc()
-	}
-	return out, err
-}
-
-func (s *Server) clusterOf(j job.Job) (*Cluster, error) {
-	cl, ok := s.cluster(j.Cluster)
-	if !ok || cl.Slurm == nil {
-		return nil, job.Errorf(job.EUnavailable, "cluster %s is not configured on this gateway", j.Cluster)
-	}
-	return cl, nil
-}
-
 // cancel works in every non-terminal state; cancelling a cancelled job answers 200.
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) {
 	j, _, err := s.load(r)
+	if err == nil {
+		j, err = s.jobs().Cancel(r.Context(), j, callerName(r))
+	}
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
-	for attempt := 0; attempt < 5; attempt++ {
-		switch {
-		case j.State == job.Cancelled:
-			writeJSON(w, http.StatusOK, j)
-			return
-		case j.State.Terminal():
-			s.Error(w, r, job.Errorf(job.EConflict, "job already %s; only unfinished jobs can be cancelled", j.State))
-			return
-		}
-		if j.SlurmID != "" && j.State != job.Submitting {
-			cl, err := s.clusterOf(j)
-			if err != nil {
-				s.Error(w, r, err)
-				return
-			}
-			if err := cl.Slurm.Cancel(r.Context(), j.User, j.SlurmID); err != nil {
-				s.Error(w, r, err)
-				return
-			}
-		}
-		// A job in submitting is cancelled in the store only: the submitter sees the
-		// conflict when it records its sbatch result and cancels that Slurm job.
-		out, err := s.transition(r.Context(), j, job.Change{From: j.State, To: job.Cancelled, Reason: "cancelled by " + callerName(r), ClearPause: true})
-		if err == nil {
-			writeJSON(w, http.StatusOK, out)
-			return
-		}
-		if job.ErrorCode(err) != job.EConflict {
-			s.Error(w, r, err)
-			return
-		}
-		if j, err = s.Store.Get(r.Context(), j.ID); err != nil {
-			s.Error(w, r, err)
-			return
-		}
-	}
-	s.Error(w, r, job.Errorf(job.EConflict, "job keeps changing state; retry"))
+	writeJSON(w, http.StatusOK, j)
 }
 
-func callerName(r *http.Request) string {
-	id, _ := IdentityFrom(r.Context())
-	if id.Username != "" {
-		return id.Username
-	}
-	return id.Subject
-}
-
-// ControlFile is control.json's name in the job directory.
-const ControlFile = "control.json"
-
+// pause answers 202 while a running job checkpoints (pausing), 200 once paused.
 func (s *Server) pause(w http.ResponseWriter, r *http.Request) {
 	j, _, err := s.load(r)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	switch j.State {
-	case job.Paused, job.Pausing:
-		writeJSON(w, http.StatusOK, j)
-		return
-	case job.Submitting:
-		s.Error(w, r, job.Errorf(job.EConflict, "job is still being submitted; retry in a few seconds"))
-		return
-	case job.Queued, job.Running:
-	default:
-		s.Error(w, r, job.Errorf(job.EConflict, "job already %s; only queued or running jobs can be paused", j.State))
-		return
-	}
-	cl, err := s.clusterOf(j)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	ctx := r.Context()
-	if j.State == job.Queued {
-		// Never signal a pending job (scancel --signal retries ~95 s): hold it.
-		if err := cl.Slurm.Hold(ctx, j.User, j.SlurmID); err != nil {
-			s.Error(w, r, err)
-			return
-		}
-		out, err := s.transition(ctx, j, job.Change{From: job.Queued, To: job.Paused, SetPause: true, Reason: "paused by " + callerName(r)})
-		if err != nil {
-			s.Error(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, out)
-		return
-	}
-	// Running: mark pausing first so the reconciler reads the job's end as a pause,
-	// then ask the trainer to checkpoint and exit.
-	out, err := s.transition(ctx, j, job.Change{From: job.Running, To: job.Pausing, SetPause: true, Reason: "pause requested by " + callerName(r)})
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	err = cl.Files.WriteFile(ctx, j.User, j.JobDir+"/"+ControlFile, []byte(`{"action":"pause"}`+"\n"), 0o644)
+	pending := false
 	if err == nil {
-		err = cl.Slurm.Signal(ctx, j.User, j.SlurmID)
+		j, pending, err = s.jobs().Pause(r.Context(), j, callerName(r))
 	}
 	if err != nil {
-		if _, rerr := s.Store.Transition(context.WithoutCancel(ctx), j.ID, job.Change{From: job.Pausing, To: job.Running, ClearPause: true, Reason: job.ClearReason}); rerr != nil {
-			s.logger().Error("revert failed pause", "job", j.ID, "err", rerr)
-		}
 		s.Error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusAccepted, out)
+	status := http.StatusOK
+	if pending {
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, j)
 }
 
 func (s *Server) resume(w http.ResponseWriter, r *http.Request) {
 	j, _, err := s.load(r)
+	if err == nil {
+		j, err = s.jobs().Resume(r.Context(), j, callerName(r))
+	}
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
-	switch j.State {
-	case job.Paused:
-	case job.Pausing:
-		s.Error(w, r, job.Errorf(job.EConflict, "job is still pausing (writing its checkpoint); resume once it is paused"))
-		return
-	case job.Submitting, job.Queued, job.Running:
-		s.Error(w, r, job.Errorf(job.EConflict, "job is %s, not paused; only a paused job can be resumed", j.State))
-		return
-	default:
-		s.Error(w, r, job.Errorf(job.EConflict, "job already %s; a finished job cannot be resumed (submit it again)", j.State))
-		return
-	}
-	cl, err := s.clusterOf(j)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	ctx := r.Context()
-	if err := cl.Files.WriteFile(ctx, j.User, j.JobDir+"/"+ControlFile, []byte(`{"action":"run"}`+"\n"), 0o644); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	known := false
-	if j.SlurmID != "" {
-		st, err := cl.Slurm.Poll(ctx, j.User, []string{j.SlurmID})
-		if err != nil {
-			s.Error(w, r, err)
-			return
-		}
-		if v, ok := st[j.SlurmID]; ok && !v.State.Terminal() {
-			known = true
-		}
-	}
-	c := job.Change{From: job.Paused, To: job.Submitting, ClearPause: true, Reason: "resubmitted: Slurm no longer holds the job"}
-	if known {
-		if err := cl.Slurm.Release(ctx, j.User, j.SlurmID); err != nil {
-			s.Error(w, r, err)
-			return
-		}
-		c = job.Change{From: job.Paused, To: job.Queued, ClearPause: true, Reason: "resumed by " + callerName(r)}
-	}
-	out, err := s.transition(ctx, j, c)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	if c.To == job.Submitting && s.Kick != nil {
-		s.Kick()
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, j)
 }
 
 const maxPage = 200
@@ -489,149 +258,5 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	if jobs == nil {
 		jobs = []job.Job{}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"jobs": jobs, "next_cursor": next})
-}
-
-// parseTime accepts RFC 3339 or a date (YYYY-MM-DD, UTC).
-func parseTime(field, v string) (time.Time, error) {
-	if v == "" {
-		return time.Time{}, nil
-	}
-	if t, err := time.Parse(time.RFC3339, v); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.DateOnly, v); err == nil {
-		return t, nil
-	}
-	return time.Time{}, job.Errorf(job.EInvalid, "%s: want RFC 3339 (2026-01-02T15:04:05Z) or a date (2026-01-02), got %q", field, v)
-}
-
-func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-	defer cancel()
-	checks := map[string]string{}
-	failed := false
-	if s.Store == nil {
-		checks["postgres"], failed = "not configured", true
-	} else if err := s.Store.Ping(ctx); err != nil {
-		checks["postgres"], failed = "failed: "+job.ErrorMessage(err), true
-	} else {
-		checks["postgres"] = "ok"
-	}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, cl := range s.Clusters {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			res := "ok"
-			if cl.Ping == nil {
-				res = "failed: no probe configured (set clusters[].probe_user)"
-			} else if err := cl.Ping(ctx); err != nil {
-				res = "failed: " + err.Error()
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			checks["cluster "+cl.Config.Name] = res
-			if res != "ok" {
-				failed = true
-			}
-		}()
-	}
-	wg.Wait()
-	if failed {
-		var bad []string
-		for k, v := range checks {
-			if v != "ok" {
-				bad = append(bad, k)
-			}
-		}
-		slices.Sort(bad)
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "not ready", "failed": bad, "checks": checks,
-			"error": map[string]string{"code": job.EUnavailable, "message": "not ready: " + strings.Join(bad, ", ")}})
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
-}
-
-type partitionStatus struct {
-	Name          string `json:"name"`
-	State         string `json:"state"`
-	GPUsTotal     int    `json:"gpus_total"`
-	GPUsAllocated int    `json:"gpus_allocated"`
-	GPUsFree      int    `json:"gpus_free"`
-	MaxNodeGPUs   int    `json:"max_node_gpus"`
-}
-
-type clusterStatus struct {
-	Name                string            `json:"name"`
-	Partitions          []partitionStatus `json:"partitions"`
-	CapacityError       string            `json:"capacity_error,omitempty"`
-	Jobs                map[string]int    `json:"jobs"`
-	ReconcilerLastRun   *time.Time        `json:"reconciler_last_run,omitempty"`
-	ReconcilerLagSecond *float64          `json:"reconciler_lag_seconds,omitempty"`
-	ReconcilerError     string            `json:"reconciler_error,omitempty"`
-	Degraded            bool              `json:"degraded"`
-}
-
-func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 15*time.Second)
-	defer cancel()
-	counts, err := s.Store.CountByState(ctx)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	runs, err := s.Store.Runs(ctx)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	out := make([]clusterStatus, len(s.Clusters))
-	var wg sync.WaitGroup
-	for i, cl := range s.Clusters {
-		cs := clusterStatus{Name: cl.Config.Name, Jobs: map[string]int{}, Partitions: []partitionStatus{}}
-		for _, st := range job.States {
-			cs.Jobs[string(st)] = 0
-		}
-		for _, c := range counts {
-			if c.Cluster == cl.Config.Name {
-				cs.Jobs[string(c.State)] = c.N
-			}
-		}
-		if run, ok := runs[cl.Config.Name]; ok {
-			at := run.At
-			lag := time.Since(at).Seconds()
-			cs.ReconcilerLastRun, cs.ReconcilerLagSecond, cs.ReconcilerError = &at, &lag, run.Error
-		}
-		// Degraded: the last reconciler pass failed (e.g. slurmctld down); progress
-		// files are still read, states are not decided until Slurm answers again.
-		cs.Degraded = cs.ReconcilerError != ""
-		out[i] = cs
-		if cl.Slurm == nil {
-			out[i].CapacityError = "no Slurm client"
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			capa, err := cl.Slurm.CachedCapacity(ctx)
-			if err != nil {
-				out[i].CapacityError = job.ErrorMessage(err)
-				if job.ErrorCode(err) == job.EUnavailable {
-					out[i].Degraded = true
-				}
-				return
-			}
-			for _, p := range capa.Partitions {
-				if !slices.Contains(cl.Config.Partitions, p.Name) {
-					continue
-				}
-				out[i].Partitions = append(out[i].Partitions, partitionStatus{Name: p.Name, State: p.State, GPUsTotal: p.GPUs,
-					GPUsAllocated: p.GPUsAlloc, GPUsFree: p.GPUs - p.GPUsAlloc, MaxNodeGPUs: p.MaxNodeGPUs})
-			}
-		}()
-	}
-	wg.Wait()
-	writeJSON(w, http.StatusOK, map[string]any{"version": s.Version, "time": time.Now().UTC(), "clusters": out})
+	writeJSON(w, http.StatusOK, client.JobList{Jobs: jobs, NextCursor: next})
 }

@@ -374,8 +374,9 @@ func TestIntegrationReadySystemMetrics(t *testing.T) {
 		t.Fatalf("ready: %d %v", code, m)
 	}
 	h.srv.Clusters[0].Ping = func(context.Context) error { return fmt.Errorf("scontrol ping: Slurmctld(primary) is DOWN") }
+	h.srv.readyCache.at = time.Time{} // past the cache
 	code, m, _ := h.do("GET", "/ready", "", "")
-	if code != 503 || !strings.Contains(fmt.Sprint(m["failed"]), "cluster dev") {
+	if code != 503 || m["status"] != "not ready" || strings.Contains(fmt.Sprint(m), "Slurmctld") {
 		t.Fatalf("ready with cluster down: %d %v", code, m)
 	}
 	h.submit("alice")

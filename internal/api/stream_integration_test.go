@@ -16,6 +16,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/event"
 	"github.com/ftgate/ftgate/internal/job"
@@ -416,7 +417,7 @@ func TestIntegrationSSELogLinesAndWebSocket(t *testing.T) {
 		select {
 		case ev := <-ch:
 			if ev.Name == "log" {
-				var l wireLog
+				var l client.LogLines
 				if err := jsonUnmarshal(ev.Data, &l); err != nil {
 					t.Fatal(err)
 				}

@@ -39,6 +39,7 @@ func (l memEvents) Events(_ context.Context, id string, after int64, limit int) 
 }
 
 func TestParseEventID(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		hdr, query string
 		want       int64
@@ -71,6 +72,7 @@ func TestParseEventID(t *testing.T) {
 }
 
 func TestSSEBackfillLiveHeartbeatAndSlowClose(t *testing.T) {
+	t.Parallel()
 	j := job.Job{ID: "00000000-0000-4000-8000-000000000001", OwnerSubject: "sub-alice", User: "alice"}
 	var log memEvents
 	for i := int64(1); i <= 5; i++ {

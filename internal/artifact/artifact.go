@@ -48,8 +48,7 @@ type Dir struct {
 }
 
 var (
-	elemRE     = regexp.MustCompile(`^[A-Za-z0-9_+@=,-][A-Za-z0-9_.+@=,-]{0,254}$`)
-	ckptNameRE = regexp.MustCompile(`^step-([0-9]{1,12})$`)
+	elemRE = regexp.MustCompile(`^[A-Za-z0-9_+@=,-][A-Za-z0-9_.+@=,-]{0,254}$`)
 )
 
 // ForJob returns the Dir of j on a cluster whose job root is root. It refuses a job
@@ -93,17 +92,6 @@ func Rel(field, p string) (string, error) {
 		}
 	}
 	return p, nil
-}
-
-// CheckpointName validates a checkpoint name (step-<N>) and returns its step.
-func CheckpointName(name string) (int64, error) {
-	m := ckptNameRE.FindStringSubmatch(name)
-	if m == nil {
-		return 0, job.Errorf(job.EInvalid, "checkpoint name: must look like step-<N>, got %q", truncate(name, 80))
-	}
-	var n int64
-	fmt.Sscan(m[1], &n)
-	return n, nil
 }
 
 func truncate(s string, n int) string {

@@ -8,6 +8,7 @@ import (
 )
 
 func TestRel(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in string
 		ok bool
@@ -43,30 +44,8 @@ func TestRel(t *testing.T) {
 	}
 }
 
-func TestCheckpointName(t *testing.T) {
-	tests := []struct {
-		in   string
-		step int64
-		ok   bool
-	}{
-		{"step-10", 10, true},
-		{"step-0", 0, true},
-		{"step-", 0, false},
-		{"step-1/..", 0, false},
-		{"..", 0, false},
-		{".tmp-step-3-1", 0, false},
-		{"step-1x", 0, false},
-		{"step-1234567890123", 0, false},
-	}
-	for _, tt := range tests {
-		n, err := CheckpointName(tt.in)
-		if (err == nil) != tt.ok || n != tt.step {
-			t.Errorf("CheckpointName(%q) = %d, %v; want %d ok=%v", tt.in, n, err, tt.step, tt.ok)
-		}
-	}
-}
-
 func TestForJob(t *testing.T) {
+	t.Parallel()
 	ok := job.Job{ID: "j1", User: "alice", JobDir: "/jobs/alice/j1"}
 	if d, err := ForJob(nil, "/jobs/", ok); err != nil || d.Path != "/jobs/alice/j1" || d.Root != "/jobs" {
 		t.Fatalf("ForJob = %+v, %v", d, err)
@@ -81,6 +60,7 @@ func TestForJob(t *testing.T) {
 }
 
 func TestTailIndex(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		buf     string
 		n       int
@@ -103,6 +83,7 @@ func TestTailIndex(t *testing.T) {
 }
 
 func TestLogLines(t *testing.T) {
+	t.Parallel()
 	lines, rest := LogLines([]byte("a\r\nb\npart"))
 	if strings.Join(lines, "|") != "a|b" || string(rest) != "part" {
 		t.Fatalf("LogLines = %q, %q", lines, rest)
@@ -110,6 +91,7 @@ func TestLogLines(t *testing.T) {
 }
 
 func TestReadSeries(t *testing.T) {
+	t.Parallel()
 	in := `{"step": 1, "loss": 2.0, "learning_rate": 0.1, "time": 5, "restart_count": 0}
 {"step": 2, "loss": 1.5, "tokens_per_second": 100}
 not json

@@ -63,7 +63,7 @@ func (d *Dir) ReadManifest(ctx context.Context, dir string) (*Manifest, error) {
 // the manifest is there, names this step, and every file it lists is present with
 // its size (checksums are verified by the trainer and by clients).
 func (d *Dir) Checkpoints(ctx context.Context) ([]Checkpoint, error) {
-	real, err := d.Resolve(ctx, "checkpoints")
+	real, err := d.Resolve(ctx, job.CheckpointsDir)
 	if err != nil {
 		if job.ErrorCode(err) == job.ENotFound {
 			return []Checkpoint{}, nil
@@ -76,8 +76,8 @@ func (d *Dir) Checkpoints(ctx context.Context) ([]Checkpoint, error) {
 	}
 	out := []Checkpoint{}
 	for _, fi := range fis {
-		step, err := CheckpointName(fi.Name())
-		if err != nil || !fi.IsDir() {
+		step, ok := job.CheckpointStep(fi.Name())
+		if !ok || !fi.IsDir() {
 			continue // temporaries (.tmp-step-*), symlinks and stray files
 		}
 		c := Checkpoint{Name: fi.Name(), Step: step, Created: fi.ModTime().UTC()}
@@ -98,7 +98,7 @@ func (d *Dir) Checkpoints(ctx context.Context) ([]Checkpoint, error) {
 }
 
 func (d *Dir) inspect(ctx context.Context, c *Checkpoint) {
-	dir := "checkpoints/" + c.Name
+	dir := job.CheckpointsDir + "/" + c.Name
 	files, err := d.Walk(ctx, dir, maxFiles)
 	if err != nil {
 		c.Problem = job.ErrorMessage(err)
@@ -134,17 +134,6 @@ func (d *Dir) inspect(ctx context.Context, c *Checkpoint) {
 		}
 	}
 	c.Complete = true
-}
-
-// Tar writes the regular files below rel (a directory inside the job directory) to w
-// as a tar stream, each read from the cluster as it is written. prefix names the
-// top-level directory in the archive.
-func (d *Dir) Tar(ctx context.Context, w io.Writer, rel, prefix string) error {
-	files, err := d.Walk(ctx, rel, maxFiles)
-	if err != nil {
-		return err
-	}
-	return d.WriteTar(ctx, w, files, prefix)
 }
 
 // WriteTar streams files (from Walk) into a tar archive on w.

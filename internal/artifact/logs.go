@@ -4,15 +4,9 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"regexp"
 	"strings"
 
 	"github.com/ftgate/ftgate/internal/job"
-)
-
-var (
-	slurmIDRE = regexp.MustCompile(`^[0-9]{1,12}(_[0-9]{1,10})?$`)
-	logNameRE = regexp.MustCompile(`^slurm-[0-9]{1,12}(_[0-9]{1,10})?\.out$`)
 )
 
 // maxTailWindow is how far back from the end a tail looks for line starts.
@@ -21,7 +15,7 @@ const maxTailWindow = 1 << 20
 // LogFile returns the name of the job's Slurm output file: slurm-<slurm id>.out when
 // the Slurm id is known, else the newest slurm-*.out in the job directory.
 func (d *Dir) LogFile(ctx context.Context, slurmID string) (string, error) {
-	if slurmIDRE.MatchString(slurmID) {
+	if job.ValidSlurmID(slurmID) {
 		return "slurm-" + slurmID + ".out", nil
 	}
 	real, err := d.realDir(ctx)
@@ -35,7 +29,7 @@ func (d *Dir) LogFile(ctx context.Context, slurmID string) (string, error) {
 	name := ""
 	var newest int64
 	for _, fi := range fis {
-		if logNameRE.MatchString(fi.Name()) && fi.Mode().IsRegular() && (name == "" || fi.ModTime().UnixNano() > newest) {
+		if isLogName(fi.Name()) && fi.Mode().IsRegular() && (name == "" || fi.ModTime().UnixNano() > newest) {
 			name, newest = fi.Name(), fi.ModTime().UnixNano()
 		}
 	}
@@ -101,4 +95,11 @@ func LogLines(b []byte) (lines []string, rest []byte) {
 		lines = append(lines, strings.TrimSuffix(string(b[:i]), "\r"))
 		b = b[i+1:]
 	}
+}
+
+// isLogName reports whether name is a Slurm output file, slurm-<slurm id>.out.
+func isLogName(name string) bool {
+	id, ok := strings.CutPrefix(name, "slurm-")
+	id, ok2 := strings.CutSuffix(id, ".out")
+	return ok && ok2 && job.ValidSlurmID(id)
 }

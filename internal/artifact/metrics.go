@@ -154,7 +154,7 @@ func addRow(rows map[int64]map[string]float64, line []byte, sinceStep int64, out
 // Metrics reads the job's metrics.jsonl into series (see ReadSeries). A job without
 // the file yet has empty series.
 func (d *Dir) Metrics(ctx context.Context, sinceStep int64, maxPoints int) (*Series, error) {
-	real, fi, err := d.Stat(ctx, "metrics.jsonl")
+	real, fi, err := d.Stat(ctx, job.MetricsJSONL)
 	if job.ErrorCode(err) == job.ENotFound {
 		return &Series{LastStep: sinceStep, Series: map[string][][2]float64{}}, nil
 	}

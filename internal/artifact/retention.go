@@ -207,7 +207,7 @@ func rotateJob(ctx context.Context, cl Cluster, j job.Job) ([]string, error) {
 	var done []string
 	var errs []error
 	for _, name := range Rotate(cks, cl.Policy) {
-		if err := d.Remove(ctx, "checkpoints/"+name); err != nil {
+		if err := d.Remove(ctx, job.CheckpointsDir+"/"+name); err != nil {
 			errs = append(errs, err)
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 )
 
 func TestRotate(t *testing.T) {
+	t.Parallel()
 	loss := func(v float64) *float64 { return &v }
 	cks := []Checkpoint{
 		{Name: "step-10", Step: 10, Complete: true, Loss: loss(0.5), Best: true},
@@ -34,6 +35,7 @@ func TestRotate(t *testing.T) {
 }
 
 func TestRetainerSkipsWithoutLead(t *testing.T) {
+	t.Parallel()
 	released := false
 	r := &Retainer{Clusters: []Cluster{{Name: "dev", Policy: Policy{KeepLast: 1}}},
 		Lead: func(context.Context) (func(), error) { return nil, nil }}

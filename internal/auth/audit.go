@@ -126,9 +126,6 @@ func SetAuditJob(ctx context.Context, jobID string) {
 	}
 }
 
-// SetAuditIdentity records the caller of a request; Verifier.Authenticate calls it.
-func SetAuditIdentity(ctx context.Context, id job.Identity) { noteIdentity(ctx, id) }
-
 func noteIdentity(ctx context.Context, id job.Identity) {
 	if e, ok := ctx.Value(auditKey{}).(*auditEntry); ok {
 		e.mu.Lock()

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -22,9 +21,6 @@ import (
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/job"
 )
-
-// UsernamePattern is what a mapped Unix account must match.
-var UsernamePattern = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 
 // signingAlgs are the only algorithms accepted: asymmetric ones, never none or HMAC.
 var signingAlgs = []string{
@@ -423,8 +419,8 @@ func checkUsername(name string, deny map[string]bool) error {
 	if name == "" {
 		return job.Errorf(job.EForbidden, "the token's username is empty")
 	}
-	if !UsernamePattern.MatchString(name) {
-		return job.Errorf(job.EForbidden, "username %q is not a valid Unix account name (must match %s)", name, UsernamePattern)
+	if !job.ValidUser(name) {
+		return job.Errorf(job.EForbidden, "username %q is not a valid Unix account name (must match %s)", name, job.UserRE)
 	}
 	if deny[name] {
 		return job.Errorf(job.EForbidden, "username %q may not use the gateway", name)

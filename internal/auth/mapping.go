@@ -17,7 +17,7 @@ import (
 //
 //	"CiQwOGE4Njg0Yi1kYjg4LTRiNzMtOTBhOS0zY2QxNjYxZjU0NjYSBWxvY2Fs": alice
 //
-// Every account must match UsernamePattern and not be in deny. Entries win over the
+// Every account must match job.UserRE and not be in deny. Entries win over the
 // username claim.
 func LoadMapping(path string, deny map[string]bool) (map[string]string, error) {
 	b, err := os.ReadFile(path)

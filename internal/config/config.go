@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ftgate/ftgate/internal/job"
 )
 
 // Config is the whole gateway configuration.
@@ -29,7 +31,16 @@ type Config struct {
 	Database  Database  `yaml:"database"`
 	OIDC      OIDC      `yaml:"oidc"`
 	Limits    Limits    `yaml:"limits"`
+	Metrics   Metrics   `yaml:"metrics"`
 	Clusters  []Cluster `yaml:"clusters"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen, when set, serves /metrics on this address only (not on listen).
+	Listen string `yaml:"listen"`
+	// BearerToken, when set, is required as "Authorization: Bearer <token>" on /metrics.
+	BearerToken string `yaml:"bearer_token" secret:"true"`
 }
 
 // Database configures the Postgres connection.
@@ -91,6 +102,10 @@ type Limits struct {
 	MaxActiveJobsPerUser int `yaml:"max_active_jobs_per_user"`
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxStreamsPerUser and MaxStreams cap open event streams, WebSockets and
+	// followed logs per user and in all (429 above them).
+	MaxStreamsPerUser int `yaml:"max_streams_per_user"`
+	MaxStreams        int `yaml:"max_streams"`
 }
 
 // Cluster describes one Slurm cluster reached over SSH.
@@ -220,6 +235,12 @@ func (c *Config) setDefaults() {
 	if c.Limits.MaxBodyBytes == 0 {
 		c.Limits.MaxBodyBytes = 1 << 20
 	}
+	if c.Limits.MaxStreamsPerUser == 0 {
+		c.Limits.MaxStreamsPerUser = 16
+	}
+	if c.Limits.MaxStreams == 0 {
+		c.Limits.MaxStreams = 1000
+	}
 	for i := range c.Clusters {
 		cl := &c.Clusters[i]
 		if cl.Port == 0 {
@@ -269,9 +290,7 @@ func def(s *string, v string) {
 }
 
 var (
-	nameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 	signalRE = regexp.MustCompile(`^(USR1|USR2|TERM|INT|HUP|URG)$`)
-	userRE   = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
 )
 
 // Validate checks the configuration and names the offending key.
@@ -309,11 +328,17 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxActiveJobsPerUser < 0 {
 		bad("limits.max_active_jobs_per_user", "must be >= 0")
 	}
+	if c.Limits.MaxStreamsPerUser < 0 || c.Limits.MaxStreams < 0 {
+		bad("limits.max_streams_per_user and max_streams", "must be >= 0")
+	}
+	if c.Metrics.Listen != "" && c.Metrics.Listen == c.Listen {
+		bad("metrics.listen", "must differ from listen (%s); leave it empty to serve /metrics there", c.Listen)
+	}
 	seen := map[string]bool{}
 	for i, cl := range c.Clusters {
 		k := func(f string) string { return fmt.Sprintf("clusters[%d].%s", i, f) }
-		if !nameRE.MatchString(cl.Name) {
-			bad(k("name"), "must match %s, got %q", nameRE, cl.Name)
+		if !job.NameRE.MatchString(cl.Name) {
+			bad(k("name"), "must match %s, got %q", job.NameRE, cl.Name)
 		}
 		if seen[cl.Name] {
 			bad(k("name"), "duplicate cluster %q", cl.Name)
@@ -343,8 +368,8 @@ func (c *Config) Validate() error {
 		if cl.Retention.Interval < time.Minute {
 			bad(k("retention.interval"), "must be at least 1m")
 		}
-		if cl.ProbeUser != "" && !userRE.MatchString(cl.ProbeUser) {
-			bad(k("probe_user"), "must be a Unix account name matching %s, got %q", userRE, cl.ProbeUser)
+		if cl.ProbeUser != "" && !job.UserRE.MatchString(cl.ProbeUser) {
+			bad(k("probe_user"), "must be a Unix account name matching %s, got %q", job.UserRE, cl.ProbeUser)
 		}
 		if cl.JobRoot == "" || !strings.HasPrefix(cl.JobRoot, "/") {
 			bad(k("job_root"), "must be an absolute path, got %q", cl.JobRoot)
@@ -353,14 +378,14 @@ func (c *Config) Validate() error {
 			bad(k("partitions"), "needs at least one partition")
 		}
 		for _, p := range cl.Partitions {
-			if !nameRE.MatchString(p) {
+			if !job.NameRE.MatchString(p) {
 				bad(k("partitions"), "invalid partition name %q", p)
 			}
 		}
 		if cl.DefaultPartition != "" && !contains(cl.Partitions, cl.DefaultPartition) {
 			bad(k("default_partition"), "%q is not in partitions", cl.DefaultPartition)
 		}
-		if cl.GPUType != "" && !nameRE.MatchString(cl.GPUType) {
+		if cl.GPUType != "" && !job.NameRE.MatchString(cl.GPUType) {
 			bad(k("gpu_type"), "invalid GPU type %q", cl.GPUType)
 		}
 		if !signalRE.MatchString(cl.CheckpointSignal) {

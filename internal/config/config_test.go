@@ -34,6 +34,7 @@ func write(t *testing.T, name, body string) string {
 }
 
 func TestLoadDefaults(t *testing.T) {
+	t.Parallel()
 	c, err := Load(write(t, "c.yaml", minimal), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -51,6 +52,7 @@ func TestLoadDefaults(t *testing.T) {
 }
 
 func TestEnvOverridesAndFile(t *testing.T) {
+	t.Parallel()
 	secret := write(t, "dburl", "postgres://u:secret@127.0.0.1:5432/ftgate\n")
 	env := []string{
 		"FTGATE_LISTEN=127.0.0.1:9999",
@@ -84,6 +86,7 @@ func TestEnvOverridesAndFile(t *testing.T) {
 }
 
 func TestLoadErrorsNameTheKey(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, yaml string
 		env        []string

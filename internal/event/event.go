@@ -79,15 +79,18 @@ type Hub struct {
 	log     Log
 	connect func(ctx context.Context) (*pgx.Conn, error)
 
-	mu     sync.Mutex
-	byJob  map[string]map[*Sub]struct{}
-	all    map[*Sub]struct{}
-	closed bool
+	// Subscribers indexed by what they want, so an event touches only its own:
+	// byJob (one job's stream), byOwner (an owner's /api/events), admins (every job).
+	mu      sync.Mutex
+	byJob   map[string]map[*Sub]struct{}
+	byOwner map[string]map[*Sub]struct{}
+	admins  map[*Sub]struct{}
+	closed  bool
 
 	ready     chan struct{}
 	readyOnce sync.Once
 
-	notes, fetched, dropped atomic.Int64
+	notes, fetched, dropped, offered atomic.Int64
 }
 
 // New returns a hub that listens on a dedicated connection configured like pool's
@@ -113,7 +116,7 @@ func newHub(log Log, cfg Config, connect func(context.Context) (*pgx.Conn, error
 		cfg.Logger = slog.Default()
 	}
 	return &Hub{cfg: cfg, log: log, connect: connect, byJob: map[string]map[*Sub]struct{}{},
-		all: map[*Sub]struct{}{}, ready: make(chan struct{})}
+		byOwner: map[string]map[*Sub]struct{}{}, admins: map[*Sub]struct{}{}, ready: make(chan struct{})}
 }
 
 // Ready is closed once the first LISTEN is in place.
@@ -125,17 +128,21 @@ type Stats struct {
 	Notes       int64 // notifications received
 	Fetched     int64 // events read from the log for delivery
 	Dropped     int64 // subscribers dropped as slow
+	Offered     int64 // events offered to subscribers (one per matching subscriber)
 }
 
 // Stats returns the hub's counters.
 func (h *Hub) Stats() Stats {
 	h.mu.Lock()
-	n := len(h.all)
+	n := len(h.admins)
 	for _, m := range h.byJob {
 		n += len(m)
 	}
+	for _, m := range h.byOwner {
+		n += len(m)
+	}
 	h.mu.Unlock()
-	return Stats{Subscribers: n, Notes: h.notes.Load(), Fetched: h.fetched.Load(), Dropped: h.dropped.Load()}
+	return Stats{Subscribers: n, Notes: h.notes.Load(), Fetched: h.fetched.Load(), Dropped: h.dropped.Load(), Offered: h.offered.Load()}
 }
 
 // Run listens until ctx ends, reconnecting with backoff when the connection drops;
@@ -212,38 +219,34 @@ func (h *Hub) handle(ctx context.Context, note Note) {
 func (h *Hub) wanted(n Note) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if len(h.byJob[n.JobID]) > 0 {
-		return true
-	}
-	for s := range h.all {
-		if s.filter.Owner == "" || s.filter.Owner == n.Owner {
-			return true
-		}
-	}
-	return false
+	return len(h.byJob[n.JobID]) > 0 || len(h.admins) > 0 || len(h.byOwner[n.Owner]) > 0
 }
 
 // Publish offers m to every matching subscriber without blocking; subscribers whose
-// queue is full are dropped with ErrSlow. The listener calls it; tests may too.
+// queue is full are dropped with ErrSlow. Only the subscribers that want m are
+// visited (the job's, its owner's and the admins'), whatever the number of others.
+// The listener calls it; tests may too.
 func (h *Hub) Publish(m Message) {
 	var slow []*Sub
+	n := 0
+	offer := func(subs map[*Sub]struct{}) {
+		for s := range subs {
+			n++
+			select {
+			case s.ch <- m:
+			default:
+				slow = append(slow, s)
+			}
+		}
+	}
 	h.mu.Lock()
-	offer := func(s *Sub) {
-		select {
-		case s.ch <- m:
-		default:
-			slow = append(slow, s)
-		}
+	offer(h.byJob[m.Event.JobID])
+	if m.Owner != "" {
+		offer(h.byOwner[m.Owner])
 	}
-	for s := range h.byJob[m.Event.JobID] {
-		offer(s)
-	}
-	for s := range h.all {
-		if s.filter.Owner == "" || s.filter.Owner == m.Owner {
-			offer(s)
-		}
-	}
+	offer(h.admins)
 	h.mu.Unlock()
+	h.offered.Add(int64(n))
 	for _, s := range slow {
 		h.dropped.Add(1)
 		s.drop(ErrSlow)
@@ -264,7 +267,12 @@ func (h *Hub) signalGap() {
 			sig(s)
 		}
 	}
-	for s := range h.all {
+	for _, m := range h.byOwner {
+		for s := range m {
+			sig(s)
+		}
+	}
+	for s := range h.admins {
 		sig(s)
 	}
 }
@@ -278,7 +286,12 @@ func (h *Hub) shutdown() {
 			subs = append(subs, s)
 		}
 	}
-	for s := range h.all {
+	for _, m := range h.byOwner {
+		for s := range m {
+			subs = append(subs, s)
+		}
+	}
+	for s := range h.admins {
 		subs = append(subs, s)
 	}
 	h.mu.Unlock()
@@ -298,31 +311,45 @@ func (h *Hub) Subscribe(f Filter) *Sub {
 		close(s.done)
 		return s
 	}
-	if f.JobID == "" {
-		h.all[s] = struct{}{}
-	} else {
-		m := h.byJob[f.JobID]
-		if m == nil {
-			m = map[*Sub]struct{}{}
-			h.byJob[f.JobID] = m
-		}
-		m[s] = struct{}{}
+	switch {
+	case f.JobID != "":
+		addTo(h.byJob, f.JobID, s)
+	case f.Owner != "":
+		addTo(h.byOwner, f.Owner, s)
+	default:
+		h.admins[s] = struct{}{}
 	}
 	return s
+}
+
+func addTo(idx map[string]map[*Sub]struct{}, key string, s *Sub) {
+	m := idx[key]
+	if m == nil {
+		m = map[*Sub]struct{}{}
+		idx[key] = m
+	}
+	m[s] = struct{}{}
+}
+
+func removeFrom(idx map[string]map[*Sub]struct{}, key string, s *Sub) {
+	if m := idx[key]; m != nil {
+		delete(m, s)
+		if len(m) == 0 {
+			delete(idx, key)
+		}
+	}
 }
 
 func (h *Hub) remove(s *Sub) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if s.filter.JobID == "" {
-		delete(h.all, s)
-		return
-	}
-	if m := h.byJob[s.filter.JobID]; m != nil {
-		delete(m, s)
-		if len(m) == 0 {
-			delete(h.byJob, s.filter.JobID)
-		}
+	switch {
+	case s.filter.JobID != "":
+		removeFrom(h.byJob, s.filter.JobID, s)
+	case s.filter.Owner != "":
+		removeFrom(h.byOwner, s.filter.Owner, s)
+	default:
+		delete(h.admins, s)
 	}
 }
 

@@ -39,6 +39,7 @@ func ids(evs []job.Event) []int64 {
 }
 
 func TestPublishFilters(t *testing.T) {
+	t.Parallel()
 	h := newHub(memLog{}, Config{Buffer: 4}, nil)
 	a := h.Subscribe(Filter{JobID: "a"})
 	allAlice := h.Subscribe(Filter{Owner: "alice"})
@@ -75,7 +76,36 @@ func TestPublishFilters(t *testing.T) {
 	}
 }
 
+// TestPublishVisitsOnlyWantedSubscribers: an event is offered to its job's, its
+// owner's and the admins' subscribers only; thousands of other users' /api/events
+// streams cost it nothing.
+func TestPublishVisitsOnlyWantedSubscribers(t *testing.T) {
+	t.Parallel()
+	h := newHub(memLog{}, Config{Buffer: 4}, nil)
+	for i := range 5000 {
+		h.Subscribe(Filter{Owner: fmt.Sprintf("user-%d", i)})
+		h.Subscribe(Filter{JobID: fmt.Sprintf("job-%d", i)})
+	}
+	mine := h.Subscribe(Filter{Owner: "alice"})
+	job1 := h.Subscribe(Filter{JobID: "a1"})
+	h.Publish(Message{Owner: "alice", Event: job.Event{JobID: "a1", ID: 1}})
+	if s := h.Stats(); s.Offered != 2 {
+		t.Errorf("one event offered to %d subscribers, want 2 (its job's and its owner's)", s.Offered)
+	}
+	if len(mine.C()) != 1 || len(job1.C()) != 1 {
+		t.Errorf("wanted subscribers got %d and %d events, want 1 each", len(mine.C()), len(job1.C()))
+	}
+	if h.wanted(Note{JobID: "zz", Owner: "carol"}) {
+		t.Error("an event nobody wants is wanted")
+	}
+	h.Subscribe(Filter{})
+	if !h.wanted(Note{JobID: "zz", Owner: "carol"}) {
+		t.Error("an admin subscriber wants every event")
+	}
+}
+
 func TestSlowConsumerDroppedOthersUnaffected(t *testing.T) {
+	t.Parallel()
 	h := newHub(memLog{}, Config{Buffer: 8}, nil)
 	slow := h.Subscribe(Filter{JobID: "j"})
 	fast := h.Subscribe(Filter{JobID: "j"})
@@ -117,6 +147,7 @@ func TestSlowConsumerDroppedOthersUnaffected(t *testing.T) {
 }
 
 func TestShutdownDropsSubscribers(t *testing.T) {
+	t.Parallel()
 	h := newHub(memLog{}, Config{}, nil)
 	s := h.Subscribe(Filter{})
 	h.shutdown()
@@ -132,6 +163,7 @@ func TestShutdownDropsSubscribers(t *testing.T) {
 }
 
 func TestGapSignal(t *testing.T) {
+	t.Parallel()
 	h := newHub(memLog{}, Config{}, nil)
 	s := h.Subscribe(Filter{JobID: "j"})
 	h.signalGap()
@@ -149,6 +181,7 @@ func TestGapSignal(t *testing.T) {
 }
 
 func TestCursor(t *testing.T) {
+	t.Parallel()
 	log := memLog{}
 	log.add("j", 1200)
 	log.add("k", 3)

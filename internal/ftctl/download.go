@@ -13,13 +13,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ftgate/ftgate/internal/job"
 )
 
 // DownloadOptions are the options of `ftctl download`.
@@ -33,8 +34,6 @@ type DownloadOptions struct {
 	// Progress draws a progress bar on ErrOut (an interactive terminal).
 	Progress bool
 }
-
-var checkpointNameRE = regexp.MustCompile(`^step-[0-9]{1,12}$`)
 
 // NewCmdDownload returns `ftctl download JOB`.
 func NewCmdDownload(f *Factory, runF func(context.Context, *DownloadOptions) error) *cobra.Command {
@@ -59,7 +58,7 @@ DIR defaults to <job>-model, <job>-<checkpoint>, or the current directory for lo
 			if opts.Logs && opts.Checkpoint != "" {
 				return usageErrorf("--checkpoint and --logs cannot be combined")
 			}
-			if opts.Checkpoint != "" && !checkpointNameRE.MatchString(opts.Checkpoint) {
+			if opts.Checkpoint != "" && !validCheckpoint(opts.Checkpoint) {
 				return usageErrorf("--checkpoint %q: want a checkpoint name like step-100 (see `ftctl status %s`)", opts.Checkpoint, opts.JobID)
 			}
 			if opts.Dir == "" {
@@ -442,3 +441,5 @@ func writeFileAtomicMode(path string, b []byte, mode os.FileMode) error {
 	}
 	return nil
 }
+
+func validCheckpoint(name string) bool { _, ok := job.CheckpointStep(name); return ok }

@@ -204,6 +204,24 @@ func (s *memStore) Runs(ctx context.Context) (map[string]postgres.Run, error) {
 
 func (s *memStore) Ping(ctx context.Context) error { return nil }
 
+// CountActive, SetPinned and MarkPurged complete api.Store; the ftctl tests do not
+// use pins or purges.
+func (s *memStore) CountActive(ctx context.Context, owner string) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, j := range s.jobs {
+		if j.OwnerSubject == owner && j.State.Active() {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *memStore) SetPinned(ctx context.Context, id string, pinned bool) error { return nil }
+
+func (s *memStore) MarkPurged(ctx context.Context, id string, at time.Time) error { return nil }
+
 // fakeSlurm implements api.Slurm and records control calls.
 type fakeSlurm struct {
 	mu    sync.Mutex

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"path"
 	"regexp"
 	"strings"
 )
@@ -94,11 +93,7 @@ const (
 	MaxGPUsLimit = 64
 )
 
-var (
-	// NameRE is the pattern of job, cluster, partition and GPU type names.
-	NameRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-	moduleRE = regexp.MustCompile(`^[A-Za-z0-9_.]{1,64}$`)
-)
+var moduleRE = regexp.MustCompile(`^[A-Za-z0-9_.]{1,64}$`)
 
 // DecodeSpec reads one JSON Spec strictly: unknown fields, wrong types and trailing
 // data are EInvalid errors naming the field.
@@ -211,15 +206,15 @@ func (s *Spec) Validate() error {
 		bad("method", "must be sft or dpo, got %q", s.Method)
 	}
 	if s.Model != BuiltinTiny {
-		if err := checkPath(s.Model); err != nil {
+		if err := CheckPath(s.Model); err != nil {
 			bad("model", "must be %q or an absolute path to a model directory: %v", BuiltinTiny, err)
 		}
 	}
-	if err := checkPath(s.Dataset.Path); err != nil {
+	if err := CheckPath(s.Dataset.Path); err != nil {
 		bad("dataset.path", "%v", err)
 	}
 	if s.Dataset.EvalPath != "" {
-		if err := checkPath(s.Dataset.EvalPath); err != nil {
+		if err := CheckPath(s.Dataset.EvalPath); err != nil {
 			bad("dataset.eval_path", "%v", err)
 		}
 	}
@@ -288,23 +283,6 @@ func (s *Spec) Validate() error {
 	intIn("resources.time_limit_minutes", r.TimeLimitMinutes, 1, 60*24*30)
 	if len(msgs) > 0 {
 		return Errorf(EUnprocessable, "invalid spec: %s", strings.Join(msgs, "; "))
-	}
-	return nil
-}
-
-// checkPath accepts clean absolute paths without control characters.
-func checkPath(p string) error {
-	switch {
-	case p == "":
-		return errors.New("is required")
-	case !strings.HasPrefix(p, "/"):
-		return fmt.Errorf("must be an absolute path, got %q", p)
-	case len(p) > 4096:
-		return errors.New("is longer than 4096 bytes")
-	case strings.ContainsFunc(p, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return errors.New("must not contain control characters")
-	case path.Clean(p) != p:
-		return fmt.Errorf("must be a clean path (no '..', '.', '//' or trailing '/'), got %q", p)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ const validSpec = `{"name":"tiny-sft","method":"sft","model":"builtin:tiny",
  "resources":{"cluster":"dev","partition":"gpu","gpus":1,"gpu_type":"","cpus":2,"memory_mb":4096,"time_limit_minutes":60}}`
 
 func TestDecodeSpecErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, body, code, want string
 	}{
@@ -43,6 +44,7 @@ func TestDecodeSpecErrors(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		mutate func(*Spec)
@@ -105,6 +107,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestNormalizeDefaults(t *testing.T) {
+	t.Parallel()
 	s := Spec{Method: MethodDPO, Model: BuiltinTiny, Dataset: Dataset{Path: "/d.jsonl"}, LoRA: LoRA{Enabled: true}}
 	s.Normalize()
 	if err := s.Validate(); err != nil {

@@ -46,8 +46,26 @@ func (s State) Valid() bool { return slices.Contains(States, s) }
 // Terminal reports whether no transition leaves s.
 func (s State) Terminal() bool { return s == Succeeded || s == Failed || s == Cancelled }
 
-// Active reports whether the job counts against the queue quota.
-func (s State) Active() bool { return s.Valid() && !s.Terminal() && s != Paused }
+// Active reports whether the job counts against the queue quota: every unfinished
+// job, paused ones included (a paused job keeps its place, so pausing jobs cannot make
+// room for more).
+func (s State) Active() bool { return s.Valid() && !s.Terminal() }
+
+// ActiveStates lists the states that count against the quota.
+func ActiveStates() []State { return filter(State.Active) }
+
+// TerminalStates lists the states no transition leaves.
+func TerminalStates() []State { return filter(State.Terminal) }
+
+func filter(keep func(State) bool) []State {
+	var out []State
+	for _, s := range States {
+		if keep(s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
 // CanTransition reports whether from -> to is a legal transition.
 func CanTransition(from, to State) bool { return slices.Contains(transitions[from], to) }
@@ -64,12 +82,4 @@ func Transition(from, to State) error {
 }
 
 // NonTerminal lists the states the reconciler follows.
-func NonTerminal() []State {
-	var out []State
-	for _, s := range States {
-		if !s.Terminal() {
-			out = append(out, s)
-		}
-	}
-	return out
-}
+func NonTerminal() []State { return filter(func(s State) bool { return !s.Terminal() }) }

@@ -7,6 +7,7 @@ import (
 
 // TestTransitions checks every (from, to) pair of states against the expected table.
 func TestTransitions(t *testing.T) {
+	t.Parallel()
 	legal := map[string]bool{
 		"submitting->queued": true, "submitting->failed": true, "submitting->cancelled": true,
 		"queued->running": true, "queued->paused": true, "queued->succeeded": true, "queued->failed": true, "queued->cancelled": true,
@@ -40,6 +41,7 @@ func TestTransitions(t *testing.T) {
 }
 
 func TestStateProperties(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		s                       State
 		terminal, active, valid bool
@@ -48,7 +50,7 @@ func TestStateProperties(t *testing.T) {
 		{Queued, false, true, true},
 		{Running, false, true, true},
 		{Pausing, false, true, true},
-		{Paused, false, false, true},
+		{Paused, false, true, true},
 		{Succeeded, true, false, true},
 		{Failed, true, false, true},
 		{Cancelled, true, false, true},

@@ -34,7 +34,7 @@ func (s *Store) Pinned(ctx context.Context, id string) (bool, *time.Time, error)
 // purged yet and that ended before cutoff, oldest first.
 func (s *Store) Expired(ctx context.Context, cluster string, cutoff time.Time, limit int) ([]job.Job, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT `+jobCols+` FROM jobs WHERE cluster = $1
-		AND state IN ('succeeded','failed','cancelled') AND artifacts_purged_at IS NULL AND NOT pinned
+		AND state IN `+terminalList+` AND artifacts_purged_at IS NULL AND NOT pinned
 		AND job_dir <> '' AND ended_at < $2 ORDER BY ended_at LIMIT $3`, cluster, cutoff, limit)
 	if err != nil {
 		return nil, translate(err, "jobs")
@@ -48,8 +48,8 @@ func (s *Store) Expired(ctx context.Context, cluster string, cutoff time.Time, l
 func (s *Store) Rotating(ctx context.Context, cluster string, since time.Time, limit int) ([]job.Job, error) {
 	rows, err := s.Pool.Query(ctx, `SELECT `+jobCols+` FROM jobs WHERE cluster = $1
 		AND artifacts_purged_at IS NULL AND job_dir <> '' AND state <> 'submitting'
-		AND (state NOT IN ('succeeded','failed','cancelled') OR ended_at >= $2)
-		ORDER BY created_at LIMIT $3`, cluster, since, limit)
+		AND (state <> ALL($4) OR ended_at >= $2)
+		ORDER BY created_at LIMIT $3`, cluster, since, limit, terminalStates)
 	if err != nil {
 		return nil, translate(err, "jobs")
 	}

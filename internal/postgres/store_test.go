@@ -124,6 +124,38 @@ func TestIntegrationStoreQuotaRace(t *testing.T) {
 	}
 }
 
+// TestIntegrationStoreQuotaCountsPaused: a paused job keeps its place in the quota,
+// so pausing jobs does not make room for more; a finished one frees it.
+func TestIntegrationStoreQuotaCountsPaused(t *testing.T) {
+	s := postgres.New(pgtest.Schema(t))
+	ctx := context.Background()
+	var ids []string
+	for range 2 {
+		j, _, err := s.Create(ctx, newJob("alice", "m"), 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, j.ID)
+	}
+	for _, c := range []job.Change{{From: job.Submitting, To: job.Queued, SlurmID: "1"}, {From: job.Queued, To: job.Paused, SetPause: true}} {
+		if _, err := s.Transition(ctx, ids[0], c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, err := s.CountActive(ctx, "alice"); err != nil || n != 2 {
+		t.Fatalf("CountActive with one paused and one submitting job: %d %v, want 2", n, err)
+	}
+	if _, _, err := s.Create(ctx, newJob("alice", "m"), 2); job.ErrorCode(err) != job.ETooMany {
+		t.Fatalf("Create over the quota with a paused job: %v, want too_many", err)
+	}
+	if _, err := s.Transition(ctx, ids[0], job.Change{From: job.Paused, To: job.Cancelled}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Create(ctx, newJob("alice", "m"), 2); err != nil {
+		t.Fatalf("Create after a cancel: %v", err)
+	}
+}
+
 func TestIntegrationStoreTransitionsAndEvents(t *testing.T) {
 	s := postgres.New(pgtest.Schema(t))
 	ctx := context.Background()

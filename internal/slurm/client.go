@@ -8,6 +8,8 @@ import (
 	"sync"
 	"text/template"
 	"time"
+
+	"github.com/ftgate/ftgate/internal/job"
 )
 
 // Client runs Slurm commands for one cluster. It is safe for concurrent use.
@@ -62,15 +64,15 @@ func New(r Runner, o Options) (*Client, error) {
 		bad("partitions", "needs at least one partition")
 	}
 	for _, p := range o.Partitions {
-		if !nameRE.MatchString(p) {
+		if !job.NameRE.MatchString(p) {
 			bad("partitions", "invalid partition name %q", p)
 		}
 	}
-	if o.Account != "" && !nameRE.MatchString(o.Account) {
-		bad("account", "must match %s, got %q", nameRE, o.Account)
+	if o.Account != "" && !job.NameRE.MatchString(o.Account) {
+		bad("account", "must match %s, got %q", job.NameRE, o.Account)
 	}
-	if o.GPUType != "" && !nameRE.MatchString(o.GPUType) {
-		bad("gpu_type", "must match %s, got %q", nameRE, o.GPUType)
+	if o.GPUType != "" && !job.NameRE.MatchString(o.GPUType) {
+		bad("gpu_type", "must match %s, got %q", job.NameRE, o.GPUType)
 	}
 	for field, v := range map[string]string{"python": o.Python, "trainer_dir": o.TrainerDir, "gpustat": o.GPUStat, "slurm_conf": o.SlurmConf} {
 		if strings.ContainsAny(v, "\x00\n") {

@@ -411,32 +411,4 @@ func TestReadFilesFraming(t *testing.T) {
 	}
 }
 
-func TestTail(t *testing.T) {
-	c := newTestClient(t, localRunner{}, nil)
-	f := filepath.Join(t.TempDir(), "metrics.jsonl")
-	ctx := context.Background()
-	data, next, err := c.Tail(ctx, "alice", f, 0, 100)
-	if err != nil || len(data) != 0 || next != 0 {
-		t.Fatalf("missing: %q %d %v", data, next, err)
-	}
-	os.WriteFile(f, []byte("line1\nline2\n"), 0o644)
-	data, next, err = c.Tail(ctx, "alice", f, 0, 8)
-	if err != nil || string(data) != "line1\nli" || next != 8 {
-		t.Fatalf("first: %q %d %v", data, next, err)
-	}
-	data, next, err = c.Tail(ctx, "alice", f, next, 100)
-	if err != nil || string(data) != "ne2\n" || next != 12 {
-		t.Fatalf("rest: %q %d %v", data, next, err)
-	}
-	data, next, err = c.Tail(ctx, "alice", f, next, 100)
-	if err != nil || len(data) != 0 || next != 12 {
-		t.Fatalf("at end: %q %d %v", data, next, err)
-	}
-	os.WriteFile(f, []byte("new\n"), 0o644) // replaced by a shorter file
-	data, next, err = c.Tail(ctx, "alice", f, 12, 100)
-	if err != nil || string(data) != "new\n" || next != 4 {
-		t.Fatalf("restart: %q %d %v", data, next, err)
-	}
-}
-
 var _ = fmt.Sprint

@@ -9,8 +9,8 @@ import (
 )
 
 func checkSlurmID(id string) error {
-	if !slurmIDRE.MatchString(id) {
-		return invalid("slurm_job_id", "must match %s, got %q", slurmIDRE, id)
+	if !job.SlurmIDRE.MatchString(id) {
+		return invalid("slurm_job_id", "must match %s, got %q", job.SlurmIDRE, id)
 	}
 	return nil
 }

@@ -443,7 +443,6 @@ func TestIntegrationCertificateAuthAsAliceAndBob(t *testing.T) {
 
 func TestIntegrationSFTPAndReads(t *testing.T) {
 	e := setupIntegration(t)
-	c, _ := e.fakeClient(t, "alice")
 	ctx := context.Background()
 	dir := e.prepare(t, "alice", newJobID("it-sftp"), "")
 	f := dir + "/job.json"
@@ -471,14 +470,6 @@ func TestIntegrationSFTPAndReads(t *testing.T) {
 	r.Close()
 	if string(rest) != `"name":"longer body"}` {
 		t.Errorf("open at 7: %q", rest)
-	}
-	m := dir + "/metrics.jsonl"
-	if err := e.pool.WriteFile(ctx, "alice", m, []byte("{\"step\":1}\n{\"step\":2}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	data, next, err := c.Tail(ctx, "alice", m, 11, 1000)
-	if err != nil || string(data) != "{\"step\":2}\n" || next != 22 {
-		t.Errorf("tail: %q %d %v", data, next, err)
 	}
 	root, err := e.pool.RealPath(ctx, "alice", dir+"/./job.json")
 	if err != nil || root != f {

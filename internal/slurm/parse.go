@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ftgate/ftgate/internal/job"
 )
 
 // squeueFormat is the fixed -O format Poll uses; Reason comes last because it is free text.
@@ -193,7 +195,7 @@ func parseSubmit(out string) (id, cluster string, err error) {
 		line = strings.TrimSpace(line[i+1:])
 	}
 	id, cluster, _ = strings.Cut(line, ";")
-	if !regexp.MustCompile(`^[0-9]{1,10}$`).MatchString(id) {
+	if !job.ValidSlurmID(id) || strings.Contains(id, "_") {
 		return "", "", fmt.Errorf("parse sbatch output %q: no job id", out)
 	}
 	return id, cluster, nil

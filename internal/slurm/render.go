@@ -9,6 +9,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/sshconn"
 	sbatchtemplates "github.com/ftgate/ftgate/sbatch-templates"
 )
@@ -63,29 +64,29 @@ func (c *Client) scriptData(req Request) (ScriptData, error) {
 	if !jobIDRE.MatchString(req.JobID) {
 		return ScriptData{}, invalid("job_id", "must match %s, got %q", jobIDRE, req.JobID)
 	}
-	if !userRE.MatchString(req.User) {
-		return ScriptData{}, invalid("user", "must match %s, got %q", userRE, req.User)
+	if !job.UserRE.MatchString(req.User) {
+		return ScriptData{}, invalid("user", "must match %s, got %q", job.UserRE, req.User)
 	}
 	part := req.Partition
 	if part == "" {
 		part = c.opts.DefaultPartition
 	}
-	if !nameRE.MatchString(part) {
-		return ScriptData{}, invalid("resources.partition", "must match %s, got %q", nameRE, part)
+	if !job.NameRE.MatchString(part) {
+		return ScriptData{}, invalid("resources.partition", "must match %s, got %q", job.NameRE, part)
 	}
 	if !contains(c.opts.Partitions, part) {
 		return ScriptData{}, invalid("resources.partition", "%q is not one of the partitions allowed on cluster %s: %v",
 			part, c.opts.Cluster, c.opts.Partitions)
 	}
-	if req.QOS != "" && !nameRE.MatchString(req.QOS) {
-		return ScriptData{}, invalid("resources.qos", "must match %s, got %q", nameRE, req.QOS)
+	if req.QOS != "" && !job.NameRE.MatchString(req.QOS) {
+		return ScriptData{}, invalid("resources.qos", "must match %s, got %q", job.NameRE, req.QOS)
 	}
 	gpuType := req.GPUType
 	if gpuType == "" {
 		gpuType = c.opts.GPUType
 	}
-	if gpuType != "" && !nameRE.MatchString(gpuType) {
-		return ScriptData{}, invalid("resources.gpu_type", "must match %s, got %q", nameRE, gpuType)
+	if gpuType != "" && !job.NameRE.MatchString(gpuType) {
+		return ScriptData{}, invalid("resources.gpu_type", "must match %s, got %q", job.NameRE, gpuType)
 	}
 	if req.GPUs < 0 || req.GPUs > 64 {
 		return ScriptData{}, invalid("resources.gpus", "must be between 0 and 64, got %d", req.GPUs)

@@ -142,7 +142,6 @@ func TestSubmitRefusesBadInputBeforeSSH(t *testing.T) {
 			_, err := c.ReadFiles(context.Background(), "alice", []string{"rel/path"}, 10)
 			return err
 		},
-		func() error { _, _, err := c.Tail(context.Background(), "alice", "/a/../b", 0, 10); return err },
 		func() error { _, err := c.FindByTag(context.Background(), "alice", "a b", time.Now()); return err },
 	} {
 		if err := f(); job.ErrorCode(err) != job.EInvalid {

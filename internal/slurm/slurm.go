@@ -239,11 +239,8 @@ type File struct {
 }
 
 var (
-	jobIDRE   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-	nameRE    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
-	userRE    = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	slurmIDRE = regexp.MustCompile(`^[0-9]{1,10}(_[0-9]{1,10})?$`)
-	signalRE  = regexp.MustCompile(`^(USR1|USR2|TERM|INT|HUP|URG)$`)
+	jobIDRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+	signalRE = regexp.MustCompile(`^(USR1|USR2|TERM|INT|HUP|URG)$`)
 	// safePathRE: absolute paths the batch script may name in #SBATCH lines.
 	safePathRE = regexp.MustCompile(`^(/[A-Za-z0-9_.+@-]+)+/?$|^/$`)
 )

@@ -51,8 +51,8 @@ func New(cfg Config) (*Pool, error) {
 	if (cfg.UserCA == nil) == (cfg.ServiceKey == nil) {
 		return nil, fmt.Errorf("sshconn config: set exactly one of user CA (certificates) or service key")
 	}
-	if cfg.ServiceKey != nil && !ValidUser(cfg.ServiceUser) {
-		return nil, fmt.Errorf("sshconn config service_user: must match %s, got %q", userRE, cfg.ServiceUser)
+	if cfg.ServiceKey != nil && !job.ValidUser(cfg.ServiceUser) {
+		return nil, fmt.Errorf("sshconn config service_user: must match %s, got %q", job.UserRE, cfg.ServiceUser)
 	}
 	setDur(&cfg.CertTTL, 5*time.Minute)
 	setDur(&cfg.CommandTimeout, 30*time.Second)
@@ -171,15 +171,14 @@ type conn struct {
 	active   int
 	cert     ssh.Signer
 	certEnd  time.Time
-	serial   uint64
 	authFail authFailure // the last refused login (authfail.go)
 }
 
 func (p *Pool) conn(user string) (*conn, error) {
 	if p.cfg.ServiceKey != nil {
 		user = p.cfg.ServiceUser
-	} else if !ValidUser(user) {
-		return nil, job.Errorf(job.EInvalid, "ssh user: must match %s, got %q", userRE, user)
+	} else if !job.ValidUser(user) {
+		return nil, job.Errorf(job.EInvalid, "ssh user: must match %s, got %q", job.UserRE, user)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -352,11 +351,11 @@ func (c *conn) auth() (ssh.Signer, error) {
 	if c.cert != nil && now.Add(margin).Before(c.certEnd) {
 		return c.cert, nil
 	}
-	s, end, serial, err := MintCert(c.p.cfg.UserCA, c.user, now, c.p.cfg.CertTTL)
+	s, end, _, err := MintCert(c.p.cfg.UserCA, c.user, now, c.p.cfg.CertTTL)
 	if err != nil {
 		return nil, err
 	}
-	c.cert, c.certEnd, c.serial = s, end, serial
+	c.cert, c.certEnd = s, end
 	return s, nil
 }
 
@@ -364,7 +363,7 @@ func (c *conn) auth() (ssh.Signer, error) {
 // certificate signed by ca, whose only principal is user, valid from one minute
 // before now (clock skew) until now+ttl. It also returns the expiry and serial.
 func MintCert(ca ssh.Signer, user string, now time.Time, ttl time.Duration) (ssh.Signer, time.Time, uint64, error) {
-	if !ValidUser(user) {
+	if !job.ValidUser(user) {
 		return nil, time.Time{}, 0, fmt.Errorf("mint certificate: invalid user %q", user)
 	}
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
@@ -619,18 +618,10 @@ func (p *Pool) withSFTP(ctx context.Context, user, remote string, fn func(*sftp.
 	return err
 }
 
-// checkPath refuses relative paths, NUL bytes and ".." elements.
+// checkPath applies job.CheckRemotePath, as an EInvalid error.
 func checkPath(p string) error {
-	if !strings.HasPrefix(p, "/") {
-		return job.Errorf(job.EInvalid, "path: must be absolute, got %q", p)
-	}
-	if strings.IndexByte(p, 0) >= 0 {
-		return job.Errorf(job.EInvalid, "path: contains a NUL byte")
-	}
-	for _, el := range strings.Split(p, "/") {
-		if el == ".." {
-			return job.Errorf(job.EInvalid, "path: must not contain '..', got %q", p)
-		}
+	if err := job.CheckRemotePath(p); err != nil {
+		return job.Errorf(job.EInvalid, "path: %v", err)
 	}
 	return nil
 }

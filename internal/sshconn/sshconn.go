@@ -35,7 +35,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 	"time"
 
@@ -117,12 +116,6 @@ type Logger interface {
 	Info(msg string, args ...any)
 	Warn(msg string, args ...any)
 }
-
-// userRE is the Unix account pattern accepted as a connection user.
-var userRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-
-// ValidUser reports whether name is an acceptable Unix account name.
-func ValidUser(name string) bool { return userRE.MatchString(name) }
 
 // ConfigFromCluster builds a Config from a cluster's configuration, loading its keys.
 func ConfigFromCluster(cl *config.Cluster) (Config, error) {

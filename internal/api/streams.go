@@ -8,10 +8,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/go-chi/chi/v5"
+	"github.com/coder/websocket"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/artifact"
 	"github.com/ftgate/ftgate/internal/event"
 	"github.com/ftgate/ftgate/internal/job"
@@ -38,16 +40,6 @@ type Streams struct {
 	Heartbeat time.Duration
 }
 
-// streamRoutes registers the event streams, the metrics series and the artifact
-// routes (inside the authenticated group).
-func (s *Server) streamRoutes(r chi.Router) {
-	r.Get("/api/events", s.allEvents)
-	r.Get("/api/training/{job_id}/events", s.jobEvents)
-	r.Get("/api/training/{job_id}/ws", s.jobEventsWS)
-	r.Get("/api/training/{job_id}/metrics", s.jobMetrics)
-	s.artifactRoutes(r)
-}
-
 func (s *Server) heartbeat() time.Duration {
 	if s.Streams.Heartbeat > 0 {
 		return s.Streams.Heartbeat
@@ -55,66 +47,98 @@ func (s *Server) heartbeat() time.Duration {
 	return defaultHeartbeat
 }
 
-// wireEvent is an event as streams send it.
-type wireEvent struct {
-	JobID string          `json:"job_id"`
-	ID    int64           `json:"id"`
-	Kind  string          `json:"kind"`
-	State job.State       `json:"state,omitempty"`
-	At    time.Time       `json:"at"`
-	Data  json.RawMessage `json:"data,omitempty"`
-}
-
-func toWire(e job.Event) wireEvent {
-	w := wireEvent{JobID: e.JobID, ID: e.ID, Kind: e.Kind, State: e.State, At: e.At}
+func toWire(e job.Event) client.Event {
+	w := client.Event{JobID: e.JobID, ID: e.ID, Kind: e.Kind, State: e.State, At: e.At}
 	if len(e.Data) > 0 && json.Valid(e.Data) {
 		w.Data = e.Data
 	}
 	return w
 }
 
-// wireLog is a batch of new log lines.
-type wireLog struct {
-	File   string   `json:"file"`
-	Offset int64    `json:"offset"` // byte offset after these lines
-	Lines  []string `json:"lines"`
-}
-
 // sink is one streaming transport (SSE or WebSocket).
 type sink interface {
 	event(e job.Event) error
-	log(l wireLog) error
+	log(l client.LogLines) error
 	ping() error
 	// fail tells the client why the stream ends (e.g. slow consumer).
 	fail(code, msg string)
 }
 
-// parseEventID reads a resume position: the Last-Event-ID header, else the named
-// query parameters.
 // openJobStream checks what a per-job stream (SSE or WebSocket) needs before it starts:
-// the caller's job, the event id to resume after (from the first of idParams given) and,
-// with ?logs=1, a follower of the job's log.
-func (s *Server) openJobStream(r *http.Request, idParams ...string) (job.Job, int64, *logFollower, error) {
+// the caller's job, the event id to resume after (from the first of idParams given),
+// with ?logs=1 a follower of the job's log, and a stream slot. The caller runs
+// release when the stream ends.
+func (s *Server) openJobStream(r *http.Request, idParams ...string) (j job.Job, after int64, follow *logFollower, release func(), err error) {
 	j, id, err := s.load(r)
 	if err != nil {
-		return j, 0, nil, err
+		return j, 0, nil, nil, err
 	}
-	after, err := parseEventID(r, idParams...)
-	if err != nil {
-		return j, 0, nil, err
+	if after, err = parseEventID(r, idParams...); err != nil {
+		return j, 0, nil, nil, err
 	}
 	if err := s.streamReady(); err != nil {
-		return j, 0, nil, err
+		return j, 0, nil, nil, err
 	}
-	var follow *logFollower
 	if wantFlag(r, "logs") {
 		if follow, err = s.logFollower(r, j, id); err != nil {
-			return j, 0, nil, err
+			return j, 0, nil, nil, err
 		}
 	}
-	return j, after, follow, nil
+	slot, err := s.acquireStream(r)
+	if err != nil {
+		if follow != nil {
+			follow.release()
+		}
+		return j, 0, nil, nil, err
+	}
+	release = slot
+	if follow != nil {
+		release = func() { slot(); follow.release() }
+	}
+	return j, after, follow, release, nil
 }
 
+// streamSlots counts the open streams (SSE, WebSocket, followed logs) per user and in
+// all, for the MaxStreamsPerUser and MaxStreams caps.
+type streamSlots struct {
+	mu     sync.Mutex
+	byUser map[string]int
+	total  int
+}
+
+// acquireStream takes a stream slot for the caller, or answers ETooMany (429) above a
+// cap. The returned release frees it (once).
+func (s *Server) acquireStream(r *http.Request) (func(), error) {
+	id, _ := IdentityFrom(r.Context())
+	sl := &s.slots
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if s.MaxStreams > 0 && sl.total >= s.MaxStreams {
+		return nil, job.Errorf(job.ETooMany, "the gateway has %d open streams, its limit; retry later", sl.total)
+	}
+	if n := sl.byUser[id.Subject]; s.MaxStreamsPerUser > 0 && n >= s.MaxStreamsPerUser {
+		return nil, job.Errorf(job.ETooMany, "you have %d open streams (event streams, WebSockets, followed logs), the limit is %d; close one first", n, s.MaxStreamsPerUser)
+	}
+	if sl.byUser == nil {
+		sl.byUser = map[string]int{}
+	}
+	sl.byUser[id.Subject]++
+	sl.total++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			sl.mu.Lock()
+			defer sl.mu.Unlock()
+			sl.total--
+			if sl.byUser[id.Subject]--; sl.byUser[id.Subject] <= 0 {
+				delete(sl.byUser, id.Subject)
+			}
+		})
+	}, nil
+}
+
+// parseEventID reads a resume position: the Last-Event-ID header, else the named
+// query parameters.
 func parseEventID(r *http.Request, params ...string) (int64, error) {
 	name, v := "Last-Event-ID", r.Header.Get("Last-Event-ID")
 	for _, p := range params {
@@ -133,13 +157,6 @@ func parseEventID(r *http.Request, params ...string) (int64, error) {
 	return n, nil
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
-}
-
 func (s *Server) streamReady() error {
 	if s.Streams.Hub == nil || s.Streams.Events == nil {
 		return job.Errorf(job.EUnavailable, "event streaming is not configured on this gateway")
@@ -147,52 +164,23 @@ func (s *Server) streamReady() error {
 	return nil
 }
 
-// logFollower reads new output of a job's log for streams that asked for logs.
+// logFollower turns a job's shared log into batches of lines for a stream that
+// asked for logs.
 type logFollower struct {
-	dir    *artifact.Dir
-	slurm  string
-	file   string
-	real   string
-	offset int64 // -1: start at the current end
-	rest   []byte
+	cur     logCursor
+	release func()
+	rest    []byte
 }
 
-func (f *logFollower) poll(ctx context.Context, emit func(wireLog) error) error {
-	if f.real == "" {
-		name, err := f.dir.LogFile(ctx, f.slurm)
-		if err != nil {
-			return nil // no log yet
-		}
-		f.file = name
+func (f *logFollower) poll(ctx context.Context, emit func(client.LogLines) error) error {
+	file, data, reset, err := f.cur.next(ctx)
+	if reset {
+		f.rest = nil
 	}
-	real, fi, err := f.dir.Stat(ctx, f.file)
-	if err != nil {
-		return nil // not written yet
-	}
-	f.real = real
-	size := fi.Size()
-	if f.offset < 0 {
-		f.offset = size
-	}
-	if size < f.offset { // truncated or replaced: start over
-		f.offset, f.rest = 0, nil
-	}
-	if size == f.offset {
-		return nil
-	}
-	n := min(size-f.offset, maxLogChunk)
-	rc, err := f.dir.Open(ctx, real, f.offset)
-	if err != nil {
-		return nil
-	}
-	buf := make([]byte, n)
-	m, err := readFull(rc, buf)
-	rc.Close()
-	if m == 0 {
+	if len(data) == 0 {
 		return err
 	}
-	f.offset += int64(m)
-	lines, rest := artifact.LogLines(append(f.rest, buf[:m]...))
+	lines, rest := artifact.LogLines(append(f.rest, data...))
 	f.rest = append([]byte(nil), rest...)
 	if len(f.rest) > maxLogChunk { // a giant line: flush it as is
 		lines, f.rest = append(lines, string(f.rest)), nil
@@ -200,7 +188,7 @@ func (f *logFollower) poll(ctx context.Context, emit func(wireLog) error) error 
 	if len(lines) == 0 {
 		return nil
 	}
-	return emit(wireLog{File: f.file, Offset: f.offset - int64(len(f.rest)), Lines: lines})
+	return emit(client.LogLines{File: file, Offset: f.cur.offset - int64(len(f.rest)), Lines: lines})
 }
 
 // pump delivers events (exactly once, in order per job), heartbeats and, when
@@ -256,6 +244,7 @@ func (s *Server) pump(ctx context.Context, sub *event.Sub, cur *event.Cursor, jo
 type writeErr struct{ err error }
 
 func (e writeErr) Error() string { return "write to client: " + e.err.Error() }
+
 func (e writeErr) Unwrap() error { return e.err }
 
 func isWriteErr(err error) bool {
@@ -293,7 +282,7 @@ func (o *sseSink) event(e job.Event) error {
 	return o.write(id + "event: " + sseName(e.Kind) + "\ndata: " + string(b) + "\n\n")
 }
 
-func (o *sseSink) log(l wireLog) error {
+func (o *sseSink) log(l client.LogLines) error {
 	b, _ := json.Marshal(l)
 	return o.write("event: log\ndata: " + string(b) + "\n\n")
 }
@@ -301,7 +290,7 @@ func (o *sseSink) log(l wireLog) error {
 func (o *sseSink) ping() error { return o.write(": ping\n\n") }
 
 func (o *sseSink) fail(code, msg string) {
-	b, _ := json.Marshal(map[string]string{"code": code, "message": msg})
+	b, _ := json.Marshal(client.ErrorDetail{Code: code, Message: msg})
 	_ = o.write("event: error\ndata: " + string(b) + "\n\n")
 }
 
@@ -333,11 +322,12 @@ func startSSE(w http.ResponseWriter, ids bool) *sseSink {
 // jobEvents is GET /api/training/{job_id}/events: the job's events as SSE, resumed
 // after Last-Event-ID (or ?last_event_id=) from the event log; ?logs=1 adds log lines.
 func (s *Server) jobEvents(w http.ResponseWriter, r *http.Request) {
-	j, after, follow, err := s.openJobStream(r, "last_event_id", "since")
+	j, after, follow, release, err := s.openJobStream(r, "last_event_id", "since")
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
+	defer release()
 	sub := s.Streams.Hub.Subscribe(event.Filter{JobID: j.ID})
 	defer sub.Close()
 	cur := event.NewCursor(s.Streams.Events)
@@ -361,6 +351,12 @@ func (s *Server) allEvents(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
+	release, err := s.acquireStream(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	defer release()
 	f := event.Filter{Owner: id.Subject}
 	if id.Admin {
 		f.Owner = ""
@@ -369,14 +365,6 @@ func (s *Server) allEvents(w http.ResponseWriter, r *http.Request) {
 	defer sub.Close()
 	out := startSSE(w, false)
 	s.pump(r.Context(), sub, event.NewCursor(s.Streams.Events), "", out, nil)
-}
-
-func wantFlag(r *http.Request, name string) bool {
-	switch r.URL.Query().Get(name) {
-	case "1", "true", "yes":
-		return true
-	}
-	return false
 }
 
 // logFollower prepares log lines for a stream; ?log_offset= starts there, else at the
@@ -394,50 +382,84 @@ func (s *Server) logFollower(r *http.Request, j job.Job, _ job.Identity) (*logFo
 		}
 		off = n
 	}
-	return &logFollower{dir: d, slurm: j.SlurmID, offset: off}, nil
+	sl, release := s.logs.follow(j.ID, d, j.SlurmID)
+	return &logFollower{cur: logCursor{sl: sl, offset: off}, release: release}, nil
 }
 
-// jobMetrics is GET /api/training/{job_id}/metrics?since_step=&max_points=: the
-// job's metrics.jsonl as series for charts.
-func (s *Server) jobMetrics(w http.ResponseWriter, r *http.Request) {
-	j, _, err := s.load(r)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	since, err := queryInt(r, "since_step", -1, -1, 1<<53)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	maxPoints, err := queryInt(r, "max_points", 10000, 1, 100000)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	d, err := s.jobDir(j)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	series, err := d.Metrics(r.Context(), since, int(maxPoints))
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"job_id": j.ID, "since_step": since, "last_step": series.LastStep,
-		"series": series.Series, "skipped_lines": series.Skipped, "progress": j.Progress})
+// wsSink writes to a WebSocket.
+type wsSink struct {
+	ctx  context.Context
+	conn *websocket.Conn
 }
 
-// queryInt parses an optional integer query parameter within [lo, hi].
-func queryInt(r *http.Request, name string, def, lo, hi int64) (int64, error) {
-	v := r.URL.Query().Get(name)
-	if v == "" {
-		return def, nil
+func (o *wsSink) send(m client.WSMessage) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("encode message: %w", err)
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < lo || n > hi {
-		return 0, job.Errorf(job.EInvalid, "%s: want an integer between %d and %d, got %q", name, lo, hi, truncate(v, 40))
+	ctx, cancel := context.WithTimeout(o.ctx, streamWriteTimeout)
+	defer cancel()
+	if err := o.conn.Write(ctx, websocket.MessageText, b); err != nil {
+		return writeErr{err}
 	}
-	return n, nil
+	return nil
+}
+
+func (o *wsSink) event(e job.Event) error {
+	w := toWire(e)
+	return o.send(client.WSMessage{Type: "event", Event: &w})
+}
+
+func (o *wsSink) log(l client.LogLines) error { return o.send(client.WSMessage{Type: "log", Log: &l}) }
+
+func (o *wsSink) ping() error {
+	ctx, cancel := context.WithTimeout(o.ctx, streamWriteTimeout)
+	defer cancel()
+	if err := o.conn.Ping(ctx); err != nil {
+		return writeErr{err}
+	}
+	return nil
+}
+
+func (o *wsSink) fail(code, msg string) {
+	_ = o.send(client.WSMessage{Type: "error", Error: &client.ErrorDetail{Code: code, Message: msg}})
+	status := websocket.StatusInternalError
+	switch code {
+	case "slow_consumer", job.EUnavailable:
+		status = websocket.StatusTryAgainLater
+	}
+	_ = o.conn.Close(status, truncate(code+": "+msg, 120))
+}
+
+// jobEventsWS is GET /api/training/{job_id}/ws: the job's events over a WebSocket,
+// resumed after ?since=<event id> from the event log; ?logs=1 adds log lines. The
+// server pings every heartbeat; a client that stops reading is dropped.
+func (s *Server) jobEventsWS(w http.ResponseWriter, r *http.Request) {
+	j, after, follow, release, err := s.openJobStream(r, "since")
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	defer release()
+	conn, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return // Accept answered the client
+	}
+	defer conn.CloseNow()
+	conn.SetReadLimit(4096)
+	// The client sends nothing we need; CloseRead answers pings and notices a close.
+	ctx := conn.CloseRead(r.Context())
+	sub := s.Streams.Hub.Subscribe(event.Filter{JobID: j.ID})
+	defer sub.Close()
+	cur := event.NewCursor(s.Streams.Events)
+	cur.Start(j.ID, after)
+	out := &wsSink{ctx: ctx, conn: conn}
+	if err := cur.Backfill(ctx, j.ID, out.event); err != nil {
+		if !isWriteErr(err) {
+			out.fail(job.ErrorCode(err), job.ErrorMessage(err))
+		}
+		return
+	}
+	s.pump(ctx, sub, cur, j.ID, out, follow)
+	_ = conn.Close(websocket.StatusNormalClosure, "")
 }

@@ -14,70 +14,24 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/artifact"
 	"github.com/ftgate/ftgate/internal/job"
 )
-
-// artifactRoutes registers logs, checkpoints, model downloads and purge.
-func (s *Server) artifactRoutes(r chi.Router) {
-	r.Get("/api/training/{job_id}/logs", s.jobLogs)
-	r.Get("/api/training/{job_id}/checkpoints", s.listCheckpoints)
-	r.Get("/api/training/{job_id}/checkpoints/{name}", s.getCheckpoint)
-	r.Delete("/api/training/{job_id}/checkpoints/{name}", s.deleteCheckpoint)
-	r.Get("/api/training/{job_id}/model", s.getModel)
-	r.Get("/api/training/{job_id}/model/manifest", s.getModelManifest)
-	r.Delete("/api/training/{job_id}", s.purgeJob)
-	r.Put("/api/training/{job_id}/pin", s.pinJob)
-	r.Delete("/api/training/{job_id}/pin", s.pinJob)
-}
-
-// pinner records pins and purges; *postgres.Store implements it.
-type pinner interface {
-	SetPinned(ctx context.Context, id string, pinned bool) error
-	MarkPurged(ctx context.Context, id string, at time.Time) error
-}
 
 // pinJob is PUT (pin) or DELETE (unpin) /api/training/{job_id}/pin: a pinned job's
 // files are kept past the cluster's retention period.
 func (s *Server) pinJob(w http.ResponseWriter, r *http.Request) {
 	j, _, err := s.load(r)
+	pinned := r.Method == http.MethodPut
+	if err == nil {
+		err = s.jobs().Pin(r.Context(), j, pinned)
+	}
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
-	p, ok := s.Store.(pinner)
-	if !ok {
-		s.Error(w, r, job.Errorf(job.EUnavailable, "pinning is not available on this gateway"))
-		return
-	}
-	pinned := r.Method == http.MethodPut
-	if err := p.SetPinned(r.Context(), j.ID, pinned); err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"job_id": j.ID, "pinned": pinned})
-}
-
-// jobDir returns the job's directory on its cluster. The cluster's file access
-// (Cluster.Files, an *sshconn.Pool in the gateway) must also implement artifact.FS.
-func (s *Server) jobDir(j job.Job) (*artifact.Dir, error) {
-	cl, ok := s.cluster(j.Cluster)
-	if !ok {
-		return nil, job.Errorf(job.EUnavailable, "cluster %s is not configured on this gateway", j.Cluster)
-	}
-	fsys, ok := cl.Files.(artifact.FS)
-	if !ok {
-		return nil, job.Errorf(job.EUnavailable, "artifact access is not configured for cluster %s", j.Cluster)
-	}
-	return artifact.ForJob(fsys, cl.Config.JobRoot, j)
-}
-
-func readFull(r io.Reader, buf []byte) (int, error) {
-	n, err := io.ReadFull(r, buf)
-	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-		err = nil
-	}
-	return n, err
+	writeJSON(w, http.StatusOK, client.PinState{JobID: j.ID, Pinned: pinned})
 }
 
 // jobLogs is GET /api/training/{job_id}/logs?offset=&tail=&follow=1: the Slurm output
@@ -159,14 +113,24 @@ func (s *Server) jobLogs(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	release, err := s.acquireStream(r)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	defer release()
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	s.followLog(ctx, w, j, d, name, offset)
+	s.followLog(ctx, w, j, d, offset)
 }
 
-// followLog copies new log output as it is written until the job is terminal and
-// the log has no more output, or the client leaves.
-func (s *Server) followLog(ctx context.Context, w http.ResponseWriter, j job.Job, d *artifact.Dir, name string, offset int64) {
+// followLog copies new log output from offset as it is written, through the job's
+// shared follower, until the job is terminal and the log has no more output, or the
+// client leaves.
+func (s *Server) followLog(ctx context.Context, w http.ResponseWriter, j job.Job, d *artifact.Dir, offset int64) {
+	sl, release := s.logs.follow(j.ID, d, j.SlurmID)
+	defer release()
+	cur := logCursor{sl: sl, offset: offset}
 	rc := http.NewResponseController(w)
 	_ = rc.Flush()
 	t := time.NewTicker(logPoll)
@@ -174,30 +138,20 @@ func (s *Server) followLog(ctx context.Context, w http.ResponseWriter, j job.Job
 	lastPing := time.Now()
 	for {
 		done := j.State.Terminal()
-		if name == "" {
-			name, _ = d.LogFile(ctx, j.SlurmID)
-		}
 		wrote := false
-		if name != "" {
-			if real, fi, err := d.Stat(ctx, name); err == nil {
-				if fi.Size() < offset {
-					offset = 0
+		for {
+			_, data, _, err := cur.next(ctx)
+			if len(data) == 0 {
+				if err != nil {
+					return
 				}
-				if n := fi.Size() - offset; n > 0 {
-					f, err := d.Open(ctx, real, offset)
-					if err != nil {
-						return
-					}
-					_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
-					c, err := io.CopyN(w, f, n)
-					f.Close()
-					offset += c
-					if err != nil {
-						return
-					}
-					wrote = true
-				}
+				break
 			}
+			_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
+			if _, err := w.Write(data); err != nil {
+				return
+			}
+			wrote = true
 		}
 		if wrote {
 			if rc.Flush() != nil {
@@ -214,8 +168,8 @@ func (s *Server) followLog(ctx context.Context, w http.ResponseWriter, j job.Job
 		case <-t.C:
 		}
 		if !done {
-			if cur, err := s.Store.Get(ctx, j.ID); err == nil {
-				j = cur
+			if latest, err := s.Store.Get(ctx, j.ID); err == nil {
+				j = latest
 			}
 		}
 		if time.Since(lastPing) > s.heartbeat() {
@@ -245,7 +199,7 @@ func (s *Server) listCheckpoints(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"job_id": j.ID, "checkpoints": cks})
+	writeJSON(w, http.StatusOK, client.CheckpointList{JobID: j.ID, Checkpoints: cks})
 }
 
 // checkpointArg validates {name} before anything is read.
@@ -255,7 +209,7 @@ func (s *Server) checkpointArg(r *http.Request) (job.Job, *artifact.Dir, string,
 	if err != nil {
 		return j, nil, "", err
 	}
-	if _, err := artifact.CheckpointName(name); err != nil {
+	if _, err := job.CheckpointName(name); err != nil {
 		return j, nil, "", err
 	}
 	d, err := s.jobDir(j)
@@ -269,7 +223,7 @@ func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) {
 	if err == nil {
 		var rel string
 		if rel, err = fileArg(r); err == nil && rel != "" {
-			s.serveFile(w, r, d, "checkpoints/"+name, rel)
+			s.serveFile(w, r, d, job.CheckpointsDir+"/"+name, rel)
 			return
 		}
 	}
@@ -277,7 +231,7 @@ func (s *Server) getCheckpoint(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	files, err := d.Walk(r.Context(), "checkpoints/"+name, 10000)
+	files, err := d.Walk(r.Context(), job.CheckpointsDir+"/"+name, 10000)
 	if err != nil {
 		s.Error(w, r, err)
 		return
@@ -328,7 +282,7 @@ func (s *Server) deleteCheckpoint(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, job.Errorf(job.EConflict, "checkpoint %s is the newest complete checkpoint of a %s job; it is needed to resume", name, j.State))
 		return
 	}
-	if err := d.Remove(ctx, "checkpoints/"+name); err != nil {
+	if err := d.Remove(ctx, job.CheckpointsDir+"/"+name); err != nil {
 		s.Error(w, r, err)
 		return
 	}
@@ -356,7 +310,7 @@ func (s *Server) getModel(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := r.Context()
 	if rel == "" {
-		files, err := d.Walk(ctx, "model", 10000)
+		files, err := d.Walk(ctx, job.ModelDir, 10000)
 		if err != nil {
 			s.Error(w, r, err)
 			return
@@ -364,7 +318,7 @@ func (s *Server) getModel(w http.ResponseWriter, r *http.Request) {
 		s.writeTar(w, r, d, files, shortID(j.ID)+"-model")
 		return
 	}
-	s.serveFile(w, r, d, "model", rel)
+	s.serveFile(w, r, d, job.ModelDir, rel)
 }
 
 // fileArg returns the validated ?file= parameter, or "" when absent.
@@ -483,7 +437,7 @@ func (s *Server) getModelManifest(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	m, err := d.ReadManifest(r.Context(), "model")
+	m, err := d.ReadManifest(r.Context(), job.ModelDir)
 	if err != nil {
 		s.Error(w, r, err)
 		return
@@ -495,16 +449,35 @@ func (s *Server) getModelManifest(w http.ResponseWriter, r *http.Request) {
 // finished job on the cluster. The job's record stays.
 func (s *Server) purgeJob(w http.ResponseWriter, r *http.Request) {
 	j, _, err := s.load(r)
+	if err == nil && !wantFlag(r, "purge") {
+		err = job.Errorf(job.EInvalid, "purge: must be 1 to delete the job directory (DELETE without purge is not supported)")
+	}
+	if err == nil {
+		err = s.jobs().Purge(r.Context(), j, callerName(r))
+	}
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
-	if !wantFlag(r, "purge") {
-		s.Error(w, r, job.Errorf(job.EInvalid, "purge: must be 1 to delete the job directory (DELETE without purge is not supported)"))
+	writeJSON(w, http.StatusOK, client.Purged{JobID: j.ID, Purged: true})
+}
+
+// jobMetrics is GET /api/training/{job_id}/metrics?since_step=&max_points=: the
+// job's metrics.jsonl as series for charts.
+func (s *Server) jobMetrics(w http.ResponseWriter, r *http.Request) {
+	j, _, err := s.load(r)
+	if err != nil {
+		s.Error(w, r, err)
 		return
 	}
-	if !j.State.Terminal() {
-		s.Error(w, r, job.Errorf(job.EConflict, "job is %s; cancel it or wait for it to finish before purging its files", j.State))
+	since, err := queryInt(r, "since_step", -1, -1, 1<<53)
+	if err != nil {
+		s.Error(w, r, err)
+		return
+	}
+	maxPoints, err := queryInt(r, "max_points", 10000, 1, 100000)
+	if err != nil {
+		s.Error(w, r, err)
 		return
 	}
 	d, err := s.jobDir(j)
@@ -512,15 +485,11 @@ func (s *Server) purgeJob(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	if err := d.Purge(r.Context()); err != nil {
+	series, err := d.Metrics(r.Context(), since, int(maxPoints))
+	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
-	if p, ok := s.Store.(pinner); ok {
-		if err := p.MarkPurged(r.Context(), j.ID, time.Now()); err != nil {
-			s.logger().Warn("record purge", "job", j.ID, "err", err)
-		}
-	}
-	s.logger().Info("job directory purged", "job", j.ID, "dir", j.JobDir, "by", callerName(r))
-	writeJSON(w, http.StatusOK, map[string]any{"job_id": j.ID, "purged": true})
+	writeJSON(w, http.StatusOK, client.Metrics{JobID: j.ID, SinceStep: since, LastStep: series.LastStep,
+		Series: series.Series, SkippedLines: series.Skipped, Progress: j.Progress})
 }

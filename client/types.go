@@ -1,0 +1,187 @@
+// Package client is ftgate's API contract: the request and response types of every
+// route, used by the gateway's handlers and by the typed Go Client in this package.
+// The gateway's openapi.json is checked against these types (internal/api tests), so
+// the document, the server and the client cannot drift apart.
+//
+// Domain types that are sent as they are (jobs, specs, states, checkpoints,
+// manifests) are aliases of their one home in the domain packages.
+package client
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/ftgate/ftgate/internal/artifact"
+	"github.com/ftgate/ftgate/internal/job"
+)
+
+// Domain types sent as they are.
+type (
+	// Job is a training job: GET /api/training/status/{job_id} and the answers of
+	// execute, cancel, pause and resume.
+	Job = job.Job
+	// Spec is a training request (POST /api/training/execute).
+	Spec = job.Spec
+	// State is a job's gateway state.
+	State = job.State
+	// Progress is the trainer's latest progress report.
+	Progress = job.Progress
+	// GPU is one device's latest sample.
+	GPU = job.GPU
+	// CheckpointEvent is the data of a "checkpoint" event.
+	CheckpointEvent = job.CheckpointEvent
+	// Checkpoint is one checkpoints/step-<N>/ directory of a job.
+	Checkpoint = artifact.Checkpoint
+	// Manifest is a model's or checkpoint's manifest.json.
+	Manifest = artifact.Manifest
+	// ManifestFile is one file of a Manifest.
+	ManifestFile = artifact.ManifestFile
+)
+
+// ErrorDetail is the code and message of an error answer, and of the error message
+// that ends a stream.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// ErrorBody is every error answer: {"error":{"code","message"}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// Health is GET /health.
+type Health struct {
+	Status  string `json:"status"`
+	Version string `json:"version"`
+}
+
+// Ready is GET /ready: "ready" (200) or "not ready" (503, with Error). The details
+// of a failed check are logged by the gateway, never sent.
+type Ready struct {
+	Status string       `json:"status"`
+	Error  *ErrorDetail `json:"error,omitempty"`
+}
+
+// AuthConfig is GET /api/auth/config: what clients need to log in.
+type AuthConfig struct {
+	Issuer   string   `json:"issuer"`
+	ClientID string   `json:"client_id"`
+	Scopes   []string `json:"scopes"`
+	Audience string   `json:"audience"`
+}
+
+// Whoami is GET /api/whoami: the caller's identity.
+type Whoami struct {
+	Subject  string   `json:"subject"`
+	Username string   `json:"username"`
+	Admin    bool     `json:"admin"`
+	Groups   []string `json:"groups"`
+}
+
+// DryRun is POST /api/training/execute?dry_run=1: the normalised spec and the
+// sbatch script the gateway would submit.
+type DryRun struct {
+	DryRun  bool   `json:"dry_run"`
+	Spec    Spec   `json:"spec"`
+	Cluster string `json:"cluster"`
+	JobDir  string `json:"job_dir"`
+	Script  string `json:"script"`
+}
+
+// JobList is one page of GET /api/jobs, newest first; NextCursor is empty on the
+// last page.
+type JobList struct {
+	Jobs       []Job  `json:"jobs"`
+	NextCursor string `json:"next_cursor"`
+}
+
+// SystemStatus is GET /api/system/status.
+type SystemStatus struct {
+	Version  string          `json:"version"`
+	Time     time.Time       `json:"time"`
+	Clusters []ClusterStatus `json:"clusters"`
+}
+
+// ClusterStatus is one cluster of SystemStatus: free GPUs per allowed partition,
+// job counts by state and the reconciler's last pass.
+type ClusterStatus struct {
+	Name                 string            `json:"name"`
+	Partitions           []PartitionStatus `json:"partitions"`
+	CapacityError        string            `json:"capacity_error,omitempty"`
+	Jobs                 map[string]int    `json:"jobs"`
+	ReconcilerLastRun    *time.Time        `json:"reconciler_last_run,omitempty"`
+	ReconcilerLagSeconds *float64          `json:"reconciler_lag_seconds,omitempty"`
+	ReconcilerError      string            `json:"reconciler_error,omitempty"`
+	// Degraded: Slurm could not be polled on the last pass or capacity could not be
+	// read (slurmctld unreachable); progress still flows, states wait for Slurm.
+	Degraded bool `json:"degraded"`
+}
+
+// PartitionStatus is one partition of a ClusterStatus.
+type PartitionStatus struct {
+	Name          string `json:"name"`
+	State         string `json:"state"`
+	GPUsTotal     int    `json:"gpus_total"`
+	GPUsAllocated int    `json:"gpus_allocated"`
+	GPUsFree      int    `json:"gpus_free"`
+	MaxNodeGPUs   int    `json:"max_node_gpus"`
+}
+
+// CheckpointList is GET /api/training/{job_id}/checkpoints, oldest first.
+type CheckpointList struct {
+	JobID       string       `json:"job_id"`
+	Checkpoints []Checkpoint `json:"checkpoints"`
+}
+
+// PinState is PUT and DELETE /api/training/{job_id}/pin.
+type PinState struct {
+	JobID  string `json:"job_id"`
+	Pinned bool   `json:"pinned"`
+}
+
+// Purged is DELETE /api/training/{job_id}?purge=1.
+type Purged struct {
+	JobID  string `json:"job_id"`
+	Purged bool   `json:"purged"`
+}
+
+// Metrics is GET /api/training/{job_id}/metrics: metrics.jsonl as series for charts.
+type Metrics struct {
+	JobID     string `json:"job_id"`
+	SinceStep int64  `json:"since_step"`
+	// LastStep is the highest step returned: pass it as since_step for newer points.
+	LastStep int64 `json:"last_step"`
+	// Series maps a field (loss, learning_rate, ...) to [step, value] points.
+	Series       map[string][][2]float64 `json:"series"`
+	SkippedLines int                     `json:"skipped_lines"`
+	Progress     Progress                `json:"progress"`
+}
+
+// Event is one job event as the streams send it (SSE data, WebSocket "event").
+type Event struct {
+	JobID string          `json:"job_id"`
+	ID    int64           `json:"id"`
+	Kind  string          `json:"kind"`
+	State State           `json:"state,omitempty"`
+	At    time.Time       `json:"at"`
+	Data  json.RawMessage `json:"data,omitempty"`
+}
+
+// LogLines is a batch of new log lines on a stream opened with ?logs=1 (SSE event
+// "log", WebSocket "log").
+type LogLines struct {
+	File string `json:"file"`
+	// Offset is the byte offset after these lines.
+	Offset int64    `json:"offset"`
+	Lines  []string `json:"lines"`
+}
+
+// WSMessage is one WebSocket text message: {"type":"event","event":{...}},
+// {"type":"log","log":{...}} or {"type":"error","error":{"code","message"}}.
+type WSMessage struct {
+	Type  string       `json:"type"`
+	Event *Event       `json:"event,omitempty"`
+	Log   *LogLines    `json:"log,omitempty"`
+	Error *ErrorDetail `json:"error,omitempty"`
+}
