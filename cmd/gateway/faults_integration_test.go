@@ -77,6 +77,7 @@ func TestFaults(t *testing.T) {
 		return
 	}
 	t.Run("slurmctld stopped 60s", func(t *testing.T) { faultSlurmctld(t, st, tab) })
+	t.Run("slurmd and job steps killed", func(t *testing.T) { faultSlurmd(t, st, tab) })
 	t.Run("postgres restarted", func(t *testing.T) { faultDaemonRestart(t, st, tab, "postgres") })
 	t.Run("sshd restarted", func(t *testing.T) { faultDaemonRestart(t, st, tab, "sshd") })
 }
@@ -534,5 +535,120 @@ func faultDaemonRestart(t *testing.T, st *stacktest.Stack, tab *faultTable, name
 		codes, hungN, recovered.Round(time.Millisecond), restoreIn.Round(time.Second), reached)
 	if !ok {
 		t.Errorf("%s restart: see the table", name)
+	}
+}
+
+// killSteps SIGKILLs every slurmstepd on this machine and all their descendants (the
+// batch shells and trainers), as a crashing node would lose them.
+func killSteps() int {
+	parent := map[int]int{}
+	steps := map[int]bool{}
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		l, r := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if l < 0 || r < 0 {
+			continue
+		}
+		f := strings.Fields(s[r+1:])
+		if len(f) < 2 {
+			continue
+		}
+		ppid, _ := strconv.Atoi(f[1])
+		parent[pid] = ppid
+		if s[l+1:r] == "slurmstepd" {
+			steps[pid] = true
+		}
+	}
+	n := 0
+	for pid := range parent {
+		for p := pid; p > 1; p = parent[p] {
+			if steps[p] {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+				n++
+				break
+			}
+		}
+	}
+	return n
+}
+
+// faultSlurmd: slurmd and every job step killed while a job runs past a checkpoint;
+// the node fails, the job is requeued (NODE_FAIL) and, once slurmd is back, resumes
+// from its checkpoint (not from step 0).
+func faultSlurmd(t *testing.T, st *stacktest.Stack, tab *faultTable) {
+	gp := newGatewayProc(t, st)
+	gw := gp.start()
+	t.Cleanup(func() { _ = gw.Process.Kill(); _, _ = gw.Process.Wait() })
+	status := func(id string) map[string]any {
+		_, m, _, _ := gp.callTimed("GET", "/api/training/status/"+id, nil, nil, 15*time.Second)
+		return m
+	}
+	code, m, _, err := gp.callTimed("POST", "/api/training/execute", (&e2e{}).spec(4000, 0), nil, 15*time.Second)
+	if err != nil || code != http.StatusAccepted {
+		t.Fatalf("execute: %d %v %v", code, m, err)
+	}
+	id := m["id"].(string)
+	t.Cleanup(func() { _, _, _, _ = gp.callTimed("POST", "/api/training/cancel/"+id, nil, nil, 15*time.Second) })
+	ckpt := func(m map[string]any) string {
+		p, _ := m["progress"].(map[string]any)
+		s, _ := p["latest_checkpoint"].(string)
+		return s
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for ckpt(status(id)) == "" || step(status(id)) < 45 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no checkpoint: %v", status(id))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	before := status(id)
+	stepAtKill, ckptAtKill := step(before), ckpt(before)
+	restartsBefore, _ := before["restart_count"].(float64)
+	stopDaemon(t, st, "slurmd")
+	killed := killSteps()
+	// The node is declared down after SlurmdTimeout; then dev/stack up brings slurmd back.
+	time.Sleep(25 * time.Second)
+	restoreIn := restoreStack(t, st)
+	var states []string
+	minStepAfter := -1.0
+	resumed := false
+	deadline = time.Now().Add(4 * time.Minute)
+	for time.Now().Before(deadline) {
+		m := status(id)
+		s := fmt.Sprint(m["state"], "/", m["slurm_state"])
+		if len(states) == 0 || states[len(states)-1] != s {
+			states = append(states, s)
+		}
+		if m["state"] == "failed" || m["state"] == "cancelled" {
+			break
+		}
+		if r, _ := m["restart_count"].(float64); r > restartsBefore && m["state"] == "running" {
+			if p, _ := m["progress"].(map[string]any); p != nil && p["phase"] == "training" {
+				if minStepAfter < 0 || step(m) < minStepAfter {
+					minStepAfter = step(m)
+				}
+				if step(m) > stepAtKill {
+					resumed = true
+					break
+				}
+			}
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	ckptStep, _ := strconv.ParseFloat(strings.TrimPrefix(ckptAtKill, "checkpoints/step-"), 64)
+	ok := resumed && minStepAfter >= ckptStep
+	tab.add("slurmd + steps killed", verdict(ok), "killed at step %.0f (checkpoint %s), %d step processes; states %s; first step after the restart %.0f, past the kill point: %v; restore %s",
+		stepAtKill, ckptAtKill, killed, strings.Join(states, " > "), minStepAfter, resumed, restoreIn.Round(time.Second))
+	if !ok {
+		t.Errorf("slurmd kill: see the table")
 	}
 }
