@@ -228,8 +228,11 @@ type ListOptions struct {
 	From    string // RFC 3339 or YYYY-MM-DD
 	To      string
 	Model   string
+	Search  string // q: substring of the name or the model
 	Cluster string
 	User    string // admins only, or the caller's own account
+	Sort    string // created (default), duration, loss or eval_loss
+	Order   string // asc or desc; "" takes the sort's default
 	Limit   int
 	Cursor  string
 }
@@ -244,7 +247,8 @@ func (o ListOptions) Query() url.Values {
 		}
 		q.Set("status", strings.Join(s, ","))
 	}
-	for k, v := range map[string]string{"from": o.From, "to": o.To, "model": o.Model, "cluster": o.Cluster, "user": o.User, "cursor": o.Cursor} {
+	for k, v := range map[string]string{"from": o.From, "to": o.To, "model": o.Model, "q": o.Search, "cluster": o.Cluster, "user": o.User,
+		"sort": o.Sort, "order": o.Order, "cursor": o.Cursor} {
 		if v != "" {
 			q.Set(k, v)
 		}

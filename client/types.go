@@ -54,6 +54,8 @@ type ErrorBody struct {
 type Health struct {
 	Status  string `json:"status"`
 	Version string `json:"version"`
+	// Commit is the git commit the gateway was built from.
+	Commit string `json:"commit"`
 }
 
 // Ready is GET /ready: "ready" (200) or "not ready" (503, with Error). The details
@@ -69,6 +71,9 @@ type AuthConfig struct {
 	ClientID string   `json:"client_id"`
 	Scopes   []string `json:"scopes"`
 	Audience string   `json:"audience"`
+	// MinClientVersion is the oldest ftctl this gateway works with; ftctl warns at
+	// login when it is older.
+	MinClientVersion string `json:"min_client_version,omitempty"`
 }
 
 // Whoami is GET /api/whoami: the caller's identity.

@@ -4,9 +4,9 @@ package main
 import (
 	"os"
 
-	"github.com/ftgate/ftgate/internal/ftctl"
+	"github.com/ftgate/ftgate/internal/ftctl/cmd/root"
 )
 
 func main() {
-	os.Exit(ftctl.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	os.Exit(root.Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }

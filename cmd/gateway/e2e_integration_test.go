@@ -30,6 +30,8 @@ type e2e struct {
 	url   string
 	token string
 	slurm *slurm.Client
+	app   *app // the gateway under test (benchmarks reach its SSH pool)
+	cfg   *config.Config
 }
 
 func repoRoot() string {
@@ -37,7 +39,7 @@ func repoRoot() string {
 	return filepath.Dir(filepath.Dir(filepath.Dir(file)))
 }
 
-func startE2E(t testing.TB) *e2e {
+func startE2E(t testing.TB, mods ...func(*config.Config)) *e2e {
 	st := stacktest.Require(t)
 	cfg, err := config.Load(st.GatewayConfig, nil)
 	if err != nil {
@@ -48,6 +50,9 @@ func startE2E(t testing.TB) *e2e {
 	cl.PauseGrace = time.Minute
 	if d := st.Env["STACK_TRAINER_DIR"]; d != "" {
 		cl.TrainerDir = d
+	}
+	for _, m := range mods {
+		m(cfg)
 	}
 	pool, _ := pgtest.Open(t, st.PGURL, true)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -83,7 +88,7 @@ func startE2E(t testing.TB) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &e2e{t: t, url: hs.URL, token: dexToken(t, st, "alice"), slurm: sc}
+	e := &e2e{t: t, url: hs.URL, token: dexToken(t, st, "alice"), slurm: sc, app: a, cfg: cfg}
 	t.Cleanup(e.cancelAll)
 	return e
 }

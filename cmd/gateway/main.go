@@ -30,9 +30,8 @@ import (
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/sshconn"
 	"github.com/ftgate/ftgate/internal/submit"
+	"github.com/ftgate/ftgate/internal/version"
 )
-
-var version = "dev"
 
 func main() {
 	if err := newRoot().Execute(); err != nil {
@@ -48,8 +47,9 @@ func newRoot() *cobra.Command {
 		Short:         "The ftgate server: OIDC-authenticated REST gateway to Slurm fine-tuning jobs",
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		Version:       version,
+		Version:       version.String(),
 	}
+	root.SetVersionTemplate("gateway {{.Version}}\n")
 	root.PersistentFlags().StringVarP(&cfgPath, "config", "c", os.Getenv("FTGATE_CONFIG"), "config file (YAML); FTGATE_* variables override it")
 	load := func() (*config.Config, error) { return config.Load(cfgPath, os.Environ()) }
 	root.AddCommand(&cobra.Command{
@@ -67,7 +67,7 @@ func newRoot() *cobra.Command {
 			return serve(cmd.Context(), cfg)
 		},
 	})
-	root.AddCommand(newMigrate(load), newCA(load))
+	root.AddCommand(newMigrate(load), newCA(load), newDoctor(&cfgPath))
 	return root
 }
 
@@ -211,15 +211,27 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	if cfg.Metrics.Listen != "" {
 		servers = append(servers, newHTTPServer(cfg.Metrics.Listen, a.metrics))
 	}
-	errc := make(chan error, len(servers))
+	hts, err := tlsServer(cfg, servers[0], log)
+	if err != nil {
+		cancelWorkers()
+		wg.Wait()
+		return err
+	}
+	errc := make(chan error, len(servers)+1)
 	for _, hs := range servers {
 		go func() { errc <- hs.ListenAndServe() }()
 	}
-	log.Info("gateway listening", "addr", cfg.Listen, "metrics", cfg.Metrics.Listen, "version", version, "clusters", len(cfg.Clusters))
+	if hts != nil {
+		go func() { errc <- hts.ListenAndServeTLS("", "") }()
+	}
+	log.Info("gateway listening", "addr", cfg.Listen, "tls_addr", cfg.ListenTLS, "metrics", cfg.Metrics.Listen, "version", version.Version, "commit", version.Commit, "clusters", len(cfg.Clusters))
 	select {
 	case err := <-errc:
 		for _, hs := range servers {
 			_ = hs.Close()
+		}
+		if hts != nil {
+			_ = hts.Close()
 		}
 		cancelWorkers()
 		wg.Wait()
@@ -229,6 +241,9 @@ func serve(ctx context.Context, cfg *config.Config) error {
 	log.Info("shutting down")
 	shutCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+	if hts != nil {
+		_ = hts.Shutdown(shutCtx)
+	}
 	for _, hs := range servers[1:] {
 		_ = hs.Shutdown(shutCtx)
 	}
@@ -349,10 +364,13 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 			}
 			return l, nil
 		}}
-	srv := &api.Server{Log: log, Version: version, Auth: verifier, Store: store, Metrics: m,
+	srv := &api.Server{Log: log, Version: version.Version, Auth: verifier, Store: store, Metrics: m,
 		MaxBody: cfg.Limits.MaxBodyBytes, MaxActivePerUser: cfg.Limits.MaxActiveJobsPerUser, Kick: a.sub.Kick,
 		AuthConfig: authConfig(cfg.OIDC), MetricsToken: cfg.Metrics.BearerToken, MetricsSeparate: cfg.Metrics.Listen != "",
 		MaxStreamsPerUser: cfg.Limits.MaxStreamsPerUser, MaxStreams: cfg.Limits.MaxStreams}
+	if srv.Auth, srv.Web, err = dashboard(ctx, cfg, verifier, log); err != nil {
+		return nil, err
+	}
 	a.hub = event.New(pool, store, event.Config{Logger: log.With("worker", "events")})
 	srv.Streams = api.Streams{Hub: a.hub, Events: store}
 	a.ret = &artifact.Retainer{Store: store, Log: log.With("worker", "retention"),
@@ -371,6 +389,9 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 			return nil, err
 		}
 		scfg.Logger = log.With("cluster", cl.Name)
+		scfg.OnDialFailure = func(err error) {
+			m.SSHDialFailures.WithLabelValues(cl.Name, dialFailureReason(err)).Inc()
+		}
 		ssh, err := sshconn.New(scfg)
 		if err != nil {
 			a.close()
@@ -399,13 +420,16 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 			PollUser: cl.ProbeUser, ServiceUser: cl.ServiceUser,
 			Policy: reconcile.Policy{RestartBudget: cl.RestartBudget, PauseGrace: cl.PauseGrace, LostGrace: max(time.Minute, 10*cl.PollInterval)}})
 	}
-	a.handler = auth.NewAudit(log).Middleware(srv.Handler())
+	if a.handler, err = trustProxies(cfg, auth.NewAudit(log).Middleware(srv.Handler())); err != nil {
+		a.close()
+		return nil, err
+	}
 	a.metrics = srv.MetricsHandler()
 	return a, nil
 }
 
 func authConfig(o config.OIDC) api.AuthConfig {
-	ac := api.AuthConfig{Issuer: o.Issuer, ClientID: o.ClientID, Scopes: o.Scopes}
+	ac := api.AuthConfig{Issuer: o.Issuer, ClientID: o.ClientID, Scopes: o.Scopes, MinClientVersion: version.MinClient}
 	if len(o.Audiences) > 0 {
 		ac.Audience = o.Audiences[0]
 	}

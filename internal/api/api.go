@@ -50,6 +50,8 @@ type Server struct {
 	Kick func()
 	// Streams serves event streams (see stream.go); a zero value answers 503.
 	Streams Streams
+	// Web serves what no API route matches outside /api/ (the dashboard, internal/web).
+	Web http.Handler
 
 	readyCache readyCache
 	slots      streamSlots

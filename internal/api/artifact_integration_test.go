@@ -80,6 +80,11 @@ func (r *recordingFS) Open(ctx context.Context, user, p string, off int64) (io.R
 	return r.Pool.Open(ctx, user, p, off)
 }
 
+func (r *recordingFS) OpenStream(ctx context.Context, user, p string, off int64) (io.ReadCloser, error) {
+	r.rec("open", p)
+	return r.Pool.OpenStream(ctx, user, p, off)
+}
+
 func (r *recordingFS) ReadFile(ctx context.Context, user, p string, max int64) ([]byte, error) {
 	r.rec("read", p)
 	return r.Pool.ReadFile(ctx, user, p, max)

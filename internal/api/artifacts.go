@@ -351,7 +351,9 @@ func (s *Server) serveFile(w http.ResponseWriter, r *http.Request, d *artifact.D
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="%s"`, path.Base(rel)))
 	w.Header().Set("Content-Type", "application/octet-stream")
-	http.ServeContent(w, r, "", fi.ModTime(), &remoteFile{ctx: ctx, d: d, path: real, size: fi.Size()})
+	rf := &remoteFile{ctx: ctx, d: d, path: real, size: fi.Size()}
+	defer rf.Close() // a range that ends before the file does leaves the stream open
+	http.ServeContent(w, r, "", fi.ModTime(), rf)
 }
 
 func isHex(s string) bool {
@@ -396,6 +398,16 @@ func (f *remoteFile) Seek(off int64, whence int) (int64, error) {
 	}
 	f.pos = p
 	return p, nil
+}
+
+// Close closes the open stream, if any.
+func (f *remoteFile) Close() error {
+	if f.rc == nil {
+		return nil
+	}
+	err := f.rc.Close()
+	f.rc = nil
+	return err
 }
 
 func (f *remoteFile) Read(b []byte) (int, error) {

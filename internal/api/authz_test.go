@@ -273,14 +273,11 @@ func (s *memStore) Get(_ context.Context, id string) (job.Job, error) {
 func (s *memStore) List(_ context.Context, f postgres.Filter) ([]job.Job, string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []job.Job
+	all := make([]job.Job, 0, len(s.jobs))
 	for _, j := range s.jobs {
-		if (f.Owner == "" || j.OwnerSubject == f.Owner) && (f.User == "" || j.User == f.User) {
-			out = append(out, j)
-		}
+		all = append(all, j)
 	}
-	slices.SortFunc(out, func(a, b job.Job) int { return b.CreatedAt.Compare(a.CreatedAt) })
-	return out, "", nil
+	return postgres.Page(f, all, time.Now())
 }
 
 func (s *memStore) Transition(_ context.Context, id string, c job.Change) (job.Job, error) {

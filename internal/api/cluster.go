@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"os"
 
 	"github.com/ftgate/ftgate/internal/artifact"
 	"github.com/ftgate/ftgate/internal/config"
@@ -11,23 +10,18 @@ import (
 	"github.com/ftgate/ftgate/internal/slurm"
 )
 
-// Slurm is the per-cluster Slurm control the handlers use; *slurm.Client implements it.
+// Slurm is the per-cluster Slurm control the handlers use (the job operations' and
+// rendering and capacity); *slurm.Client implements it.
 type Slurm interface {
+	jobsvc.Slurm
 	Render(req slurm.Request) (string, error)
-	Cancel(ctx context.Context, user, id string) error
-	Signal(ctx context.Context, user, id string) error
-	Hold(ctx context.Context, user, id string) error
-	Release(ctx context.Context, user, id string) error
-	Poll(ctx context.Context, user string, ids []string) (map[string]slurm.Status, error)
 	// CachedCapacity is the cluster's capacity read as the probe account (cached,
 	// one read at a time); the one capacity check is slurm.Capacity.Fits.
 	CachedCapacity(ctx context.Context) (*slurm.Capacity, error)
 }
 
 // Files writes files in job directories; *sshconn.Pool implements it.
-type Files interface {
-	WriteFile(ctx context.Context, user, path string, data []byte, perm os.FileMode) error
-}
+type Files = jobsvc.Files
 
 // Cluster is one configured cluster with its Slurm and file access.
 type Cluster struct {

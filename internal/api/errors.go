@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/worker"
 )
 
 // statusOf maps domain error codes to HTTP status codes: the one place that does.
@@ -44,9 +45,4 @@ func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 	writeError(w, status, job.EInternal, "internal error")
 }
 
-func (s *Server) logger() *slog.Logger {
-	if s.Log != nil {
-		return s.Log
-	}
-	return slog.Default()
-}
+func (s *Server) logger() *slog.Logger { return worker.Logger(s.Log) }

@@ -58,7 +58,7 @@ func (s *Server) prepare(ctx context.Context, id job.Identity, body []byte) (job
 		capa, err := cl.Slurm.CachedCapacity(ctx)
 		if err != nil {
 			s.logger().Warn("capacity unknown; submitting without the node capacity check", "cluster", cl.Config.Name, "err", err)
-		} else if err := capa.Fits(spec.Resources.Partition, spec.Resources.CPUs, spec.Resources.GPUs, spec.Resources.MemoryMB); err != nil {
+		} else if err := capa.Fits(spec.Resources.Partition, max(spec.Resources.Nodes, 1), spec.Resources.CPUs, spec.Resources.GPUs, spec.Resources.MemoryMB); err != nil {
 			return spec, nil, job.Errorf(job.EUnprocessable, "invalid spec: %s", job.ErrorMessage(err))
 		}
 	}
@@ -201,14 +201,19 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	f := postgres.Filter{Model: q.Get("model"), Cluster: q.Get("cluster"), Cursor: q.Get("cursor"), Limit: 50}
+	f := postgres.Filter{Model: q.Get("model"), Search: q.Get("q"), Cluster: q.Get("cluster"), Cursor: q.Get("cursor"), Limit: 50}
 	for k := range q {
 		switch k {
-		case "status", "from", "to", "model", "cluster", "user", "limit", "cursor":
+		case "status", "from", "to", "model", "q", "cluster", "user", "sort", "order", "limit", "cursor":
 		default:
-			s.Error(w, r, job.Errorf(job.EInvalid, "unknown query parameter %q (allowed: status, from, to, model, cluster, user, limit, cursor)", k))
+			s.Error(w, r, job.Errorf(job.EInvalid, "unknown query parameter %q (allowed: status, from, to, model, q, cluster, user, sort, order, limit, cursor)", k))
 			return
 		}
+	}
+	var err error
+	if f.Sort, f.Desc, err = job.ParseSort(q.Get("sort"), q.Get("order")); err != nil {
+		s.Error(w, r, err)
+		return
 	}
 	if !id.Admin {
 		f.Owner = id.Subject
@@ -229,7 +234,6 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 			f.States = append(f.States, st)
 		}
 	}
-	var err error
 	if f.From, err = parseTime("from", q.Get("from")); err != nil {
 		s.Error(w, r, err)
 		return
@@ -246,9 +250,11 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		}
 		f.Limit = n
 	}
-	if len(f.Model) > 256 {
-		s.Error(w, r, job.Errorf(job.EInvalid, "model: at most 256 characters"))
-		return
+	for name, v := range map[string]string{"model": f.Model, "q": f.Search} {
+		if len(v) > 256 {
+			s.Error(w, r, job.Errorf(job.EInvalid, "%s: at most 256 characters", name))
+			return
+		}
 	}
 	jobs, next, err := s.Store.List(r.Context(), f)
 	if err != nil {

@@ -15,11 +15,12 @@ import (
 
 	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/version"
 )
 
 // health is GET /health: the process is up.
 func (s *Server) health(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, client.Health{Status: "ok", Version: s.Version})
+	writeJSON(w, http.StatusOK, client.Health{Status: "ok", Version: s.Version, Commit: version.Commit})
 }
 
 func (s *Server) authConfig(w http.ResponseWriter, r *http.Request) {

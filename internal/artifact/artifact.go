@@ -270,12 +270,26 @@ func (d *Dir) Open(ctx context.Context, real string, offset int64) (io.ReadClose
 	return rc, nil
 }
 
-// streamBuffer is the read size of bulk downloads: the SFTP client splits one large
-// read into concurrent requests, which a 32 KiB copy loop never triggers.
+// streamBuffer is the read size of bulk downloads from an FS without OpenStream: the
+// SFTP client splits one large read into concurrent requests, which a 32 KiB copy loop
+// never triggers.
 const streamBuffer = 512 << 10
 
-// OpenStream is Open for bulk reads: reads go to the cluster in streamBuffer chunks.
+// Streamer is an FS that can read a file with pipelined requests (*sshconn.Pool).
+type Streamer interface {
+	OpenStream(ctx context.Context, user, path string, offset int64) (io.ReadCloser, error)
+}
+
+// OpenStream is Open for one sequential bulk read: pipelined when the FS is a
+// Streamer, else in streamBuffer chunks. The caller must Close it.
 func (d *Dir) OpenStream(ctx context.Context, real string, offset int64) (io.ReadCloser, error) {
+	if s, ok := d.FS.(Streamer); ok {
+		rc, err := s.OpenStream(ctx, d.User, real, offset)
+		if err != nil {
+			return nil, d.fsErr(err, path.Base(real))
+		}
+		return rc, nil
+	}
 	rc, err := d.Open(ctx, real, offset)
 	if err != nil {
 		return nil, err

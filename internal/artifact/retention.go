@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/worker"
 )
 
 // Policy is a cluster's retention policy, enforced by the gateway.
@@ -93,52 +94,35 @@ type Result struct {
 	Errors  int
 }
 
-func (r *Retainer) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
-}
+func (r *Retainer) now() time.Time { return worker.Now(r.Now) }
 
-func (r *Retainer) log() *slog.Logger {
-	if r.Log != nil {
-		return r.Log
-	}
-	return slog.Default()
-}
+func (r *Retainer) log() *slog.Logger { return worker.Logger(r.Log) }
 
-// Run makes a pass every Interval until ctx ends.
+// Run makes a pass every Interval until ctx ends, each while leading (Lead).
 func (r *Retainer) Run(ctx context.Context) {
 	iv := r.Interval
 	if iv <= 0 {
 		iv = 10 * time.Minute
 	}
-	t := time.NewTicker(iv)
-	defer t.Stop()
-	for {
-		res, err := r.leadPass(ctx)
-		if err != nil && ctx.Err() == nil {
-			r.log().Warn("retention pass failed", "err", err)
-		} else if len(res.Rotated)+len(res.Purged) > 0 {
-			r.log().Info("retention pass", "rotated", len(res.Rotated), "purged", len(res.Purged), "errors", res.Errors)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	loop := &worker.Loop{Name: "retention", Interval: iv, Pass: r.logPass, Log: r.log()}
+	if r.Lead != nil {
+		loop.Lead = func(ctx context.Context) (worker.Lease, error) {
+			release, err := r.Lead(ctx)
+			if release == nil {
+				return nil, err
+			}
+			return worker.ReleaseFunc(release), err
 		}
 	}
+	loop.Run(ctx)
 }
 
-func (r *Retainer) leadPass(ctx context.Context) (Result, error) {
-	if r.Lead != nil {
-		release, err := r.Lead(ctx)
-		if err != nil || release == nil {
-			return Result{}, err
-		}
-		defer release()
+func (r *Retainer) logPass(ctx context.Context) error {
+	res, err := r.Pass(ctx)
+	if err == nil && len(res.Rotated)+len(res.Purged) > 0 {
+		r.log().Info("retention pass", "rotated", len(res.Rotated), "purged", len(res.Purged), "errors", res.Errors)
 	}
-	return r.Pass(ctx)
+	return err
 }
 
 // batch caps the jobs one pass looks at per cluster and kind.

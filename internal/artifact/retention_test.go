@@ -36,16 +36,17 @@ func TestRotate(t *testing.T) {
 
 func TestRetainerSkipsWithoutLead(t *testing.T) {
 	t.Parallel()
-	released := false
-	r := &Retainer{Clusters: []Cluster{{Name: "dev", Policy: Policy{KeepLast: 1}}},
-		Lead: func(context.Context) (func(), error) { return nil, nil }}
+	ctx, cancel := context.WithCancel(context.Background())
 	// Store is nil: a pass that ran would panic.
-	if res, err := r.leadPass(context.Background()); err != nil || len(res.Rotated)+len(res.Purged) != 0 {
-		t.Fatalf("leadPass without the lead = %+v, %v", res, err)
-	}
-	r.Lead = func(context.Context) (func(), error) { return func() { released = true }, nil }
+	r := &Retainer{Clusters: []Cluster{{Name: "dev", Policy: Policy{KeepLast: 1}}},
+		Lead: func(context.Context) (func(), error) { cancel(); return nil, nil }}
+	r.Run(ctx)
+	released := false
+	ctx, cancel = context.WithCancel(context.Background())
+	r.Lead = func(context.Context) (func(), error) { cancel(); return func() { released = true }, nil }
 	r.Clusters = nil
-	if _, err := r.leadPass(context.Background()); err != nil || !released {
-		t.Fatalf("leadPass with the lead: err %v, released %v", err, released)
+	r.Run(ctx)
+	if !released {
+		t.Fatal("a pass with the lead did not release it")
 	}
 }

@@ -5,6 +5,8 @@ package config
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -27,12 +29,43 @@ type Config struct {
 	// LogLevel is debug, info, warn or error.
 	LogLevel string `yaml:"log_level"`
 	// PublicURL is the gateway's external base URL, used in links and clients.
-	PublicURL string    `yaml:"public_url"`
-	Database  Database  `yaml:"database"`
-	OIDC      OIDC      `yaml:"oidc"`
-	Limits    Limits    `yaml:"limits"`
-	Metrics   Metrics   `yaml:"metrics"`
-	Clusters  []Cluster `yaml:"clusters"`
+	PublicURL string `yaml:"public_url"`
+	// ListenTLS, when set, is an HTTPS listen address served with TLSCertFile and
+	// TLSKeyFile, re-read when they change (see serving.go).
+	ListenTLS   string `yaml:"listen_tls"`
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+	// TrustedProxies are CIDRs (or addresses) whose X-Forwarded-For/-Proto/-Host
+	// headers are honoured; from other peers those headers are dropped.
+	TrustedProxies []string `yaml:"trusted_proxies"`
+
+	Database Database  `yaml:"database"`
+	OIDC     OIDC      `yaml:"oidc"`
+	Limits   Limits    `yaml:"limits"`
+	Metrics  Metrics   `yaml:"metrics"`
+	Clusters []Cluster `yaml:"clusters"`
+	Web      Web       `yaml:"web"`
+}
+
+// Web configures the dashboard served at / and its login: the gateway is the
+// dashboard's OIDC client (authorization code + PKCE, exchanged on the server) and keeps
+// the session in a sealed HttpOnly cookie.
+type Web struct {
+	// ClientID of the dashboard's client at oidc.issuer; empty disables login (the pages
+	// are still served and say so).
+	ClientID string `yaml:"client_id"`
+	// ClientSecret of a confidential client (empty: a public client, PKCE only).
+	ClientSecret string `yaml:"client_secret" secret:"true"`
+	// RedirectURL registered at the provider (default public_url + /auth/callback).
+	RedirectURL string `yaml:"redirect_url"`
+	// Scopes requested at login.
+	Scopes []string `yaml:"scopes"`
+	// SessionKey seals session cookies: 32 bytes as 64 hex digits or base64. Empty: a
+	// random key per process (sessions end when the gateway restarts; one replica only).
+	SessionKey string `yaml:"session_key" secret:"true"`
+	// SecureCookies marks cookies Secure; they are also Secure when public_url is https
+	// or the request came over TLS.
+	SecureCookies bool `yaml:"secure_cookies"`
 }
 
 // Metrics configures the Prometheus endpoint.
@@ -154,7 +187,7 @@ type Cluster struct {
 	Python string `yaml:"python"`
 	// TrainerDir is put on PYTHONPATH so `python -m ftgate_trainer` imports.
 	TrainerDir string `yaml:"trainer_dir"`
-	// GPUStat is the path of the ftctl binary used as GPU sampler (optional).
+	// GPUStat is the path of the ftgate-gpustat binary, the GPU sampler (optional).
 	GPUStat string `yaml:"gpustat"`
 	// TemplateDir overrides the embedded sbatch templates.
 	TemplateDir string `yaml:"template_dir"`
@@ -228,6 +261,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.OIDC.ClockSkew == 0 {
 		c.OIDC.ClockSkew = 30 * time.Second
+	}
+	if len(c.Web.Scopes) == 0 {
+		c.Web.Scopes = []string{"openid", "profile", "email", "groups"}
+	}
+	if c.Web.RedirectURL == "" && c.PublicURL != "" {
+		c.Web.RedirectURL = strings.TrimRight(c.PublicURL, "/") + "/auth/callback"
+	}
+	if strings.HasPrefix(c.PublicURL, "https://") {
+		c.Web.SecureCookies = true
 	}
 	if c.Limits.MaxActiveJobsPerUser == 0 {
 		c.Limits.MaxActiveJobsPerUser = 10
@@ -304,6 +346,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("log_level", "must be debug, info, warn or error, got %q", c.LogLevel)
 	}
+	c.validateServing(bad)
 	if c.Database.URL == "" {
 		bad("database.url", "is required")
 	}
@@ -333,6 +376,14 @@ func (c *Config) Validate() error {
 	}
 	if c.Metrics.Listen != "" && c.Metrics.Listen == c.Listen {
 		bad("metrics.listen", "must differ from listen (%s); leave it empty to serve /metrics there", c.Listen)
+	}
+	if c.Web.ClientID != "" && c.Web.RedirectURL == "" {
+		bad("web.redirect_url", "is required with web.client_id (or set public_url)")
+	}
+	if c.Web.SessionKey != "" {
+		if _, err := c.Web.Key(); err != nil {
+			bad("web.session_key", "%v", err)
+		}
 	}
 	seen := map[string]bool{}
 	for i, cl := range c.Clusters {
@@ -418,6 +469,23 @@ func (c *Config) TrustedAccounts() []string {
 		}
 	}
 	return out
+}
+
+// Key decodes SessionKey: nil when unset, else exactly 32 bytes.
+func (w Web) Key() ([]byte, error) {
+	if w.SessionKey == "" {
+		return nil, nil
+	}
+	k, err := hex.DecodeString(w.SessionKey)
+	if err != nil {
+		if k, err = base64.StdEncoding.DecodeString(w.SessionKey); err != nil {
+			return nil, errors.New("want 32 bytes as 64 hex digits or base64")
+		}
+	}
+	if len(k) != 32 {
+		return nil, fmt.Errorf("want 32 bytes, got %d", len(k))
+	}
+	return k, nil
 }
 
 // Cluster returns the named cluster.

@@ -7,10 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/ftgate/ftgate/internal/atomicfile"
 	"github.com/ftgate/ftgate/internal/job"
 )
 
@@ -72,35 +71,5 @@ func WriteSample(src Source, out string, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("encode sample: %w", err)
 	}
-	return WriteFileAtomic(out, append(b, '\n'))
-}
-
-// WriteFileAtomic writes b to a temporary file beside path, syncs it and renames it
-// over path, so readers see either the old or the new content.
-func WriteFileAtomic(path string, b []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp)
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("sync %s: %w", path, err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("chmod %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("rename %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(out, append(b, '\n'), 0o644)
 }

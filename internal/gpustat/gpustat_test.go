@@ -109,13 +109,27 @@ func TestSplitVisible(t *testing.T) {
 	}
 }
 
-func TestOpenNVMLWithoutLibrary(t *testing.T) {
+// TestOpenNVML runs the real library: on a node without NVML (or a build without cgo)
+// it must fail with ErrNoNVML; on a GPU node it must sample every device. The GPU
+// case runs on a GPU machine (trainer/gpu-check.sh); the fake-library tests in
+// sampler_test.go cover the sampler's logic everywhere.
+func TestOpenNVML(t *testing.T) {
 	n, err := OpenNVML("")
-	if err == nil {
-		n.Close()
-		t.Skip("NVML is present on this machine")
+	if err != nil {
+		if !errors.Is(err, ErrNoNVML) {
+			t.Fatalf("OpenNVML error %v does not wrap ErrNoNVML", err)
+		}
+		return
 	}
-	if !errors.Is(err, ErrNoNVML) {
-		t.Fatalf("OpenNVML error %v does not wrap ErrNoNVML", err)
+	defer n.Close()
+	gpus, err := n.Sample()
+	if err != nil || len(gpus) == 0 {
+		t.Fatalf("NVML opened but sampled %d GPUs: %v", len(gpus), err)
 	}
+	for i, g := range gpus {
+		if g.Index != i || g.Name == "" || g.UUID == "" || g.MemoryTotalMB <= 0 || g.MemoryUsedMB > g.MemoryTotalMB {
+			t.Errorf("GPU %d: implausible sample %+v", i, g)
+		}
+	}
+	t.Logf("sampled %d GPUs through NVML: %+v", len(gpus), gpus)
 }

@@ -1,100 +1,76 @@
+//go:build cgo
+
 package gpustat
 
 import (
-	"fmt"
-	"strconv"
-	"strings"
+	"errors"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 )
 
-// NVML samples GPUs through the NVIDIA management library.
-type NVML struct {
-	devices []nvmlDevice
+// loadLibrary returns the real NVML (loaded by Init).
+func loadLibrary() (library, error) { return nvmlLibrary{nvml.New()}, nil }
+
+// nvmlLibrary adapts go-nvml to library: each call is one NVML call, its Return turned
+// into an error.
+type nvmlLibrary struct{ nvml.Interface }
+
+func (l nvmlLibrary) check(ret nvml.Return) error {
+	if ret == nvml.SUCCESS {
+		return nil
+	}
+	return errors.New(l.ErrorString(ret))
+}
+
+func (l nvmlLibrary) Init() error { return l.check(l.Interface.Init()) }
+func (l nvmlLibrary) Shutdown()   { _ = l.Interface.Shutdown() }
+
+func (l nvmlLibrary) DeviceCount() (int, error) {
+	n, ret := l.DeviceGetCount()
+	return n, l.check(ret)
+}
+
+func (l nvmlLibrary) DeviceByIndex(i int) (device, error) {
+	d, ret := l.DeviceGetHandleByIndex(i)
+	return nvmlDevice{d, l}, l.check(ret)
+}
+
+func (l nvmlLibrary) DeviceByUUID(uuid string) (device, error) {
+	d, ret := l.DeviceGetHandleByUUID(uuid)
+	return nvmlDevice{d, l}, l.check(ret)
 }
 
 type nvmlDevice struct {
-	index int
-	dev   nvml.Device
+	d nvml.Device
+	l nvmlLibrary
 }
 
-// OpenNVML initialises NVML and selects the devices named by visible (the value of
-// CUDA_VISIBLE_DEVICES: indices or GPU-UUIDs, comma-separated; empty means all). It
-// returns an error wrapping ErrNoNVML when the library cannot be loaded.
-func OpenNVML(visible string) (*NVML, error) {
-	if ret := nvml.Init(); ret != nvml.SUCCESS {
-		return nil, fmt.Errorf("%w: %s", ErrNoNVML, nvml.ErrorString(ret))
-	}
-	n := &NVML{}
-	ids := splitVisible(visible)
-	if ids == nil {
-		count, ret := nvml.DeviceGetCount()
-		if ret != nvml.SUCCESS {
-			nvml.Shutdown()
-			return nil, fmt.Errorf("nvml device count: %s", nvml.ErrorString(ret))
-		}
-		for i := 0; i < count; i++ {
-			ids = append(ids, strconv.Itoa(i))
-		}
-	}
-	for pos, id := range ids {
-		var dev nvml.Device
-		var ret nvml.Return
-		if i, err := strconv.Atoi(id); err == nil {
-			dev, ret = nvml.DeviceGetHandleByIndex(i)
-		} else {
-			dev, ret = nvml.DeviceGetHandleByUUID(id)
-		}
-		if ret != nvml.SUCCESS {
-			nvml.Shutdown()
-			return nil, fmt.Errorf("nvml device %q: %s", id, nvml.ErrorString(ret))
-		}
-		n.devices = append(n.devices, nvmlDevice{index: pos, dev: dev})
-	}
-	return n, nil
+func (d nvmlDevice) UUID() (string, error) {
+	s, ret := d.d.GetUUID()
+	return s, d.l.check(ret)
 }
 
-func splitVisible(v string) []string {
-	v = strings.TrimSpace(v)
-	if v == "" {
-		return nil
-	}
-	var out []string
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
+func (d nvmlDevice) Name() (string, error) {
+	s, ret := d.d.GetName()
+	return s, d.l.check(ret)
 }
 
-// Sample reads every selected device. A metric a device does not support stays zero.
-func (n *NVML) Sample() ([]GPU, error) {
-	gpus := make([]GPU, 0, len(n.devices))
-	for _, d := range n.devices {
-		g := GPU{Index: d.index}
-		if s, ret := d.dev.GetUUID(); ret == nvml.SUCCESS {
-			g.UUID = s
-		}
-		if s, ret := d.dev.GetName(); ret == nvml.SUCCESS {
-			g.Name = s
-		}
-		if u, ret := d.dev.GetUtilizationRates(); ret == nvml.SUCCESS {
-			g.UtilizationPercent = int(u.Gpu)
-		}
-		if m, ret := d.dev.GetMemoryInfo(); ret == nvml.SUCCESS {
-			g.MemoryUsedMB, g.MemoryTotalMB = int(m.Used>>20), int(m.Total>>20)
-		}
-		if p, ret := d.dev.GetPowerUsage(); ret == nvml.SUCCESS {
-			g.PowerWatts = float64(p) / 1000
-		}
-		if t, ret := d.dev.GetTemperature(nvml.TEMPERATURE_GPU); ret == nvml.SUCCESS {
-			g.TemperatureC = int(t)
-		}
-		gpus = append(gpus, g)
-	}
-	return gpus, nil
+func (d nvmlDevice) UtilizationPercent() (int, error) {
+	u, ret := d.d.GetUtilizationRates()
+	return int(u.Gpu), d.l.check(ret)
 }
 
-// Close shuts NVML down.
-func (n *NVML) Close() { nvml.Shutdown() }
+func (d nvmlDevice) Memory() (uint64, uint64, error) {
+	m, ret := d.d.GetMemoryInfo()
+	return m.Used, m.Total, d.l.check(ret)
+}
+
+func (d nvmlDevice) PowerMilliwatts() (uint32, error) {
+	p, ret := d.d.GetPowerUsage()
+	return p, d.l.check(ret)
+}
+
+func (d nvmlDevice) TemperatureC() (int, error) {
+	t, ret := d.d.GetTemperature(nvml.TEMPERATURE_GPU)
+	return int(t), d.l.check(ret)
+}

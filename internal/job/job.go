@@ -33,11 +33,13 @@ type Job struct {
 
 // Progress is the latest progress the trainer reported (progress.json).
 type Progress struct {
-	Phase            string     `json:"phase,omitempty"`
-	Step             int64      `json:"step"`
-	TotalSteps       int64      `json:"total_steps"`
-	Epoch            float64    `json:"epoch,omitempty"`
-	Loss             *float64   `json:"loss,omitempty"`
+	Phase      string   `json:"phase,omitempty"`
+	Step       int64    `json:"step"`
+	TotalSteps int64    `json:"total_steps"`
+	Epoch      float64  `json:"epoch,omitempty"`
+	Loss       *float64 `json:"loss,omitempty"`
+	// EvalLoss is the latest evaluation loss, when the job evaluates.
+	EvalLoss         *float64   `json:"eval_loss,omitempty"`
 	TokensPerSecond  float64    `json:"tokens_per_second,omitempty"`
 	LearningRate     *float64   `json:"learning_rate,omitempty"`
 	ETASeconds       *float64   `json:"eta_seconds,omitempty"`

@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -26,6 +27,7 @@ type Spec struct {
 	Logging         Logging         `json:"logging"`
 	Checkpoints     Checkpoints     `json:"checkpoints"`
 	Resources       Resources       `json:"resources"`
+	Distributed     Distributed     `json:"distributed"`
 }
 
 // Dataset names JSONL files on the cluster filesystem.
@@ -46,6 +48,12 @@ type Hyperparameters struct {
 	Seed                 int     `json:"seed"`
 	DPOBeta              float64 `json:"dpo_beta"`
 	WeightDecay          float64 `json:"weight_decay"`
+	// GradientCheckpointing recomputes activations in the backward pass (less memory).
+	GradientCheckpointing bool `json:"gradient_checkpointing"`
+	// Precision is the compute dtype: auto (bf16 on GPUs that support it, else fp32), bf16, fp16, fp32.
+	Precision string `json:"precision"`
+	// Packing (SFT) concatenates rows into sequences of up to MaxLength tokens.
+	Packing bool `json:"packing"`
 }
 
 // LoRA configures low-rank adapters.
@@ -55,6 +63,8 @@ type LoRA struct {
 	Alpha         int      `json:"alpha"`
 	Dropout       float64  `json:"dropout"`
 	TargetModules []string `json:"target_modules"`
+	// Merge also writes the adapter merged into the base weights (model/merged/).
+	Merge bool `json:"merge"`
 }
 
 // Logging sets how often the trainer logs, evaluates, checkpoints and reports progress.
@@ -71,10 +81,22 @@ type Checkpoints struct {
 	KeepBest int `json:"keep_best"`
 }
 
+// Distributed sets how the trainer's processes share the work: torchrun starts
+// ProcessesPerNode processes on each of Resources.Nodes nodes.
+type Distributed struct {
+	// Strategy is ddp (data parallel, the default) or fsdp (sharded, full fine-tuning only).
+	Strategy string `json:"strategy"`
+	// ProcessesPerNode defaults to Resources.GPUs (one process per GPU), or 1 without
+	// GPUs; with GPUs it must equal Resources.GPUs. CPU processes use gloo.
+	ProcessesPerNode int `json:"processes_per_node"`
+}
+
 // Resources is what the job asks Slurm for. Only the gateway reads it.
 type Resources struct {
-	Cluster          string `json:"cluster"`
-	Partition        string `json:"partition"`
+	Cluster   string `json:"cluster"`
+	Partition string `json:"partition"`
+	// Nodes is the number of nodes (default 1); GPUs, CPUs and MemoryMB are per node.
+	Nodes            int    `json:"nodes"`
 	GPUs             int    `json:"gpus"`
 	GPUType          string `json:"gpu_type"`
 	CPUs             int    `json:"cpus"`
@@ -91,7 +113,13 @@ const (
 	Quant8bit    = "8bit"
 	Quant4bit    = "4bit"
 	MaxGPUsLimit = 64
+	MaxNodes     = 256
+	StrategyDDP  = "ddp"
+	StrategyFSDP = "fsdp"
 )
+
+// Precisions are the values of hyperparameters.precision.
+var Precisions = []string{"auto", "bf16", "fp16", "fp32"}
 
 var moduleRE = regexp.MustCompile(`^[A-Za-z0-9_.]{1,64}$`)
 
@@ -157,13 +185,19 @@ func (s *Spec) Normalize() {
 	if s.Method == MethodDPO && h.DPOBeta == 0 {
 		h.DPOBeta = 0.1
 	}
+	setStr(&h.Precision, "auto")
 	if s.LoRA.Enabled {
+		// An empty target_modules list means the trainer's default (every linear layer of
+		// the blocks; plus lm_head on builtin:tiny), see trainer/README.md.
 		setInt(&s.LoRA.R, 8)
 		setInt(&s.LoRA.Alpha, 2*s.LoRA.R)
-		if len(s.LoRA.TargetModules) == 0 {
-			s.LoRA.TargetModules = []string{"q_proj", "v_proj"}
-		}
 	}
+	setStr(&s.Distributed.Strategy, StrategyDDP)
+	setInt(&s.Resources.Nodes, 1)
+	if s.Resources.GPUs > 0 {
+		setInt(&s.Distributed.ProcessesPerNode, s.Resources.GPUs)
+	}
+	setInt(&s.Distributed.ProcessesPerNode, 1)
 	setInt(&s.Logging.LogEvery, 10)
 	setInt(&s.Logging.EvalEvery, 50)
 	setInt(&s.Logging.SaveEvery, 50)
@@ -233,6 +267,12 @@ func (s *Spec) Validate() error {
 		floatIn("hyperparameters.dpo_beta", h.DPOBeta, 0, 100, false)
 	}
 	floatIn("hyperparameters.weight_decay", h.WeightDecay, 0, 1, false)
+	if !slices.Contains(Precisions, h.Precision) {
+		bad("hyperparameters.precision", "must be one of %s, got %q", strings.Join(Precisions, ", "), h.Precision)
+	}
+	if h.Packing && s.Method == MethodDPO {
+		bad("hyperparameters.packing", "only for method sft")
+	}
 	// LoRA fields are validated whether or not LoRA is enabled: they reach job.json.
 	// While disabled, r and alpha may stay 0 (unset).
 	loraMin := 1
@@ -274,7 +314,23 @@ func (s *Spec) Validate() error {
 	if r.Partition != "" && !NameRE.MatchString(r.Partition) {
 		bad("resources.partition", "must match %s", NameRE)
 	}
+	intIn("resources.nodes", r.Nodes, 1, MaxNodes)
 	intIn("resources.gpus", r.GPUs, 0, MaxGPUsLimit)
+	d := s.Distributed
+	switch d.Strategy {
+	case StrategyDDP:
+	case StrategyFSDP:
+		if s.LoRA.Enabled {
+			bad("distributed.strategy", "fsdp is for full fine-tuning; use ddp with lora.enabled")
+		}
+	default:
+		bad("distributed.strategy", "must be ddp or fsdp, got %q", d.Strategy)
+	}
+	intIn("distributed.processes_per_node", d.ProcessesPerNode, 1, MaxGPUsLimit)
+	if r.GPUs > 0 && d.ProcessesPerNode != r.GPUs {
+		bad("distributed.processes_per_node", "must equal resources.gpus (one process per GPU), got %d for %d GPUs",
+			d.ProcessesPerNode, r.GPUs)
+	}
 	if r.GPUType != "" && !NameRE.MatchString(r.GPUType) {
 		bad("resources.gpu_type", "must match %s", NameRE)
 	}

@@ -83,6 +83,19 @@ func TestValidate(t *testing.T) {
 		{"cpus", func(s *Spec) { s.Resources.CPUs = -2 }, "resources.cpus"},
 		{"memory", func(s *Spec) { s.Resources.MemoryMB = -1 }, "resources.memory_mb"},
 		{"time", func(s *Spec) { s.Resources.TimeLimitMinutes = 1 << 30 }, "resources.time_limit_minutes"},
+		{"nodes", func(s *Spec) { s.Resources.Nodes = -1 }, "resources.nodes"},
+		{"too many nodes", func(s *Spec) { s.Resources.Nodes = MaxNodes + 1 }, "resources.nodes"},
+		{"two nodes", func(s *Spec) { s.Resources.Nodes = 2 }, ""},
+		{"precision", func(s *Spec) { s.Hyperparameters.Precision = "fp8" }, "hyperparameters.precision: must be one of auto, bf16, fp16, fp32"},
+		{"precision bf16", func(s *Spec) { s.Hyperparameters.Precision = "bf16" }, ""},
+		{"packing dpo", func(s *Spec) { s.Method = MethodDPO; s.Hyperparameters.Packing = true }, "hyperparameters.packing: only for method sft"},
+		{"packing sft", func(s *Spec) { s.Hyperparameters.Packing = true; s.Hyperparameters.GradientCheckpointing = true }, ""},
+		{"strategy", func(s *Spec) { s.Distributed.Strategy = "zero3" }, "distributed.strategy: must be ddp or fsdp"},
+		{"fsdp with lora", func(s *Spec) { s.Distributed.Strategy = StrategyFSDP }, "distributed.strategy: fsdp is for full fine-tuning"},
+		{"fsdp full", func(s *Spec) { s.Distributed.Strategy = StrategyFSDP; s.LoRA.Enabled = false }, ""},
+		{"processes", func(s *Spec) { s.Distributed.ProcessesPerNode = 100 }, "distributed.processes_per_node: must be between 1 and 64"},
+		{"processes vs gpus", func(s *Spec) { s.Resources.GPUs = 2; s.Distributed.ProcessesPerNode = 3 }, "distributed.processes_per_node: must equal resources.gpus"},
+		{"cpu processes", func(s *Spec) { s.Resources.GPUs = 0; s.Distributed.ProcessesPerNode = 2 }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,8 +127,15 @@ func TestNormalizeDefaults(t *testing.T) {
 		t.Fatalf("minimal spec after Normalize: %v", err)
 	}
 	if s.Quantization != QuantNone || s.Hyperparameters.DPOBeta != 0.1 || s.LoRA.R != 8 || s.LoRA.Alpha != 16 ||
-		s.Resources.TimeLimitMinutes != 60 || s.Checkpoints.KeepLast != 2 || len(s.LoRA.TargetModules) != 2 {
+		s.Resources.TimeLimitMinutes != 60 || s.Checkpoints.KeepLast != 2 || len(s.LoRA.TargetModules) != 0 ||
+		s.Hyperparameters.Precision != "auto" || s.Resources.Nodes != 1 || s.Distributed.Strategy != StrategyDDP ||
+		s.Distributed.ProcessesPerNode != 1 {
 		t.Errorf("defaults not applied: %+v", s)
+	}
+	g := Spec{Method: MethodSFT, Model: BuiltinTiny, Dataset: Dataset{Path: "/d.jsonl"}, Resources: Resources{GPUs: 4}}
+	g.Normalize()
+	if g.Distributed.ProcessesPerNode != 4 {
+		t.Errorf("processes_per_node with 4 GPUs = %d, want 4", g.Distributed.ProcessesPerNode)
 	}
 	a, b := s, s
 	b.Hyperparameters.Seed = 7

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/slurm"
+	"github.com/ftgate/ftgate/internal/worker"
 )
 
 // Store is what the operations need from the job store; *postgres.Store implements it.
@@ -70,19 +71,9 @@ type Service struct {
 	Now          func() time.Time
 }
 
-func (s *Service) log() *slog.Logger {
-	if s.Log != nil {
-		return s.Log
-	}
-	return slog.Default()
-}
+func (s *Service) log() *slog.Logger { return worker.Logger(s.Log) }
 
-func (s *Service) now() time.Time {
-	if s.Now != nil {
-		return s.Now()
-	}
-	return time.Now()
-}
+func (s *Service) now() time.Time { return worker.Now(s.Now) }
 
 func (s *Service) kick() {
 	if s.Kick != nil {

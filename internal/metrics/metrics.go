@@ -20,6 +20,8 @@ type Metrics struct {
 	Reconciles        *prometheus.CounterVec   // cluster, result: ok, error
 	ReconcileDuration *prometheus.HistogramVec // cluster
 	Transitions       *prometheus.CounterVec   // from, to
+	ReconcileLastOK   *prometheus.GaugeVec     // cluster: unix time of the last successful pass
+	SSHDialFailures   *prometheus.CounterVec   // cluster, reason: host_key, auth, unreachable
 }
 
 // New creates and registers the metrics, plus Go and process collectors.
@@ -51,9 +53,15 @@ func New() *Metrics {
 		Transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ftgate_job_transitions_total", Help: "Job state transitions made by this replica.",
 		}, []string{"from", "to"}),
+		ReconcileLastOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ftgate_reconcile_last_success_timestamp_seconds", Help: "Unix time of this replica's last successful reconciler pass per cluster (0 on replicas that are not the leader).",
+		}, []string{"cluster"}),
+		SSHDialFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ftgate_ssh_dial_failures_total", Help: "SSH connections to a login node that failed, by cluster and reason (host_key, auth, unreachable).",
+		}, []string{"cluster", "reason"}),
 	}
 	r.MustRegister(m.HTTPRequests, m.HTTPDuration, m.Submits, m.SubmitDuration, m.Reconciles, m.ReconcileDuration,
-		m.Transitions, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		m.Transitions, m.ReconcileLastOK, m.SSHDialFailures, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

@@ -53,11 +53,11 @@ func setProgress(ctx context.Context, tx pgx.Tx, id string, p job.Progress) erro
 	}
 	j, err := scanJob(tx.QueryRow(ctx, `UPDATE jobs SET progress_phase = $2, progress_step = $3, progress_total = $4,
 		progress_epoch = $5, progress_loss = $6, progress_tps = $7, progress_eta = $8, progress_checkpoint = $9,
-		progress_error = $10, progress_at = $11, progress_lr = $12, progress_gpus = $13
+		progress_error = $10, progress_at = $11, progress_lr = $12, progress_gpus = $13, progress_eval_loss = $14
 		WHERE id = $1 AND (progress_at IS DISTINCT FROM $11 OR progress_step <> $3 OR progress_phase <> $2
 			OR progress_gpus IS DISTINCT FROM $13)
 		RETURNING `+jobCols, id, p.Phase, p.Step, p.TotalSteps, p.Epoch, p.Loss, p.TokensPerSecond, p.ETASeconds,
-		p.LatestCheckpoint, p.Error, p.UpdatedAt, p.LearningRate, gpusArg(p.GPUs)))
+		p.LatestCheckpoint, p.Error, p.UpdatedAt, p.LearningRate, gpusArg(p.GPUs), p.EvalLoss))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil // unchanged
 	}

@@ -2,10 +2,10 @@ package postgres
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -98,37 +98,107 @@ func (s *Store) Get(ctx context.Context, id string) (job.Job, error) {
 	return j, translate(err, "job "+id)
 }
 
-// Filter selects jobs for List. Empty fields do not filter.
+// Filter selects and orders jobs for List. Empty fields do not filter.
 type Filter struct {
 	Owner   string // owner subject; empty for admins listing everyone
 	User    string // Unix user (admin filter)
 	States  []job.State
 	From    time.Time // created_at >= From
 	To      time.Time // created_at < To
-	Model   string    // substring, case-insensitive
+	Model   string    // substring of the model, case-insensitive
+	Search  string    // substring of the name or the model, case-insensitive
 	Cluster string
-	Limit   int
-	Cursor  string
+	// Sort and Desc order the list (job.ParseSort); no Sort is created, newest first.
+	Sort Sort
+	Desc bool
+	// AsOf ends the running time of unfinished jobs for SortDuration; List sets it
+	// (now, or the cursor's) and EncodeCursor carries it to the next page.
+	AsOf   time.Time
+	Limit  int
+	Cursor string
 }
 
-// EncodeCursor and DecodeCursor make the opaque keyset cursor (created_at, id).
-func EncodeCursor(j job.Job) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(j.CreatedAt.UnixMicro(), 10) + "|" + j.ID))
+// likeArg is an ILIKE pattern matching s as a substring.
+func likeArg(s string) string {
+	return "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s) + "%"
 }
 
-func decodeCursor(c string) (time.Time, string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err == nil {
-		ts, id, ok := strings.Cut(string(b), "|")
-		us, perr := strconv.ParseInt(ts, 10, 64)
-		if ok && perr == nil && ValidID(id) {
-			return time.UnixMicro(us), id, nil
-		}
+// listPart is one index range of a sorted list: its conditions, their arguments
+// (numbered after the filters' base arguments) and ORDER BY.
+type listPart struct {
+	base  int
+	conds []string
+	args  []any
+	order string
+}
+
+func (p *listPart) arg(v any) string {
+	p.args = append(p.args, v)
+	return "$" + strconv.Itoa(p.base+len(p.args))
+}
+
+// sortParts are the ranges List reads for f's sort after cur (nil: from the start):
+// the ranges of jobs with a value, merged by Compare when there are two, and the
+// range of jobs without one (nil for created). Each range is one index scan
+// (migrations 0001 and 0008); base is the number of filter arguments.
+func sortParts(f Filter, cur *Cursor, base int) (parts []*listPart, null *listPart) {
+	cmp, dir, rev := ">", "ASC", "DESC"
+	if f.desc() {
+		cmp, dir, rev = "<", "DESC", "ASC"
 	}
-	return time.Time{}, "", job.Errorf(job.EInvalid, "cursor: not a cursor returned by this API")
+	byKey := func(key string, conds ...string) *listPart {
+		p := &listPart{base: base, conds: conds, order: key + " " + dir + ", id " + dir}
+		if cur != nil {
+			var v any = cur.Value
+			switch f.sort() {
+			case SortCreated:
+				v = time.UnixMicro(int64(cur.Value))
+			case SortDuration:
+				v = time.Duration(cur.Value) * time.Microsecond
+			}
+			p.conds = append(p.conds, fmt.Sprintf("(%s, id) %s (%s, %s::uuid)", key, cmp, p.arg(v), p.arg(cur.ID)))
+		}
+		return p
+	}
+	var col string
+	switch f.sort() {
+	case SortCreated:
+		return []*listPart{byKey("created_at")}, nil
+	case SortDuration:
+		col = "started_at"
+	case SortLoss:
+		col = "progress_loss"
+	case SortEvalLoss:
+		col = "progress_eval_loss"
+	}
+	null = &listPart{base: base, conds: []string{col + " IS NULL"}, order: "id " + dir}
+	if cur != nil && cur.Null {
+		null.conds = append(null.conds, fmt.Sprintf("id %s %s::uuid", cmp, null.arg(cur.ID)))
+		return nil, null // past every job with a value
+	}
+	if f.sort() != SortDuration {
+		return []*listPart{byKey(col, col+" IS NOT NULL")}, null
+	}
+	// An ended job's duration is fixed; a running one's grows with the listing's
+	// instant, so among those longer means started earlier: (started_at, id) in
+	// mixed directions, bounded by the instant the cursor's duration started.
+	ended := byKey("(ended_at - started_at)", "started_at IS NOT NULL", "ended_at IS NOT NULL")
+	running := &listPart{base: base, conds: []string{"started_at IS NOT NULL", "ended_at IS NULL"}, order: "started_at " + rev + ", id " + dir}
+	if cur != nil {
+		later := "<" // after the cursor in ascending order: shorter, so started later
+		if f.desc() {
+			later = ">"
+		}
+		at := running.arg(f.AsOf.Add(-time.Duration(cur.Value) * time.Microsecond))
+		running.conds = append(running.conds, fmt.Sprintf("started_at %s= %s", later, at),
+			fmt.Sprintf("(started_at %s %s OR id %s %s::uuid)", later, at, cmp, running.arg(cur.ID)))
+	}
+	return []*listPart{ended, running}, null
 }
 
-// List returns jobs newest first and the cursor of the next page ("" at the end).
+// List returns one page of jobs in f's order and the cursor of the next page ("" at
+// the end). It reads the sort's ranges of jobs with a value (sortParts) and, when the
+// page is not full, the range of jobs without one.
 func (s *Store) List(ctx context.Context, f Filter) ([]job.Job, string, error) {
 	var where []string
 	var args []any
@@ -143,11 +213,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]job.Job, string, error) {
 		add("unix_user = ?", f.User)
 	}
 	if len(f.States) > 0 {
-		ss := make([]string, len(f.States))
-		for i, st := range f.States {
-			ss[i] = string(st)
-		}
-		add("state = ANY(?)", ss)
+		add("state = ANY(?)", stateNames(f.States))
 	}
 	if !f.From.IsZero() {
 		add("created_at >= ?", f.From)
@@ -156,41 +222,79 @@ func (s *Store) List(ctx context.Context, f Filter) ([]job.Job, string, error) {
 		add("created_at < ?", f.To)
 	}
 	if f.Model != "" {
-		esc := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(f.Model)
-		add("model ILIKE ?", "%"+esc+"%")
+		add("model ILIKE ?", likeArg(f.Model))
+	}
+	if f.Search != "" {
+		add("(name ILIKE ? OR model ILIKE ?)", likeArg(f.Search))
 	}
 	if f.Cluster != "" {
 		add("cluster = ?", f.Cluster)
 	}
+	var cur *Cursor
+	f.AsOf = s.now().Truncate(time.Microsecond)
 	if f.Cursor != "" {
-		t, id, err := decodeCursor(f.Cursor)
+		c, err := DecodeCursor(f, f.Cursor)
 		if err != nil {
 			return nil, "", err
 		}
-		args = append(args, t, id)
-		where = append(where, fmt.Sprintf("(created_at, id) < ($%d, $%d::uuid)", len(args)-1, len(args)))
+		if !ValidID(c.ID) {
+			return nil, "", errCursor
+		}
+		cur, f.AsOf = &c, c.AsOf
 	}
 	limit := f.Limit
 	if limit <= 0 {
 		limit = 50
 	}
-	q := `SELECT ` + jobCols + ` FROM jobs`
-	if len(where) > 0 {
-		q += ` WHERE ` + strings.Join(where, " AND ")
+	// query runs the parts in one round trip and returns their jobs in order.
+	query := func(n int, parts ...*listPart) ([]job.Job, error) {
+		if len(parts) == 0 {
+			return nil, nil
+		}
+		var batch pgx.Batch
+		for _, p := range parts {
+			q := `SELECT ` + jobCols + ` FROM jobs`
+			if all := append(slices.Clip(where), p.conds...); len(all) > 0 {
+				q += ` WHERE ` + strings.Join(all, " AND ")
+			}
+			batch.Queue(q+` ORDER BY `+p.order+fmt.Sprintf(` LIMIT %d`, n), append(slices.Clip(args), p.args...)...)
+		}
+		br := s.Pool.SendBatch(ctx, &batch)
+		defer br.Close()
+		var out []job.Job
+		for range parts {
+			rows, err := br.Query()
+			if err != nil {
+				return nil, err
+			}
+			got, err := collectJobs(rows)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, got...)
+		}
+		return out, br.Close()
 	}
-	q += fmt.Sprintf(` ORDER BY created_at DESC, id DESC LIMIT %d`, limit+1)
-	rows, err := s.Pool.Query(ctx, q, args...)
+	parts, null := sortParts(f, cur, len(args))
+	jobs, err := query(limit+1, parts...)
 	if err != nil {
 		return nil, "", translate(err, "jobs")
 	}
-	jobs, err := collectJobs(rows)
-	if err != nil {
-		return nil, "", translate(err, "jobs")
+	if len(parts) > 1 {
+		slices.SortFunc(jobs, f.Compare)
+		jobs = jobs[:min(len(jobs), limit+1)]
+	}
+	if null != nil && len(jobs) <= limit {
+		rest, err := query(limit+1-len(jobs), null)
+		if err != nil {
+			return nil, "", translate(err, "jobs")
+		}
+		jobs = append(jobs, rest...)
 	}
 	next := ""
 	if len(jobs) > limit {
 		jobs = jobs[:limit]
-		next = EncodeCursor(jobs[limit-1])
+		next = EncodeCursor(f, jobs[limit-1])
 	}
 	return jobs, next, nil
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ftgate/ftgate/internal/benchtable"
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
@@ -84,7 +85,25 @@ func BenchmarkIntegrationReconcileHeld(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(runner.n.Load())/float64(b.N), "slurm-cmds/pass")
+	perPass := float64(b.Elapsed().Microseconds()) / 1000 / float64(b.N)
+	cmds := float64(runner.n.Load()) / float64(b.N)
+	if b.N > 1 {
+		// Reference: one bare squeue of the same jobs over the same connection.
+		var raw []float64
+		argv := []string{"env", "SLURM_CONF=" + cl.SlurmConf, "squeue", "-h", "-t", "all", "-j", strings.Join(ids, ",")}
+		for range 5 {
+			t0 := time.Now()
+			if _, stderr, err := sp.Run(ctx, "alice", argv, nil); err != nil {
+				b.Fatalf("squeue: %v: %s", err, stderr)
+			}
+			raw = append(raw, float64(time.Since(t0).Microseconds())/1000)
+		}
+		benchtable.Record(benchtable.Row{Figure: fmt.Sprintf("reconciler pass, %d held jobs", n), Value: perPass, Unit: "ms",
+			Reference: fmt.Sprintf("one squeue of the same %d jobs, same SSH pool", n), RefValue: benchtable.Percentile(raw, 0.5)})
+		benchtable.Record(benchtable.Row{Figure: fmt.Sprintf("Slurm commands per reconciler pass, %d jobs", n), Value: cmds, Unit: "cmds",
+			Reference: "goal", RefValue: 2, Goal: 1})
+	}
+	b.ReportMetric(cmds, "slurm-cmds/pass")
 	b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/pass")
 	list, _, err := store.List(ctx, postgres.Filter{States: []job.State{job.Queued}, Limit: n})
 	if err != nil || len(list) != n {

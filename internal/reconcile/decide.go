@@ -47,6 +47,7 @@ type Progress struct {
 	TotalSteps       int64    `json:"total_steps"`
 	Epoch            float64  `json:"epoch"`
 	Loss             *float64 `json:"loss"`
+	EvalLoss         *float64 `json:"eval_loss"`
 	TokensPerSecond  *float64 `json:"tokens_per_second"`
 	LearningRate     *float64 `json:"learning_rate"`
 	ETASeconds       *float64 `json:"eta_seconds"`
@@ -62,7 +63,7 @@ func ParseProgress(b []byte) (job.Progress, error) {
 	if err := json.Unmarshal(b, &p); err != nil {
 		return job.Progress{}, fmt.Errorf("decode progress.json: %w", err)
 	}
-	out := job.Progress{Phase: p.Phase, Step: p.Step, TotalSteps: p.TotalSteps, Epoch: p.Epoch, Loss: p.Loss, ETASeconds: p.ETASeconds,
+	out := job.Progress{Phase: p.Phase, Step: p.Step, TotalSteps: p.TotalSteps, Epoch: p.Epoch, Loss: p.Loss, EvalLoss: p.EvalLoss, ETASeconds: p.ETASeconds,
 		LearningRate: p.LearningRate}
 	if p.TokensPerSecond != nil {
 		out.TokensPerSecond = *p.TokensPerSecond

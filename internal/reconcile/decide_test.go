@@ -93,12 +93,12 @@ func TestDecide(t *testing.T) {
 
 func TestParseProgress(t *testing.T) {
 	p, err := ParseProgress([]byte(`{"schema_version":1,"phase":"training","step":12,"total_steps":200,"epoch":0.5,
-		"loss":2.25,"tokens_per_second":1234.5,"eta_seconds":null,"latest_checkpoint":null,"error":null,
+		"loss":2.25,"eval_loss":2.5,"tokens_per_second":1234.5,"eta_seconds":null,"latest_checkpoint":null,"error":null,
 		"updated_at":"2026-01-01T12:00:00.123Z","pid":42}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Phase != "training" || p.Step != 12 || p.TotalSteps != 200 || *p.Loss != 2.25 || p.TokensPerSecond != 1234.5 ||
+	if p.Phase != "training" || p.Step != 12 || p.TotalSteps != 200 || *p.Loss != 2.25 || p.EvalLoss == nil || *p.EvalLoss != 2.5 || p.TokensPerSecond != 1234.5 ||
 		p.ETASeconds != nil || p.LatestCheckpoint != "" || p.UpdatedAt == nil || p.UpdatedAt.Nanosecond() != 123e6 {
 		t.Fatalf("parsed %+v", p)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/ftgate/ftgate/internal/metrics"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/slurm"
+	"github.com/ftgate/ftgate/internal/worker"
 )
 
 // Store is the part of the job store the reconciler uses.
@@ -74,10 +75,7 @@ func (c Cluster) owner(j job.Job) string {
 }
 
 // Lease is a held leadership; *postgres.Leader implements it.
-type Lease interface {
-	Check(ctx context.Context) error
-	Release()
-}
+type Lease = worker.Lease
 
 // Reconciler runs the passes.
 type Reconciler struct {
@@ -92,19 +90,9 @@ type Reconciler struct {
 
 const maxProgressBytes = 64 << 10
 
-func (r *Reconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
-	}
-	return time.Now()
-}
+func (r *Reconciler) now() time.Time { return worker.Now(r.Now) }
 
-func (r *Reconciler) log() *slog.Logger {
-	if r.Log != nil {
-		return r.Log
-	}
-	return slog.Default()
-}
+func (r *Reconciler) log() *slog.Logger { return worker.Logger(r.Log) }
 
 // Run waits for leadership, then runs passes at the shortest cluster interval until
 // ctx ends or the lease is lost (then it waits for leadership again).
@@ -118,48 +106,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 	if interval <= 0 {
 		interval = 2 * time.Second
 	}
-	for ctx.Err() == nil {
-		lease, err := r.Lead(ctx)
-		if err != nil || lease == nil {
-			if err != nil {
-				r.log().Warn("reconciler: leader lock", "err", err)
-			}
-			sleep(ctx, interval)
-			continue
-		}
-		r.log().Info("reconciler: leading")
-		r.lead(ctx, lease, interval)
-		lease.Release()
-		r.log().Info("reconciler: stopped leading")
-	}
-}
-
-func (r *Reconciler) lead(ctx context.Context, lease Lease, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		if err := lease.Check(ctx); err != nil {
-			r.log().Warn("reconciler: lost the lease", "err", err)
-			return
-		}
-		if err := r.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			r.log().Warn("reconciler pass", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
+	(&worker.Loop{Name: "reconciler", Interval: interval, Lead: r.Lead, Hold: true, Pass: r.RunOnce, Log: r.log()}).Run(ctx)
 }
 
 // RunOnce does one pass over every cluster.
@@ -176,6 +123,9 @@ func (r *Reconciler) RunOnce(ctx context.Context) error {
 			}
 			r.Metrics.Reconciles.WithLabelValues(c.Name, res).Inc()
 			r.Metrics.ReconcileDuration.WithLabelValues(c.Name).Observe(d.Seconds())
+			if err == nil {
+				r.Metrics.ReconcileLastOK.WithLabelValues(c.Name).SetToCurrentTime()
+			}
 		}
 		if rerr := r.Store.RecordRun(context.WithoutCancel(ctx), c.Name, r.now(), d, err); rerr != nil {
 			errs = append(errs, rerr)

@@ -80,17 +80,26 @@ func (c *Client) readCapacity(f *capFlight) {
 	close(f.done)
 }
 
-// Fits refuses with job.EUnprocessable what partition part can never run: more CPUs,
-// GPUs or memory than its largest node has, or a partition Slurm does not know. A
+// Fits refuses with job.EUnprocessable what partition part can never run: more nodes
+// than it has or allows per job, more CPUs, GPUs or memory than its largest node has,
+// or a partition Slurm does not know. A
 // partition whose nodes report 0 CPUs (no node information yet: all nodes FUTURE,
 // unknown or not registered) is not checked: it may run the job once nodes register.
 // This is the one capacity check (the API calls it before accepting a job; Submit
 // calls it again before sbatch).
-func (c *Capacity) Fits(part string, cpus, gpus, memoryMB int) error {
+func (c *Capacity) Fits(part string, nodes, cpus, gpus, memoryMB int) error {
 	p, ok := c.Partition(part)
 	if !ok {
 		return &job.Error{Code: job.EUnprocessable, Message: fmt.Sprintf("resources.partition: Slurm does not know partition %q", part),
 			Err: ErrUnknownPartition}
+	}
+	if n := len(p.Nodes); n > 0 && nodes > n {
+		return &job.Error{Code: job.EUnprocessable, Message: fmt.Sprintf("resources.nodes: %d nodes requested, but partition %s has %d", nodes, part, n),
+			Err: ErrNodeConfig}
+	}
+	if p.MaxNodes > 0 && nodes > p.MaxNodes {
+		return &job.Error{Code: job.EUnprocessable, Message: fmt.Sprintf("resources.nodes: %d nodes requested, but partition %s allows %d per job", nodes, part, p.MaxNodes),
+			Err: ErrNodeConfig}
 	}
 	if p.MaxNodeCPUs == 0 {
 		return nil

@@ -106,7 +106,7 @@ func TestFitsIsTheOneCheck(t *testing.T) {
 		{"future", 64, 8, 1 << 20, ""},
 		{"nosuch", 1, 0, 1, "resources.partition"},
 	} {
-		err := capy.Fits(tc.part, tc.cpus, tc.gpus, tc.memMB)
+		err := capy.Fits(tc.part, 1, tc.cpus, tc.gpus, tc.memMB)
 		if tc.field == "" {
 			if err != nil {
 				t.Errorf("%+v: %v", tc, err)

@@ -186,5 +186,5 @@ func (c *Client) fits(ctx context.Context, part string, req Request) error {
 	if err != nil {
 		return nil
 	}
-	return capy.Fits(part, req.CPUs, req.GPUs, req.MemoryMB)
+	return capy.Fits(part, max(req.Nodes, 1), req.CPUs, req.GPUs, req.MemoryMB)
 }

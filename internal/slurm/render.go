@@ -22,9 +22,11 @@ type ScriptData struct {
 	Partition         string
 	Account           string // may be empty
 	QOS               string // may be empty
-	CPUs              int
-	MemoryMB          int
-	GPUs              int
+	Nodes             int    // one torchrun agent per node
+	ProcsPerNode      int    // torchrun --nproc-per-node: GPUs per node, or CPU processes (gloo)
+	CPUs              int    // per node
+	MemoryMB          int    // per node
+	GPUs              int    // per node
 	GRES              string // gpu:<n> or gpu:<type>:<n>
 	TimeLimitMinutes  int
 	JobDir            string // absolute, matches a strict path pattern
@@ -32,7 +34,7 @@ type ScriptData struct {
 	SignalLeadSeconds int
 	Python            string
 	TrainerDir        string
-	GPUStat           string // may be empty
+	GPUStat           string // the ftgate-gpustat binary; may be empty
 	RestartBudget     int
 }
 
@@ -91,6 +93,22 @@ func (c *Client) scriptData(req Request) (ScriptData, error) {
 	if req.GPUs < 0 || req.GPUs > 64 {
 		return ScriptData{}, invalid("resources.gpus", "must be between 0 and 64, got %d", req.GPUs)
 	}
+	nodes, procs := req.Nodes, req.ProcsPerNode
+	if nodes == 0 {
+		nodes = 1
+	}
+	if procs == 0 {
+		procs = max(req.GPUs, 1)
+	}
+	if nodes < 1 || nodes > 256 {
+		return ScriptData{}, invalid("resources.nodes", "must be between 1 and 256, got %d", nodes)
+	}
+	if procs < 1 || procs > 64 {
+		return ScriptData{}, invalid("distributed.processes_per_node", "must be between 1 and 64, got %d", procs)
+	}
+	if req.GPUs > 0 && procs != req.GPUs {
+		return ScriptData{}, invalid("distributed.processes_per_node", "must equal resources.gpus (%d), got %d", req.GPUs, procs)
+	}
 	if req.CPUs < 1 || req.CPUs > 1024 {
 		return ScriptData{}, invalid("resources.cpus", "must be between 1 and 1024, got %d", req.CPUs)
 	}
@@ -122,6 +140,8 @@ func (c *Client) scriptData(req Request) (ScriptData, error) {
 		Partition:         part,
 		Account:           c.opts.Account,
 		QOS:               req.QOS,
+		Nodes:             nodes,
+		ProcsPerNode:      procs,
 		CPUs:              req.CPUs,
 		MemoryMB:          req.MemoryMB,
 		GPUs:              req.GPUs,

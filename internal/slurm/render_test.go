@@ -76,10 +76,12 @@ func TestRenderGolden(t *testing.T) {
 		{"typed-gpu-account-qos.sbatch", func(o *Options) { o.Account = "research"; o.GPUType = "a100" },
 			func(r *Request) { r.GPUs = 2; r.QOS = "high"; r.Partition = "urgent" }},
 		{"gpustat-term-signal.sbatch", func(o *Options) {
-			o.GPUStat = "/opt/ftgate/bin/ftctl"
+			o.GPUStat = "/opt/ftgate/bin/ftgate-gpustat"
 			o.CheckpointSignal = "TERM"
 			o.Python = "/opt/py env/bin/python3" // a path with a space is quoted
 		}, func(r *Request) { r.TimeLimitMinutes = 2 }},
+		{"two-nodes-two-cpu-ranks.sbatch", nil, func(r *Request) { r.GPUs = 0; r.Nodes = 2; r.ProcsPerNode = 2 }},
+		{"four-gpus.sbatch", nil, func(r *Request) { r.GPUs = 4 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newTestClient(t, nil, tc.opts)
@@ -116,6 +118,10 @@ func TestRenderRefusesBadInput(t *testing.T) {
 		{"resources.memory_mb", func(r *Request) { r.MemoryMB = 0 }},
 		{"resources.time_limit_minutes", func(r *Request) { r.TimeLimitMinutes = 0 }},
 		{"resources.time_limit_minutes", func(r *Request) { r.TimeLimitMinutes = 600000 }},
+		{"resources.nodes", func(r *Request) { r.Nodes = -1 }},
+		{"resources.nodes", func(r *Request) { r.Nodes = 257 }},
+		{"distributed.processes_per_node", func(r *Request) { r.ProcsPerNode = 65 }},
+		{"distributed.processes_per_node", func(r *Request) { r.GPUs = 2; r.ProcsPerNode = 3 }},
 	} {
 		req := testRequest()
 		tc.mod(&req)

@@ -10,20 +10,31 @@ import (
 	"time"
 )
 
-// fakeTrainer behaves like `python -m ftgate_trainer --job-dir DIR --signal SIG`: it
-// records its arguments and environment, reports ready, and on the signal writes a
-// marker and exits with $FAKE_EXIT_ON_SIGNAL; with $FAKE_EXIT it exits at once; with
-// $FAKE_FAST it handles signals without waiting for its current sleep.
+// fakeTrainer behaves like `python -m torch.distributed.run ... -m ftgate_trainer --job-dir
+// DIR --signal SIG` with one rank: it records its arguments and environment, reports
+// ready, and when stop.json appears (the script writes it on the checkpoint signal) it
+// writes a marker and exits with $FAKE_EXIT_ON_SIGNAL; with $FAKE_EXIT it exits at once;
+// with $FAKE_FAST it polls without sleeping. Like rank 0 it leaves its code in trainer.exit
+// and, like torchrun, exits 1 for any code but 0.
 const fakeTrainer = `#!/bin/bash
-dir=$4
+while [ $# -gt 0 ] && [ "$1" != --job-dir ]; do shift; done
+dir=$2
 echo "$*" > "$dir/args"
 echo "${PYTHONPATH}" > "$dir/pythonpath"
-if [ -n "${FAKE_EXIT:-}" ]; then exit "$FAKE_EXIT"; fi
-trap 'echo signalled >> "$dir/marker"; exit ${FAKE_EXIT_ON_SIGNAL:-0}' "$6"
-trap 'echo terminated >> "$dir/marker"; exit ${FAKE_EXIT_ON_SIGNAL:-0}' TERM
+finish() { echo "$1" > "$dir/trainer.exit"; [ "$1" -eq 0 ] && exit 0; exit 1; }
+if [ -n "${FAKE_EXIT:-}" ]; then finish "$FAKE_EXIT"; fi
+trap 'echo terminated >> "$dir/marker"; finish ${FAKE_EXIT_ON_SIGNAL:-0}' TERM
 touch "$dir/ready"
-if [ -n "${FAKE_FAST:-}" ]; then while :; do sleep 0.02 & wait $!; done; fi
-while :; do sleep 0.02; done
+while :; do
+  if [ -e "$dir/stop.json" ]; then echo signalled >> "$dir/marker"; finish "${FAKE_EXIT_ON_SIGNAL:-0}"; fi
+  [ -n "${FAKE_FAST:-}" ] || sleep 0.02
+done
+`
+
+// fakeSrun records its options and runs the command after them.
+const fakeSrun = `#!/bin/bash
+while [ "${1#--}" != "$1" ]; do echo "$1" >> "$FAKE_LOG.srun"; shift; done
+exec "$@"
 `
 
 const fakeScontrol = `#!/bin/sh
@@ -31,8 +42,8 @@ echo "$*" >> "$FAKE_LOG"
 `
 
 const fakeGPUStat = `#!/bin/bash
-echo "$*" > "$(dirname "$5")/gpustat-args"
-trap 'echo stopped > "$(dirname "$5")/gpustat-stopped"; exit 0' TERM
+echo "$*" > "$(dirname "$4")/gpustat-args"
+trap 'echo stopped > "$(dirname "$4")/gpustat-stopped"; exit 0' TERM
 while :; do sleep 0.02; done
 `
 
@@ -49,7 +60,8 @@ func startScript(t *testing.T, env ...string) *scriptRun {
 	root := t.TempDir()
 	bin := filepath.Join(root, "bin")
 	os.MkdirAll(bin, 0o755)
-	for name, body := range map[string]string{"python": fakeTrainer, "scontrol": fakeScontrol, "gpustat": fakeGPUStat} {
+	for name, body := range map[string]string{"python": fakeTrainer, "scontrol": fakeScontrol, "gpustat": fakeGPUStat,
+		"srun": fakeSrun} {
 		if err := os.WriteFile(filepath.Join(bin, name), []byte(body), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -115,15 +127,19 @@ func TestScriptForwardsCheckpointSignal(t *testing.T) {
 		t.Fatalf("script exit %d, want 0", rc)
 	}
 	if r.read("marker") != "signalled" {
-		t.Error("the trainer did not get the signal")
+		t.Error("the trainer did not see the stop request")
 	}
-	if got := r.read("args"); got != "-m ftgate_trainer --job-dir "+r.dir+" --signal USR2" {
+	if got := r.read("args"); got != "--job-dir "+r.dir+" --checkpoint-signal USR2" {
 		t.Errorf("trainer args %q", got)
+	}
+	srun, _ := os.ReadFile(r.log + ".srun")
+	if got := strings.Fields(string(srun)); strings.Join(got, " ") != "--kill-on-bad-exit=1 --nodes=1 --ntasks=1 --ntasks-per-node=1 --cpus-per-task=2" {
+		t.Errorf("srun options %q", got)
 	}
 	if got := r.read("pythonpath"); got != "/opt/trainer" {
 		t.Errorf("PYTHONPATH %q", got)
 	}
-	if !strings.HasPrefix(r.read("gpustat-args"), "gpustat --interval 5 --out "+r.dir+"/gpu.json") {
+	if !strings.HasPrefix(r.read("gpustat-args"), "--interval 5s --out "+r.dir+"/gpu.json") {
 		t.Errorf("gpustat args %q", r.read("gpustat-args"))
 	}
 	if r.read("gpustat-stopped") != "stopped" {
@@ -181,19 +197,19 @@ func TestScriptTermDoesNotRequeue(t *testing.T) {
 	if rc := r.wait(t); rc != 75 {
 		t.Errorf("exit %d, want 75", rc)
 	}
-	if r.read("marker") != "terminated" {
-		t.Error("the trainer did not get SIGTERM")
+	if r.read("marker") != "signalled" {
+		t.Error("the trainer did not see the stop request after SIGTERM")
 	}
 	if b, _ := os.ReadFile(r.log); len(b) != 0 {
 		t.Errorf("scontrol called after SIGTERM: %q", b)
 	}
 }
 
-// TestScriptReportsTrainerExitAfterSignal: a trainer that exits right after the forwarded
-// signal must make the script exit with the trainer's code, not the 128+signal of the
-// wait the signal interrupted. The window in which the trainer dies before the script's
-// `kill -0` is narrow, so this guards the exit-code path rather than reproducing the
-// race on every run.
+// TestScriptReportsTrainerExitAfterSignal: a trainer that exits right after the stop
+// request must make the script exit with the trainer's code (from trainer.exit), not the
+// 128+signal of the wait the signal interrupted nor torchrun's 1. The window in which the
+// trainer dies before the script's `kill -0` is narrow, so this guards the exit-code path
+// rather than reproducing the race on every run.
 func TestScriptReportsTrainerExitAfterSignal(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		r := startScript(t, "FAKE_EXIT_ON_SIGNAL=3", "FAKE_FAST=1") // traps run at once

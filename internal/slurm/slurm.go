@@ -73,7 +73,7 @@ type Options struct {
 	GPUType          string        // default GPU type (gpu:<type>:<n>) when set
 	Python           string        // interpreter on the compute nodes
 	TrainerDir       string        // PYTHONPATH for `python -m ftgate_trainer`
-	GPUStat          string        // optional ftctl binary started as `gpustat`
+	GPUStat          string        // optional ftgate-gpustat binary (GPU sampler)
 	TemplateDir      string        // admin override of the embedded templates
 	CheckpointSignal string        // USR1 USR2 TERM INT HUP URG (default USR2)
 	SignalLead       time.Duration // --signal=B:SIG@<lead seconds> (default 90s)
@@ -109,10 +109,12 @@ type Request struct {
 	User             string // Unix account; the job directory is <job_root>/<user>/<job-id>
 	Partition        string // "" = Options.DefaultPartition; must be in Options.Partitions
 	QOS              string // optional, ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$
-	GPUs             int    // 0..64
+	Nodes            int    // 1..256; 0 = 1
+	ProcsPerNode     int    // trainer processes per node, 1..64; 0 = GPUs (or 1 without GPUs)
+	GPUs             int    // per node, 0..64
 	GPUType          string // optional, overrides Options.GPUType; same pattern as QOS
-	CPUs             int    // 1..1024
-	MemoryMB         int    // 1..16777216
+	CPUs             int    // per node, 1..1024
+	MemoryMB         int    // per node, 1..16777216
 	TimeLimitMinutes int    // 1..525600
 }
 

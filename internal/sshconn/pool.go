@@ -264,6 +264,9 @@ func (c *conn) get(ctx context.Context) (*ssh.Client, error) {
 		}
 		c.p.cfg.Logger.Warn("ssh dial failed", "addr", c.p.cfg.Addr, "user", c.user, "attempt", attempt+1, "err", err)
 	}
+	if c.p.cfg.OnDialFailure != nil {
+		c.p.cfg.OnDialFailure(err)
+	}
 	return nil, unavailable(c.p.cfg.Addr, err)
 }
 

@@ -3,7 +3,6 @@ package sshconn
 import (
 	"context"
 	"fmt"
-	"io"
 	"sync"
 
 	"github.com/pkg/sftp"
@@ -52,7 +51,7 @@ func (p *Pool) sftpInSlot(ctx context.Context, user, remote string, hold bool, f
 // slotFile is an open SFTP file that holds its session slot until Close.
 type slotFile struct {
 	ctx     context.Context
-	f       io.ReadCloser
+	f       *sftp.File
 	release func()
 }
 

@@ -107,6 +107,9 @@ type Config struct {
 	DialAttempts int
 	// Logger receives connection events (default slog.Default()).
 	Logger Logger
+	// OnDialFailure, when set, is called once for each call that could not connect,
+	// with the last dial error (errors.Is finds ErrHostKey or ErrAuth), for metrics.
+	OnDialFailure func(err error)
 
 	now func() time.Time // tests
 }

@@ -1,6 +1,7 @@
 // Package submit is the durable submitter: it takes jobs in state submitting from
-// Postgres, creates their job directory over SFTP, writes job.json and job.sbatch, and
-// runs sbatch as the job's Unix user.
+// Postgres and, as the job's Unix user in one remote command, creates their job
+// directory, writes job.json and job.sbatch and runs sbatch (SFTP and a separate
+// sbatch for scripts too large for a command line).
 //
 // It is a small table-driven worker rather than a queue library: the jobs table is the
 // queue. A claim leases a due job by moving its next_attempt_at forward (FOR UPDATE
@@ -35,6 +36,7 @@ type Store interface {
 type Slurm interface {
 	Render(req slurm.Request) (string, error)
 	Submit(ctx context.Context, user string, req slurm.Request) (slurm.Submitted, error)
+	SubmitInDir(ctx context.Context, user string, req slurm.Request, jobDir string, jobJSON []byte) (slurm.Submitted, error)
 	FindByTag(ctx context.Context, user, jobID string, since time.Time) (*slurm.Found, error)
 	Cancel(ctx context.Context, user, id string) error
 }
@@ -116,14 +118,35 @@ func (s *Submitter) Kick() {
 	}
 }
 
-// Run works until ctx ends.
+// Run works until ctx ends, with up to Batch submissions in flight. It claims as soon
+// as it is kicked (a new job) or a submission ends, for as many jobs as there are free
+// slots, so one slow sbatch never holds back the jobs claimed with it, and waits for
+// the submissions in flight before returning.
 func (s *Submitter) Run(ctx context.Context) {
 	s.init()
 	t := time.NewTicker(s.Interval)
 	defer t.Stop()
+	slots := make(chan struct{}, s.Batch)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
-		if _, err := s.RunOnce(ctx); err != nil && ctx.Err() == nil {
-			s.Log.Warn("submit pass failed", "err", err)
+		if free := s.Batch - len(slots); free > 0 && ctx.Err() == nil {
+			jobs, err := s.Store.ClaimSubmissions(ctx, free, s.Lease)
+			if err != nil && ctx.Err() == nil {
+				s.Log.Warn("submit pass failed", "err", fmt.Errorf("claim submissions: %w", err))
+			}
+			for _, j := range jobs {
+				slots <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					s.submitOne(ctx, j)
+					<-slots
+					// Jobs may have become due while every slot was busy (their kicks
+					// found no free slot): claim again now that one is free.
+					s.Kick()
+				}()
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -134,7 +157,8 @@ func (s *Submitter) Run(ctx context.Context) {
 	}
 }
 
-// RunOnce claims the due jobs and works on each; it returns how many it claimed.
+// RunOnce claims the due jobs (at most Batch), works on each and waits for them; it
+// returns how many it claimed.
 func (s *Submitter) RunOnce(ctx context.Context) (int, error) {
 	s.init()
 	jobs, err := s.Store.ClaimSubmissions(ctx, s.Batch, s.Lease)
@@ -157,7 +181,8 @@ func (s *Submitter) RunOnce(ctx context.Context) (int, error) {
 // Request maps a job to its Slurm request.
 func Request(j job.Job) slurm.Request {
 	r := j.Spec.Resources
-	return slurm.Request{JobID: j.ID, User: j.User, Partition: r.Partition, GPUs: r.GPUs, GPUType: r.GPUType,
+	return slurm.Request{JobID: j.ID, User: j.User, Partition: r.Partition, Nodes: r.Nodes,
+		ProcsPerNode: j.Spec.Distributed.ProcessesPerNode, GPUs: r.GPUs, GPUType: r.GPUType,
 		CPUs: r.CPUs, MemoryMB: r.MemoryMB, TimeLimitMinutes: r.TimeLimitMinutes}
 }
 
@@ -257,6 +282,15 @@ func (s *Submitter) attempt(ctx context.Context, cl Cluster, j job.Job) (string,
 	if j.JobDir == "" {
 		return "", job.Errorf(job.EInternal, "job has no job directory")
 	}
+	if len(script) <= slurm.MaxInlineScript {
+		// One remote command: mkdir, job.json, job.sbatch and sbatch.
+		sub, err := cl.Slurm.SubmitInDir(ctx, j.User, req, j.JobDir, j.Spec.JSON())
+		if err != nil {
+			return "", err
+		}
+		return sub.ID, nil
+	}
+	// A script too large for a command line: SFTP for the files, then sbatch.
 	if err := cl.Files.MkdirAll(ctx, j.User, j.JobDir, 0o700); err != nil {
 		return "", fmt.Errorf("create job directory: %w", err)
 	}

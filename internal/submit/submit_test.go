@@ -68,6 +68,11 @@ type fakeSlurm struct {
 	submitErr error
 	found     *slurm.Found
 	onSubmit  func()
+	bigScript bool // Render returns a script too large for one command line
+	// block, when it has the job's id, holds SubmitInDir until the channel is closed;
+	// entered receives the id first.
+	block   map[string]chan struct{}
+	entered chan string
 }
 
 func (f *fakeSlurm) rec(s string) {
@@ -77,7 +82,29 @@ func (f *fakeSlurm) rec(s string) {
 }
 
 func (f *fakeSlurm) Render(req slurm.Request) (string, error) {
-	return "#!/bin/bash\n#SBATCH --job-name=" + slurm.Tag(req.JobID) + "\n", nil
+	s := "#!/bin/bash\n#SBATCH --job-name=" + slurm.Tag(req.JobID) + "\n"
+	if f.bigScript {
+		s += strings.Repeat("#\n", slurm.MaxInlineScript)
+	}
+	return s, nil
+}
+func (f *fakeSlurm) SubmitInDir(ctx context.Context, user string, req slurm.Request, dir string, jobJSON []byte) (slurm.Submitted, error) {
+	f.rec("submit-in-dir " + user + " " + req.Partition + " " + dir)
+	f.mu.Lock()
+	f.files[dir+"/job.json"] = string(jobJSON)
+	wait := f.block[req.JobID]
+	f.mu.Unlock()
+	if wait != nil {
+		f.entered <- req.JobID
+		<-wait
+	}
+	if f.onSubmit != nil {
+		f.onSubmit()
+	}
+	if f.submitErr != nil {
+		return slurm.Submitted{}, f.submitErr
+	}
+	return slurm.Submitted{ID: "500"}, nil
 }
 func (f *fakeSlurm) Submit(ctx context.Context, user string, req slurm.Request) (slurm.Submitted, error) {
 	f.rec("sbatch " + user + " " + req.Partition)
@@ -133,7 +160,7 @@ func TestSubmitSuccess(t *testing.T) {
 		t.Fatalf("job %s slurm %q", j.State, j.SlurmID)
 	}
 	dir := newJob().JobDir
-	want := "mkdir " + dir + "; write " + dir + "/job.json; write " + dir + "/job.sbatch; sbatch alice gpu"
+	want := "submit-in-dir alice gpu " + dir
 	if got := strings.Join(fs.calls, "; "); got != want {
 		t.Fatalf("calls\n got %s\nwant %s", got, want)
 	}
@@ -142,6 +169,22 @@ func TestSubmitSuccess(t *testing.T) {
 	}
 	if n, _ := s.RunOnce(context.Background()); n != 0 {
 		t.Fatalf("second pass claimed %d jobs", n)
+	}
+}
+
+func TestSubmitLargeScriptGoesOverSFTP(t *testing.T) {
+	s, st, fs := setup(newJob())
+	fs.bigScript = true
+	if n, err := s.RunOnce(context.Background()); n != 1 || err != nil {
+		t.Fatalf("RunOnce = %d, %v", n, err)
+	}
+	if j := st.jobs[newJob().ID]; j.State != job.Queued {
+		t.Fatalf("job %s", j.State)
+	}
+	dir := newJob().JobDir
+	want := "mkdir " + dir + "; write " + dir + "/job.json; write " + dir + "/job.sbatch; sbatch alice gpu"
+	if got := strings.Join(fs.calls, "; "); got != want {
+		t.Fatalf("calls\n got %s\nwant %s", got, want)
 	}
 }
 
@@ -231,4 +274,99 @@ func TestBackoff(t *testing.T) {
 			t.Errorf("Backoff(%d) = %s, want %s ±20%%", n, got, want)
 		}
 	}
+}
+
+// TestRunDoesNotHoldJobsBehindASlowOne: while one sbatch hangs, a job submitted later
+// is claimed (on the kick) and queued; Run returns only after the slow one ends.
+func TestRunDoesNotHoldJobsBehindASlowOne(t *testing.T) {
+	slow := newJob()
+	s, st, fs := setup(slow)
+	s.Interval = time.Hour // only kicks and finished submissions wake the loop
+	release := make(chan struct{})
+	fs.block = map[string]chan struct{}{slow.ID: release}
+	fs.entered = make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	<-fs.entered // the slow job is in sbatch
+
+	fast := newJob()
+	fast.ID = "22222222-2222-4333-8444-555555555555"
+	fast.JobDir = "/jobs/alice/" + fast.ID
+	st.mu.Lock()
+	st.jobs[fast.ID] = &fast
+	st.mu.Unlock()
+	s.Kick()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		st.mu.Lock()
+		state := st.jobs[fast.ID].State
+		st.mu.Unlock()
+		if state == job.Queued {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the second job is %s while the first hangs in sbatch", state)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+		t.Fatal("Run returned with a submission in flight")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	<-done
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.jobs[slow.ID].State != job.Queued {
+		t.Errorf("slow job %s after its sbatch returned", st.jobs[slow.ID].State)
+	}
+}
+
+// TestRunClaimsAgainWhenASlotFrees: a job that became due while every slot was busy
+// is claimed as soon as one frees, not at the next interval.
+func TestRunClaimsAgainWhenASlotFrees(t *testing.T) {
+	a := newJob()
+	s, st, fs := setup(a)
+	s.Batch, s.Interval = 2, time.Hour
+	add := func(id string) job.Job {
+		j := newJob()
+		j.ID, j.JobDir = id, "/jobs/alice/"+id
+		st.mu.Lock()
+		st.jobs[id] = &j
+		st.mu.Unlock()
+		return j
+	}
+	stateOf := func(id string) job.State {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		return st.jobs[id].State
+	}
+	releaseA, releaseX := make(chan struct{}), make(chan struct{})
+	xID := "33333333-2222-4333-8444-555555555555"
+	fs.block = map[string]chan struct{}{a.ID: releaseA, xID: releaseX}
+	fs.entered = make(chan string, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	<-fs.entered // a claimed alone
+	add(xID)
+	s.Kick()
+	<-fs.entered // x in the second slot: both busy
+	b := add("44444444-2222-4333-8444-555555555555")
+	s.Kick()                          // finds no free slot
+	time.Sleep(20 * time.Millisecond) // let the loop consume the kick
+	close(releaseA)
+	deadline := time.Now().Add(5 * time.Second)
+	for stateOf(b.ID) != job.Queued {
+		if time.Now().After(deadline) {
+			t.Fatalf("job b is %s after a slot freed", stateOf(b.ID))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	close(releaseX)
+	cancel()
+	<-done
 }

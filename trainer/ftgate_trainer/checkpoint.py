@@ -13,14 +13,18 @@ import re
 import shutil
 import time
 
+import random
+
+import numpy as np
 import torch
 
-from . import fsio
+from . import fsio, layout
+from .spec import SpecError
 
 log = logging.getLogger("ftgate_trainer")
 
 STEP_RE = re.compile(r"^step-(\d+)$")
-MANIFEST = "manifest.json"
+MANIFEST = layout.MANIFEST_JSON
 FORMAT = 1
 
 
@@ -43,27 +47,43 @@ def load_tensors(path, device="cpu"):
     return torch.load(path, map_location=device, weights_only=True)
 
 
-def save(root, step, files, metric=None, metric_name=None):
+def tmp_dir(root, step):
+    return os.path.join(root, ".tmp-step-%d-%d" % (step, os.getpid()))
+
+
+def begin(root, step):
+    """Creates and returns the temporary directory checkpoint step-<step> is written in."""
+    os.makedirs(root, exist_ok=True)
+    tmp = tmp_dir(root, step)
+    if os.path.exists(tmp):
+        shutil.rmtree(tmp)
+    os.mkdir(tmp)
+    return tmp
+
+
+def save(root, step, files, metric=None, metric_name=None, tmp=None):
     """Writes files ({name: bytes}) as checkpoint step-<step> and returns its path.
     metric (lower is better) and metric_name ("eval_loss" or "train_loss") rank it for
-    keep_best.
+    keep_best. tmp is a directory from begin() that already holds other files (FSDP's
+    sharded dcp/ directory); they are listed in the manifest too.
 
     The directory appears under its final name only when complete: files and manifest are
     written and fsynced in a temporary directory, which is then renamed. An existing
     step-<step> (left by an earlier run that did not verify) is replaced."""
-    os.makedirs(root, exist_ok=True)
+    tmp = tmp or begin(root, step)
     final = step_dir(root, step)
-    tmp = os.path.join(root, ".tmp-step-%d-%d" % (step, os.getpid()))
-    if os.path.exists(tmp):
-        shutil.rmtree(tmp)
-    os.mkdir(tmp)
     manifest = {"format": FORMAT, "step": step, "metric": metric, "metric_name": metric_name,
                 "created_at": time.time(), "files": {}}
     for name, data in sorted(files.items()):
         fsio.write_durable(os.path.join(tmp, name), data)
         manifest["files"][name] = {"size": len(data), "sha256": _sha256(data)}
+    for name, info in fsio.manifest_of(tmp).items():
+        if name not in manifest["files"]:
+            with open(os.path.join(tmp, name), "rb") as f:
+                os.fsync(f.fileno())
+            manifest["files"][name] = info
     fsio.write_durable(os.path.join(tmp, MANIFEST), json_bytes(manifest))
-    fsio.fsync_dir(tmp)
+    fsio.fsync_tree(tmp)
     if os.path.exists(final):
         _remove(root, final)
     os.rename(tmp, final)
@@ -123,7 +143,8 @@ def verify(path):
         return "manifest.json does not describe this checkpoint"
     for name, want in man["files"].items():
         full = os.path.join(path, name)
-        if os.path.basename(name) != name or not os.path.isfile(full):
+        parts = name.split("/")
+        if len(parts) > 2 or any(p in ("", ".", "..") for p in parts) or not os.path.isfile(full):
             return "missing file %s" % name
         if os.path.getsize(full) != want.get("size"):
             return "size mismatch for %s" % name
@@ -200,3 +221,112 @@ def unflatten_optimizer(tensors, rest):
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
     return {"state": state, "param_groups": groups}
+
+
+# ---- a training run's state ---------------------------------------------------------------
+def rng_state():
+    """This process's torch (and CUDA) RNG states."""
+    out = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, st in enumerate(torch.cuda.get_rng_state_all()):
+            out["cuda.%d" % i] = st
+    return out
+
+
+def save_run(t):
+    """Writes checkpoint step-<t.step> of trainer t: rank 0 writes the files (model and
+    optimizer are the same on every DDP rank); every rank's RNG state is gathered into
+    rng.pt, so each resumes its own dropout stream. All ranks return together. Returns the
+    path (on rank 0) or None."""
+    per_rank = t.dist.all_gather_object({k: v.clone() for k, v in rng_state().items()})
+    tmp = None
+    if t.fsdp:
+        # Every rank writes its shards of model and optimizer into the same directory.
+        tmp = t.dist.broadcast_object(begin(t.ckpt_root, t.step) if t.dist.is_main else None)
+        import torch.distributed.checkpoint as dcp
+        dcp.save(t.fsdp_state(), checkpoint_id=os.path.join(tmp, layout.DCP_DIR))
+        t.dist.barrier()
+    if not t.dist.is_main:
+        t.dist.barrier()
+        return None
+    if t.last_eval and t.last_eval[0] == t.step:
+        metric, metric_name = t.last_eval[1], "eval_loss"
+    elif t.since_save[1]:
+        metric, metric_name = t.since_save[0] / t.since_save[1], "train_loss"
+    else:
+        metric, metric_name = None, None
+    opt_t, opt_rest = flatten_optimizer(t.opt.state_dict()) if not t.fsdp else ({}, None)
+    rng = {}
+    for r, states in enumerate(per_rank):
+        for k, v in states.items():
+            rng["rank%d.%s" % (r, k)] = v
+    np_state = np.random.get_state()
+    rng["numpy.keys"] = torch.from_numpy(np_state[1].astype(np.int64))
+    py = random.getstate()
+    h = t.sp.hyper
+    state = {
+        "step": t.step, "epoch": t.epoch, "position": t.pos, "total_steps": t.total,
+        "n_train": len(t.train), "method": t.sp.method, "model": t.sp.model, "world_size": t.dist.world,
+        "strategy": "fsdp" if t.fsdp else "ddp",
+        "lora": t.sp.lora.enabled, "acc": t.acc, "since_save": t.since_save, "best": t.best,
+        "metric": metric, "metric_name": metric_name,
+        "scheduler": {"kind": "linear_warmup_decay", "base_lr": h.learning_rate, "warmup_steps": h.warmup_steps,
+                      "total_steps": t.total, "next_step": t.step},
+        "rng": {"python": [py[0], list(py[1]), py[2]],
+                "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])]},
+        "optimizer": opt_rest, "grad_scaler": t.scaler.state_dict() if t.scaler else None,
+        "restart_count": t.rep.state["restart_count"],
+    }
+    files = {
+        layout.RNG_PT: tensor_bytes(rng),
+        layout.DATA_PT: tensor_bytes({"order": torch.tensor(t.order, dtype=torch.int64)}),
+        layout.TRAINER_STATE_JSON: json_bytes(state),
+    }
+    if not t.fsdp:
+        files[layout.MODEL_PT] = tensor_bytes(t.backend.checkpoint_state())
+        files[layout.OPTIMIZER_PT] = tensor_bytes(opt_t)
+    path = save(t.ckpt_root, t.step, files, metric, metric_name, tmp=tmp)
+    t.dist.barrier()
+    return path
+
+
+def resume_run(t, path):
+    """Restores trainer t from the verified checkpoint at path (every rank reads it)."""
+    with open(os.path.join(path, layout.TRAINER_STATE_JSON), "rb") as f:
+        st = json.loads(f.read())
+    if st["method"] != t.sp.method or st["model"] != t.sp.model or st["lora"] != t.sp.lora.enabled:
+        raise SpecError("job.json: method, model or lora.enabled differ from checkpoint %s" % path)
+    if st["n_train"] != len(t.train):
+        raise SpecError("dataset.path: has %d rows but checkpoint %s was made with %d"
+                        % (len(t.train), path, st["n_train"]))
+    if st.get("world_size", 1) != t.dist.world:
+        raise SpecError("resources: checkpoint %s was made by %d processes, this run has %d; resume needs "
+                        "the same nodes and processes per node" % (path, st.get("world_size", 1), t.dist.world))
+    if st.get("strategy", "ddp") != ("fsdp" if t.fsdp else "ddp"):
+        raise SpecError("distributed.strategy: checkpoint %s was made with %s" % (path, st.get("strategy", "ddp")))
+    if t.fsdp:
+        import torch.distributed.checkpoint as dcp
+        state = t.fsdp_state()
+        dcp.load(state, checkpoint_id=os.path.join(path, layout.DCP_DIR))
+        t.fsdp_load(state)
+    else:
+        t.backend.load_checkpoint_state(load_tensors(os.path.join(path, layout.MODEL_PT), t.device))
+        opt_t = load_tensors(os.path.join(path, layout.OPTIMIZER_PT))
+        t.opt.load_state_dict(unflatten_optimizer(opt_t, st["optimizer"]))
+    if t.scaler and st.get("grad_scaler"):
+        t.scaler.load_state_dict(st["grad_scaler"])
+    t.order = [int(i) for i in load_tensors(os.path.join(path, layout.DATA_PT))["order"].tolist()]
+    t.step, t.epoch, t.pos = st["step"], st["epoch"], st["position"]
+    t.acc, t.since_save, t.best = st["acc"], st["since_save"], st["best"]
+    t.last_save_step = t.step
+    rng = load_tensors(os.path.join(path, layout.RNG_PT))
+    mine = "rank%d." % t.dist.rank
+    torch.set_rng_state(rng[mine + "torch"])
+    if torch.cuda.is_available():
+        keys = sorted((k for k in rng if k.startswith(mine + "cuda.")), key=lambda k: int(k.rsplit(".", 1)[1]))
+        if len(keys) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all([rng[k] for k in keys])
+    py = st["rng"]["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    name, pos, has_gauss, cached = st["rng"]["numpy"]
+    np.random.set_state((name, rng["numpy.keys"].numpy().astype(np.uint32), pos, has_gauss, cached))

@@ -9,9 +9,10 @@ from .spec import SpecError
 IGNORE = -100
 
 
-def render_messages(messages):
-    """The plain chat template used when a tokenizer has none."""
-    return "".join("<|%s|>\n%s\n" % (m["role"], m["content"]) for m in messages) + "<|assistant|>\n"
+# The chat template given to tokenizers that have none (builtin:tiny's included); it is
+# saved with the tokenizer in model/, so users prompt the trained model the same way.
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
 
 
 def read_jsonl(path, field):
@@ -101,6 +102,21 @@ def _join(tok, prompt_ids, comp_ids, max_length):
     return ids, labels
 
 
+def pack(examples, max_length):
+    """SFT packing: consecutive (ids, labels) rows concatenated into rows of at most
+    max_length tokens. Each packed row carries position ids that restart at every example;
+    with them (and no attention mask) transformers masks attention between the examples."""
+    out, ids, labels, pos = [], [], [], []
+    for a, b in examples:
+        if ids and len(ids) + len(a) > max_length:
+            out.append((ids, labels, pos))
+            ids, labels, pos = [], [], []
+        ids, labels, pos = ids + a, labels + b, pos + list(range(len(a)))
+    if ids:
+        out.append((ids, labels, pos))
+    return out
+
+
 def _prompt_text(tok, kind, prompt):
     return tok.chat_prompt(prompt) if kind == "chat" else prompt
 
@@ -120,16 +136,24 @@ def encode(rows, method, tok, max_length):
 
 
 def collate(seqs, pad_id):
-    """Pads (ids, labels) pairs on the right. Returns ids, labels, attention mask tensors."""
-    n = max(len(ids) for ids, _ in seqs)
+    """Pads (ids, labels) or packed (ids, labels, positions) rows on the right. Returns ids,
+    labels, attention mask and position ids (None unless packed; pads then count as one more
+    example, which the causal mask keeps away from the real tokens)."""
+    n = max(len(s[0]) for s in seqs)
     ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
     labels = torch.full((len(seqs), n), IGNORE, dtype=torch.long)
     mask = torch.zeros((len(seqs), n), dtype=torch.long)
-    for i, (a, b) in enumerate(seqs):
+    packed = len(seqs[0]) == 3
+    pos = torch.zeros((len(seqs), n), dtype=torch.long) if packed else None
+    for i, s in enumerate(seqs):
+        a, b = s[0], s[1]
         ids[i, :len(a)] = torch.tensor(a, dtype=torch.long)
         labels[i, :len(b)] = torch.tensor(b, dtype=torch.long)
         mask[i, :len(a)] = 1
-    return ids, labels, mask
+        if packed:
+            pos[i, :len(a)] = torch.tensor(s[2], dtype=torch.long)
+            pos[i, len(a):] = torch.arange(n - len(a))
+    return ids, labels, mask, pos
 
 
 def batch(examples, method, pad_id):

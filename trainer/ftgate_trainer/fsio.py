@@ -5,17 +5,10 @@ import json
 import os
 import time
 
-# Test hook: seconds to sleep after each chunk a durable write puts on disk. It widens the
-# window in which a crash lands mid-write; the crash-safety test sets it. Never set in jobs.
-SLOW_WRITE_ENV = "FTGATE_TRAINER_TEST_SLOW_WRITE"
+from . import hooks
+from .layout import MANIFEST_JSON
+
 CHUNK = 1 << 16
-
-
-def _slow_write_seconds():
-    try:
-        return float(os.environ.get(SLOW_WRITE_ENV, "0") or 0)
-    except ValueError:
-        return 0.0
 
 
 def fsync_dir(path):
@@ -29,7 +22,7 @@ def fsync_dir(path):
 
 def write_durable(path, data):
     """Writes bytes to path (a fresh file), flushes and fsyncs it."""
-    delay = _slow_write_seconds()
+    delay = hooks.slow_write()
     with open(path, "wb") as f:
         for off in range(0, max(len(data), 1), CHUNK):
             f.write(data[off:off + CHUNK])
@@ -92,7 +85,7 @@ def manifest_of(root):
         for name in sorted(filenames):
             full = os.path.join(dirpath, name)
             rel = os.path.relpath(full, root)
-            if rel == "manifest.json":
+            if rel == MANIFEST_JSON:
                 continue
             files[rel] = {"size": os.path.getsize(full), "sha256": sha256_file(full)}
     return files

@@ -5,7 +5,7 @@ import logging
 import os
 import time
 
-from . import fsio
+from . import fsio, layout
 
 log = logging.getLogger("ftgate_trainer")
 
@@ -22,8 +22,8 @@ class Reporter:
 
     def __init__(self, job_dir, interval=5.0, restart_count=0):
         self.job_dir = job_dir
-        self.path = os.path.join(job_dir, "progress.json")
-        self.metrics_path = os.path.join(job_dir, "metrics.jsonl")
+        self.path = os.path.join(job_dir, layout.PROGRESS_JSON)
+        self.metrics_path = os.path.join(job_dir, layout.METRICS_JSONL)
         self.interval = interval
         self.started = time.monotonic()
         self.last_write = 0.0
@@ -73,11 +73,21 @@ class Reporter:
     def _open_tensorboard(self):
         try:
             from torch.utils.tensorboard import SummaryWriter
-        except Exception as e:  # tensorboard is optional
-            log.info("TensorBoard scalars off: %s", e)
+        except ImportError as e:  # a dependency (pyproject.toml); say so instead of failing the job
+            log.warning("TensorBoard scalars off: %s", e)
             return False
-        return SummaryWriter(os.path.join(self.job_dir, "tensorboard"))
+        return SummaryWriter(os.path.join(self.job_dir, layout.TENSORBOARD_DIR))
 
     def close(self):
         if self.tb:
             self.tb.close()
+
+
+class QuietReporter(Reporter):
+    """The reporter of ranks other than 0: keeps the state, writes nothing."""
+
+    def write(self):
+        self.last_write = time.monotonic()
+
+    def metrics(self, row):
+        pass

@@ -9,6 +9,13 @@ from typing import List, Optional
 
 BUILTIN_TINY = "builtin:tiny"
 MODULE_RE = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
+# LoRA on every linear layer of a Llama-style block (peft's "all-linear") learns far better
+# than q/v alone. builtin:tiny adds lm_head (backend.py): its base is random, and a frozen
+# random lm_head (init std 0.02) bounds the logits after the final RMSNorm to about +-0.6,
+# so no adapter inside the blocks can move the loss far from uniform.
+DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+STRATEGIES = ("ddp", "fsdp")
 
 
 class SpecError(Exception):
@@ -27,6 +34,9 @@ class Hyper:
     seed: int = 42
     dpo_beta: float = 0.1
     weight_decay: float = 0.0
+    gradient_checkpointing: bool = False
+    precision: str = "auto"  # auto (bf16 on GPUs that support it, else fp32), bf16, fp16, fp32
+    packing: bool = False  # SFT: several rows per sequence of max_length tokens
 
 
 @dataclasses.dataclass
@@ -35,7 +45,9 @@ class Lora:
     r: int = 8
     alpha: int = 16
     dropout: float = 0.0
-    target_modules: List[str] = dataclasses.field(default_factory=lambda: ["q_proj", "v_proj"])
+    target_modules: List[str] = dataclasses.field(default_factory=lambda: list(DEFAULT_TARGETS))
+    default_targets: bool = True  # target_modules was not given
+    merge: bool = False  # also write the adapter merged into the base weights (model/merged/)
 
 
 @dataclasses.dataclass
@@ -53,6 +65,11 @@ class Checkpoints:
 
 
 @dataclasses.dataclass
+class Distributed:
+    strategy: str = "ddp"  # ddp, or fsdp (FSDP2 fully_shard; full fine-tuning)
+
+
+@dataclasses.dataclass
 class Spec:
     method: str
     model: str
@@ -63,6 +80,7 @@ class Spec:
     quantization: str
     logging: Logging
     checkpoints: Checkpoints
+    distributed: Distributed = dataclasses.field(default_factory=Distributed)
 
 
 def load(path):
@@ -136,7 +154,25 @@ def _abs_path(v, field, required):
 
 
 TOP = {"name", "method", "model", "dataset", "hyperparameters", "lora", "quantization", "logging",
-       "checkpoints", "resources"}
+       "checkpoints", "resources", "distributed"}
+
+
+def _bool(sec, field, key):
+    v = sec.get(key)
+    if v is None:
+        return False
+    if not isinstance(v, bool):
+        raise SpecError("%s.%s: must be true or false" % (field, key))
+    return v
+
+
+def _choice(sec, field, key, choices, default):
+    v = sec.get(key)
+    if v is None or v == "":
+        return default
+    if v not in choices:
+        raise SpecError("%s.%s: must be one of %s, got %s" % (field, key, ", ".join(choices), json.dumps(v)))
+    return v
 
 
 def parse(obj):
@@ -176,9 +212,14 @@ def parse(obj):
         seed=_int(h, p, "seed", d.seed, 0, 2**31 - 1, zero_default=False),
         dpo_beta=_float(h, p, "dpo_beta", d.dpo_beta, 0, 100, True, True),
         weight_decay=_float(h, p, "weight_decay", 0.0, 0, 1, False, False),
+        gradient_checkpointing=_bool(h, p, "gradient_checkpointing"),
+        precision=_choice(h, p, "precision", PRECISIONS, "auto"),
+        packing=_bool(h, p, "packing"),
     )
+    if hyper.packing and method != "sft":
+        raise SpecError("hyperparameters.packing: only for method sft")
 
-    lo = _section(obj, "lora", [f.name for f in dataclasses.fields(Lora)])
+    lo = _section(obj, "lora", [f.name for f in dataclasses.fields(Lora) if f.name != "default_targets"])
     enabled = lo.get("enabled", False)
     if not isinstance(enabled, bool):
         raise SpecError("lora.enabled: must be true or false")
@@ -189,13 +230,15 @@ def parse(obj):
         lora.dropout = _float(lo, "lora", "dropout", 0.0, 0, 0.99, False, False)
         tm = lo.get("target_modules")
         if tm is None or tm == []:
-            tm = ["q_proj", "v_proj"]
+            tm = list(DEFAULT_TARGETS)
         if not isinstance(tm, list) or len(tm) > 64:
             raise SpecError("lora.target_modules: must be a list of at most 64 module names")
         for i, m in enumerate(tm):
             if not isinstance(m, str) or not MODULE_RE.match(m):
                 raise SpecError("lora.target_modules[%d]: must match %s, got %s" % (i, MODULE_RE.pattern, json.dumps(m)))
         lora.target_modules = list(tm)
+        lora.default_targets = lo.get("target_modules") in (None, [])
+        lora.merge = _bool(lo, "lora", "merge")
 
     quant = obj.get("quantization") or "none"
     if quant not in ("none", "8bit", "4bit"):
@@ -217,10 +260,18 @@ def parse(obj):
         keep_best=_int(ck, "checkpoints", "keep_best", 0, 0, 100, zero_default=False),
     )
 
+    # processes_per_node belongs to the launcher (torchrun --nproc-per-node); the trainer
+    # reads its rank and world size from torchrun's environment.
+    di = _section(obj, "distributed", ["strategy", "processes_per_node"])
+    distributed = Distributed(strategy=_choice(di, "distributed", "strategy", STRATEGIES, "ddp"))
+    if distributed.strategy == "fsdp" and lora.enabled:
+        raise SpecError("distributed.strategy: fsdp is for full fine-tuning; use ddp with lora.enabled")
+
     if obj.get("name") is not None and not isinstance(obj.get("name"), str):
         raise SpecError("name: must be a string")
     if obj.get("resources") is not None and not isinstance(obj.get("resources"), dict):
         raise SpecError("resources: must be an object")
 
     return Spec(method=method, model=model, dataset_path=dataset_path, eval_path=eval_path, hyper=hyper,
-                lora=lora, quantization=quant, logging=logging, checkpoints=checkpoints)
+                lora=lora, quantization=quant, logging=logging, checkpoints=checkpoints,
+                distributed=distributed)

@@ -1,6 +1,9 @@
-"""The training loop shared by both backends: SFT and DPO, gradient accumulation, linear
-warmup/decay, logging, evaluation, checkpoints, resume, and stop on signal."""
+"""The training loop: SFT and DPO, gradient accumulation, linear warmup/decay, logging,
+evaluation, checkpoints, exact resume, data parallelism over torchrun's ranks (DDP), and the
+stop protocol (a signal, control.json or stop.json sets a flag; all ranks agree on it at the
+next step boundary, checkpoint together and exit with the same code)."""
 
+import contextlib
 import copy
 import json
 import logging
@@ -14,17 +17,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import EXIT_OK, EXIT_REQUEUE, checkpoint, data, fsio
+from . import EXIT_OK, EXIT_REQUEUE, checkpoint, data, fsio, hooks, layout
 from . import spec as specmod
+from .backend import HFBackend
 from .spec import SpecError
 
 log = logging.getLogger("ftgate_trainer")
 
 MAX_GRAD_NORM = 1.0
-# Test hook: seconds to sleep after every optimizer step, so tests can signal mid-run.
-STEP_SLEEP_ENV = "FTGATE_TRAINER_TEST_STEP_SLEEP"
-# Overrides the device (cpu, cuda, cuda:1); by default cuda when available.
-DEVICE_ENV = "FTGATE_TRAINER_DEVICE"
 
 
 def lr_at(step, base, warmup, total):
@@ -37,7 +37,7 @@ def lr_at(step, base, warmup, total):
 def read_control(job_dir):
     """Returns the action of control.json ("pause", ...) or None."""
     try:
-        with open(os.path.join(job_dir, "control.json"), "rb") as f:
+        with open(os.path.join(job_dir, layout.CONTROL_JSON), "rb") as f:
             obj = json.loads(f.read())
     except (OSError, ValueError):
         return None
@@ -48,18 +48,16 @@ def consume_control(job_dir):
     """Marks a handled request by renaming control.json to control.handled.json, so a
     resumed run does not read the same pause request again."""
     try:
-        os.replace(os.path.join(job_dir, "control.json"), os.path.join(job_dir, "control.handled.json"))
+        os.replace(os.path.join(job_dir, layout.CONTROL_JSON), os.path.join(job_dir, layout.CONTROL_HANDLED_JSON))
         fsio.fsync_dir(job_dir)
     except OSError as e:
         log.warning("cannot rename control.json: %s", e)
 
 
-def make_backend(sp, device):
-    if sp.model == specmod.BUILTIN_TINY:
-        from .tiny import TinyBackend
-        return TinyBackend(sp, device)
-    from .hf import HFBackend
-    return HFBackend(sp, device)
+def stop_file_present(job_dir):
+    """True when the batch script asked for a stop (it writes stop.json on the checkpoint
+    signal, which Slurm delivers to the batch shell only)."""
+    return os.path.exists(os.path.join(job_dir, layout.STOP_JSON))
 
 
 def seq_logps(logits, labels):
@@ -72,46 +70,73 @@ def seq_logps(logits, labels):
 
 
 class Trainer:
-    """One training run in a job directory."""
+    """One training run in a job directory, as one rank of dist (a dist.Dist)."""
 
-    def __init__(self, job_dir, reporter, stop):
+    def __init__(self, job_dir, reporter, stop, dist):
         self.job_dir = job_dir
         self.rep = reporter
         self.stop = stop
-        self.ckpt_root = os.path.join(job_dir, "checkpoints")
+        self.dist = dist
+        self.ckpt_root = os.path.join(job_dir, layout.CHECKPOINTS_DIR)
 
     # ---- setup -------------------------------------------------------------------------------
     def setup(self):
-        sp = self.sp = specmod.load(os.path.join(self.job_dir, "job.json"))
+        sp = self.sp = specmod.load(os.path.join(self.job_dir, layout.JOB_JSON))
         self.rep.interval = sp.logging.progress_interval_seconds
-        self.rep.phase("loading", method=sp.method)
+        self.rep.phase("loading", method=sp.method, world_size=self.dist.world)
         h = sp.hyper
         random.seed(h.seed)
         np.random.seed(h.seed)
         torch.manual_seed(h.seed)
-        self.device = torch.device(os.environ.get(DEVICE_ENV) or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = self.dist.device
         # Datasets are read before the model, so a bad row fails fast.
         train_rows = data.load_rows(sp.dataset_path, sp.method, "dataset.path")
         eval_rows = data.load_rows(sp.eval_path, sp.method, "dataset.eval_path") if sp.eval_path else None
         t0 = time.monotonic()
-        self.backend = make_backend(sp, self.device)
+        self.backend = HFBackend(sp, self.device)
         self.model = self.backend.model
-        log.info("loaded %s on %s in %.1fs", sp.model, self.device, time.monotonic() - t0)
+        log.info("loaded %s on %s in %.1fs (rank %d of %d)", sp.model, self.device, time.monotonic() - t0,
+                 self.dist.rank, self.dist.world)
         tok = self.backend.tok
         self.train = data.encode(train_rows, sp.method, tok, h.max_length)
+        if h.packing:
+            n = len(self.train)
+            self.train = data.pack(self.train, h.max_length)
+            log.info("packing: %d rows into %d sequences of at most %d tokens", n, len(self.train), h.max_length)
         self.eval = data.encode(eval_rows, sp.method, tok, h.max_length) if eval_rows else None
-        self.micro_per_epoch = math.ceil(len(self.train) / h.batch_size)
+        per_micro = h.batch_size * self.dist.world
+        self.micro_per_epoch = math.ceil(len(self._order(0)) / per_micro)
         self.total = h.max_steps or math.ceil(h.epochs * self.micro_per_epoch / h.gradient_accumulation)
         params = self.backend.trainable_parameters()
         if not params:
             raise SpecError("lora.target_modules: no trainable parameters")
         self.params = params
-        self.opt = torch.optim.AdamW(params, lr=h.learning_rate, weight_decay=h.weight_decay)
+        self.train_model = self.model
+        self.fsdp = sp.distributed.strategy == "fsdp" and self.dist.active
         self.ref = None
         if sp.method == "dpo" and not sp.lora.enabled:
             self.ref = copy.deepcopy(self.model).eval()
             for p in self.ref.parameters():
                 p.requires_grad_(False)
+        if self.fsdp:
+            # FSDP2: every decoder layer and then the whole model sharded over the ranks
+            # (all ranks built the same weights from the same seed or directory).
+            from torch.distributed.device_mesh import init_device_mesh
+            from torch.distributed.fsdp import fully_shard
+            mesh = init_device_mesh(self.device.type, (self.dist.world,))
+            for m in [self.model] + ([self.ref] if self.ref is not None else []):
+                for layer in m.model.layers:
+                    fully_shard(layer, mesh=mesh)
+                fully_shard(m, mesh=mesh)
+            self.params = params = [p for p in self.model.parameters() if p.requires_grad]
+            torch.manual_seed(h.seed + 1 + self.dist.rank)
+        elif self.dist.active:
+            # DDP broadcasts rank 0's weights; every rank then gets its own dropout stream.
+            self.train_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            torch.manual_seed(h.seed + 1 + self.dist.rank)
+        self.opt = torch.optim.AdamW(params, lr=h.learning_rate, weight_decay=h.weight_decay)
+        self.scaler = torch.amp.GradScaler("cuda") if self.backend.dtype == torch.float16 else None
         # Position in the data and the bookkeeping a checkpoint restores.
         self.step, self.epoch, self.pos = 0, 0, 0
         self.order = self._order(0)
@@ -123,7 +148,10 @@ class Trainer:
         self.rep.update(total_steps=self.total, step=0)
 
     def _order(self, epoch):
-        return [int(i) for i in np.random.RandomState([self.sp.hyper.seed, epoch]).permutation(len(self.train))]
+        """The epoch's row order: a permutation from seed and epoch, padded (by repeating its
+        start) to a multiple of the world size so every rank gets as many rows."""
+        perm = [int(i) for i in np.random.RandomState([self.sp.hyper.seed, epoch]).permutation(len(self.train))]
+        return perm + perm[:(-len(perm)) % self.dist.world]
 
     @staticmethod
     def _fresh_acc():
@@ -132,30 +160,37 @@ class Trainer:
 
     # ---- data --------------------------------------------------------------------------------
     def next_micro_batch(self):
-        bs = self.sp.hyper.batch_size
-        idx = self.order[self.pos:self.pos + bs]
-        self.pos += len(idx)
+        """This rank's share of the next micro-batch: batch_size rows of every world-size
+        slice of the epoch order (a DistributedSampler over the permutation)."""
+        n = self.sp.hyper.batch_size * self.dist.world
+        chunk = self.order[self.pos:self.pos + n]
+        self.pos += len(chunk)
         if self.pos >= len(self.order):
             self.epoch += 1
             self.pos = 0
             self.order = self._order(self.epoch)
-        return [self.train[i] for i in idx]
+        return [self.train[i] for i in chunk[self.dist.rank::self.dist.world]]
 
     def epoch_float(self):
         return round(self.epoch + self.pos / max(1, len(self.order)), 4)
 
     # ---- losses ------------------------------------------------------------------------------
-    def sft_loss(self, examples):
-        ids, labels, mask = (t.to(self.device) for t in data.batch(examples, "sft", self.backend.tok.pad_id))
-        logits = self.backend.logits(self.model, ids, mask)
+    def _batch(self, examples, method):
+        ids, labels, mask, pos = data.batch(examples, method, self.backend.tok.pad_id)
+        return (ids.to(self.device), labels.to(self.device), mask.to(self.device),
+                None if pos is None else pos.to(self.device))
+
+    def sft_loss(self, examples, model):
+        ids, labels, mask, pos = self._batch(examples, "sft")
+        logits = self.backend.logits(model, ids, mask, pos)
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
                                ignore_index=data.IGNORE)
         return loss, {"tokens": int(mask.sum()), "samples": len(examples)}
 
-    def dpo_loss(self, examples):
-        ids, labels, mask = (t.to(self.device) for t in data.batch(examples, "dpo", self.backend.tok.pad_id))
+    def dpo_loss(self, examples, model):
+        ids, labels, mask, _ = self._batch(examples, "dpo")
         n = len(examples)
-        pol, _ = seq_logps(self.backend.logits(self.model, ids, mask), labels)
+        pol, _ = seq_logps(self.backend.logits(model, ids, mask), labels)
         with torch.no_grad():
             if self.ref is not None:
                 ref, _ = seq_logps(self.backend.logits(self.ref, ids, mask), labels)
@@ -172,72 +207,56 @@ class Trainer:
         return loss, {"tokens": int(mask.sum()), "samples": n, "rewards_chosen": float(rc.mean()),
                       "rewards_rejected": float(rr.mean()), "reward_accuracy": float((rc > rr).float().mean())}
 
-    def loss(self, examples):
-        return self.sft_loss(examples) if self.sp.method == "sft" else self.dpo_loss(examples)
+    def loss(self, examples, model=None):
+        model = self.model if model is None else model
+        return self.sft_loss(examples, model) if self.sp.method == "sft" else self.dpo_loss(examples, model)
 
     def evaluate(self):
+        """Loss (and DPO rewards) over the eval set, each rank on its slice, summed over ranks."""
         self.model.eval()
         bs = self.sp.hyper.batch_size
-        tot = {"loss": 0.0, "weight": 0, "rewards_chosen": 0.0, "rewards_rejected": 0.0, "reward_accuracy": 0.0}
+        mine = self.eval[self.dist.rank::self.dist.world]
+        tot = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]  # loss*weight, weight, rewards_chosen, rejected, accuracy, rows
         with torch.no_grad():
-            for i in range(0, len(self.eval), bs):
-                chunk = self.eval[i:i + bs]
+            for i in range(0, len(mine), bs):
+                chunk = mine[i:i + bs]
                 loss, st = self.loss(chunk)
                 w = sum(1 for l in chunk for x in l[1] if x != data.IGNORE) if self.sp.method == "sft" else len(chunk)
-                tot["loss"] += float(loss) * w
-                tot["weight"] += w
-                for k in ("rewards_chosen", "rewards_rejected", "reward_accuracy"):
+                tot[0] += float(loss) * w
+                tot[1] += w
+                for j, k in enumerate(("rewards_chosen", "rewards_rejected", "reward_accuracy")):
                     if k in st:
-                        tot[k] += st[k] * len(chunk)
+                        tot[2 + j] += st[k] * len(chunk)
+                tot[5] += len(chunk)
+        tot = self.dist.sum(tot)
         self.model.train()
-        out = {"eval_loss": tot["loss"] / max(1, tot["weight"])}
+        out = {"eval_loss": tot[0] / max(1, tot[1])}
         if self.sp.method == "dpo":
-            n = len(self.eval)
-            out.update(eval_rewards_chosen=tot["rewards_chosen"] / n, eval_rewards_rejected=tot["rewards_rejected"] / n,
-                       eval_reward_accuracy=tot["reward_accuracy"] / n)
+            n = max(1, tot[5])
+            out.update(eval_rewards_chosen=tot[2] / n, eval_rewards_rejected=tot[3] / n,
+                       eval_reward_accuracy=tot[4] / n)
             out["eval_reward_margin"] = out["eval_rewards_chosen"] - out["eval_rewards_rejected"]
         return out
 
     # ---- checkpoints -------------------------------------------------------------------------
+    def fsdp_state(self):
+        """FSDP: the sharded model and optimizer state dicts (torch.distributed.checkpoint)."""
+        from torch.distributed.checkpoint.state_dict import get_state_dict
+        model, optim = get_state_dict(self.model, self.opt)
+        return {"model": model, "optim": optim}
+
+    def fsdp_load(self, state):
+        from torch.distributed.checkpoint.state_dict import set_state_dict
+        set_state_dict(self.model, self.opt, model_state_dict=state["model"], optim_state_dict=state["optim"])
+
     def save_checkpoint(self):
         self.rep.phase("checkpointing")
         t0 = time.monotonic()
-        if self.last_eval and self.last_eval[0] == self.step:
-            metric, metric_name = self.last_eval[1], "eval_loss"
-        elif self.since_save[1]:
-            metric, metric_name = self.since_save[0] / self.since_save[1], "train_loss"
-        else:
-            metric, metric_name = None, None
-        opt_t, opt_rest = checkpoint.flatten_optimizer(self.opt.state_dict())
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            for i, s in enumerate(torch.cuda.get_rng_state_all()):
-                rng["cuda.%d" % i] = s
-        np_state = np.random.get_state()
-        rng["numpy.keys"] = torch.from_numpy(np_state[1].astype(np.int64))
-        py = random.getstate()
-        h = self.sp.hyper
-        state = {
-            "step": self.step, "epoch": self.epoch, "position": self.pos, "total_steps": self.total,
-            "n_train": len(self.train), "method": self.sp.method, "model": self.sp.model,
-            "lora": self.sp.lora.enabled, "acc": self.acc, "since_save": self.since_save, "best": self.best,
-            "metric": metric, "metric_name": metric_name,
-            "scheduler": {"kind": "linear_warmup_decay", "base_lr": h.learning_rate, "warmup_steps": h.warmup_steps,
-                          "total_steps": self.total, "next_step": self.step},
-            "rng": {"python": [py[0], list(py[1]), py[2]],
-                    "numpy": [np_state[0], int(np_state[2]), int(np_state[3]), float(np_state[4])]},
-            "optimizer": opt_rest, "restart_count": self.rep.state["restart_count"],
-        }
-        files = {
-            "model.pt": checkpoint.tensor_bytes(self.backend.checkpoint_state()),
-            "optimizer.pt": checkpoint.tensor_bytes(opt_t),
-            "rng.pt": checkpoint.tensor_bytes(rng),
-            "data.pt": checkpoint.tensor_bytes({"order": torch.tensor(self.order, dtype=torch.int64)}),
-            "trainer_state.json": checkpoint.json_bytes(state),
-        }
-        path = checkpoint.save(self.ckpt_root, self.step, files, metric, metric_name)
+        path = checkpoint.save_run(self)
         self.since_save = [0.0, 0]
         self.last_save_step = self.step
+        if path is None:
+            return
         kept, best = checkpoint.rotate(self.ckpt_root, self.sp.checkpoints.keep_last, self.sp.checkpoints.keep_best)
         rel = os.path.relpath(path, self.job_dir)
         self.rep.update(latest_checkpoint=rel,
@@ -245,57 +264,47 @@ class Trainer:
         log.info("checkpoint %s saved in %.2fs (kept steps %s)", rel, time.monotonic() - t0, kept)
 
     def resume(self):
-        checkpoint.clean_temporaries(self.ckpt_root)
-        path = checkpoint.latest_verified(self.ckpt_root)
+        if self.dist.is_main:
+            checkpoint.clean_temporaries(self.ckpt_root)
+        path = checkpoint.latest_verified(self.ckpt_root) if self.dist.is_main else None
+        path = self.dist.broadcast_object(path)  # every rank resumes from the one rank 0 verified
         if path is None:
             return
         t0 = time.monotonic()
-        with open(os.path.join(path, "trainer_state.json"), "rb") as f:
-            st = json.loads(f.read())
-        if st["method"] != self.sp.method or st["model"] != self.sp.model or st["lora"] != self.sp.lora.enabled:
-            raise SpecError("job.json: method, model or lora.enabled differ from checkpoint %s" % path)
-        if st["n_train"] != len(self.train):
-            raise SpecError("dataset.path: has %d rows but checkpoint %s was made with %d"
-                            % (len(self.train), path, st["n_train"]))
-        self.backend.load_checkpoint_state(checkpoint.load_tensors(os.path.join(path, "model.pt"), self.device))
-        opt_t = checkpoint.load_tensors(os.path.join(path, "optimizer.pt"))
-        self.opt.load_state_dict(checkpoint.unflatten_optimizer(opt_t, st["optimizer"]))
-        self.order = [int(i) for i in checkpoint.load_tensors(os.path.join(path, "data.pt"))["order"].tolist()]
-        self.step, self.epoch, self.pos = st["step"], st["epoch"], st["position"]
-        self.acc, self.since_save, self.best = st["acc"], st["since_save"], st["best"]
-        self.last_save_step = self.step
-        rng = checkpoint.load_tensors(os.path.join(path, "rng.pt"))
-        torch.set_rng_state(rng["torch"])
-        if torch.cuda.is_available():
-            states = [rng[k] for k in sorted((k for k in rng if k.startswith("cuda.")), key=lambda k: int(k[5:]))]
-            if len(states) == torch.cuda.device_count():
-                torch.cuda.set_rng_state_all(states)
-        py = st["rng"]["python"]
-        random.setstate((py[0], tuple(py[1]), py[2]))
-        name, pos, has_gauss, cached = st["rng"]["numpy"]
-        np.random.set_state((name, rng["numpy.keys"].numpy().astype(np.uint32), pos, has_gauss, cached))
+        checkpoint.resume_run(self, path)
         rel = os.path.relpath(path, self.job_dir)
-        _, best = checkpoint.rotate(self.ckpt_root, self.sp.checkpoints.keep_last, self.sp.checkpoints.keep_best)
+        best = None
+        if self.dist.is_main:
+            _, best = checkpoint.rotate(self.ckpt_root, self.sp.checkpoints.keep_last, self.sp.checkpoints.keep_best)
         self.rep.update(step=self.step, epoch=self.epoch_float(), latest_checkpoint=rel, resumed_from=rel,
                         best_checkpoint=os.path.relpath(best, self.job_dir) if best else None)
         log.info("resumed from %s (step %d) in %.2fs", rel, self.step, time.monotonic() - t0)
 
     # ---- final model -------------------------------------------------------------------------
     def save_model(self):
-        out = os.path.join(self.job_dir, "model")
+        """Rank 0 writes model/ under a temporary name and renames it; all ranks return together."""
+        full = None
+        if self.fsdp:  # the full weights, gathered on every rank (a collective), kept on rank 0
+            from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+            full = get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        if not self.dist.is_main:
+            self.dist.barrier()
+            return
+        out = os.path.join(self.job_dir, layout.MODEL_DIR)
         tmp = os.path.join(self.job_dir, ".model.tmp-%d" % os.getpid())
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
         os.mkdir(tmp)
-        self.backend.save_final(tmp)
-        with open(os.path.join(tmp, "training_state.json"), "w") as f:
+        self.backend.save_final(tmp, state_dict=full)
+        with open(os.path.join(tmp, layout.TRAINING_STATE_JSON), "w") as f:
             json.dump({"step": self.step, "total_steps": self.total, "method": self.sp.method,
-                       "model": self.sp.model, "lora": self.sp.lora.enabled}, f, indent=2, sort_keys=True)
+                       "model": self.sp.model, "lora": self.sp.lora.enabled, "world_size": self.dist.world},
+                      f, indent=2, sort_keys=True)
         files = fsio.manifest_of(tmp)
         for name in files:
             with open(os.path.join(tmp, name), "rb") as f:
                 os.fsync(f.fileno())
-        fsio.write_durable(os.path.join(tmp, "manifest.json"),
+        fsio.write_durable(os.path.join(tmp, layout.MANIFEST_JSON),
                            checkpoint.json_bytes({"format": 1, "step": self.step, "files": files}))
         fsio.fsync_tree(tmp)
         if os.path.exists(out):
@@ -304,14 +313,15 @@ class Trainer:
             shutil.rmtree(old, ignore_errors=True)
         os.rename(tmp, out)
         fsio.fsync_dir(self.job_dir)
+        self.dist.barrier()
 
     def already_completed(self):
         """True when model/ holds a verified final model of this run (a requeue after the end)."""
-        out = os.path.join(self.job_dir, "model")
+        out = os.path.join(self.job_dir, layout.MODEL_DIR)
         try:
-            with open(os.path.join(out, "manifest.json"), "rb") as f:
+            with open(os.path.join(out, layout.MANIFEST_JSON), "rb") as f:
                 man = json.loads(f.read())
-            with open(os.path.join(out, "training_state.json"), "rb") as f:
+            with open(os.path.join(out, layout.TRAINING_STATE_JSON), "rb") as f:
                 ts = json.loads(f.read())
         except (OSError, ValueError):
             return False
@@ -341,8 +351,52 @@ class Trainer:
         self.t_log = now
         return row
 
+    def stop_wanted_here(self):
+        """This rank's vote at a step boundary: a signal reached it, or (rank 0) control.json
+        asks for a pause or the batch script wrote stop.json."""
+        if self.stop.requested:
+            return True
+        if self.dist.is_main:
+            if stop_file_present(self.job_dir):
+                self.stop.request("stop.json")
+                return True
+            if read_control(self.job_dir) == "pause":
+                self.stop.request("control.json")
+                return True
+        return False
+
+    def train_step(self):
+        """One optimizer step over gradient_accumulation micro-batches. Returns the stats of
+        this rank: [loss, tokens, samples, rewards_chosen, rewards_rejected, reward_accuracy]."""
+        h = self.sp.hyper
+        self.opt.zero_grad(set_to_none=True)
+        step_loss, stats = 0.0, {}
+        for i in range(h.gradient_accumulation):
+            last = i == h.gradient_accumulation - 1
+            sync = contextlib.nullcontext() if (last or not self.dist.active or self.fsdp) else self.train_model.no_sync()
+            with sync:
+                loss, st = self.loss(self.next_micro_batch(), self.train_model)
+                scaled = loss / h.gradient_accumulation
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            step_loss += float(loss.detach()) / h.gradient_accumulation
+            for k, v in st.items():
+                stats[k] = stats.get(k, 0) + v
+        if not math.isfinite(step_loss):
+            raise RuntimeError("loss is %s at step %d" % (step_loss, self.step + 1))
+        if self.scaler:
+            self.scaler.unscale_(self.opt)
+        torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+        if self.scaler:
+            self.scaler.step(self.opt)
+            self.scaler.update()
+        else:
+            self.opt.step()
+        ga = h.gradient_accumulation
+        return [step_loss, stats["tokens"], stats["samples"], stats.get("rewards_chosen", 0.0) / ga,
+                stats.get("rewards_rejected", 0.0) / ga, stats.get("reward_accuracy", 0.0) / ga]
+
     def run(self):
-        """Trains to the end or until a stop signal; returns the exit code."""
+        """Trains to the end or until a stop; returns the exit code (the same on every rank)."""
         self.setup()
         sp, h = self.sp, self.sp.hyper
         if self.already_completed():
@@ -351,36 +405,32 @@ class Trainer:
             return EXIT_OK
         self.resume()
         self.model.train()
-        step_sleep = float(os.environ.get(STEP_SLEEP_ENV, "0") or 0)
+        step_sleep = hooks.step_sleep()
         self.rep.phase("training")
         self.t_log = t_start = time.monotonic()
         start_step = self.step
         self.lr = lr_at(self.step, h.learning_rate, h.warmup_steps, self.total)
-        while self.step < self.total and not self.stop.requested:
+        world = self.dist.world
+        stopping = False
+        while self.step < self.total and not stopping:
             self.lr = lr_at(self.step, h.learning_rate, h.warmup_steps, self.total)
             for g in self.opt.param_groups:
                 g["lr"] = self.lr
-            self.opt.zero_grad(set_to_none=True)
-            step_loss, stats = 0.0, {}
-            for _ in range(h.gradient_accumulation):
-                loss, st = self.loss(self.next_micro_batch())
-                (loss / h.gradient_accumulation).backward()
-                step_loss += float(loss) / h.gradient_accumulation
-                for k, v in st.items():
-                    stats[k] = stats.get(k, 0) + v
-            if not math.isfinite(step_loss):
-                raise RuntimeError("loss is %s at step %d" % (step_loss, self.step + 1))
-            torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
-            self.opt.step()
+            mine = self.train_step()
+            # One all-reduce per step: the ranks' stats and their stop votes.
+            tot = self.dist.sum(mine + [1.0 if self.stop_wanted_here() else 0.0])
+            stopping = tot[6] > 0
+            step_loss = tot[0] / world
             self.step += 1
             a = self.acc
             a["loss"] += step_loss
             a["steps"] += 1
-            a["tokens"] += stats["tokens"]
-            a["samples"] += stats["samples"]
-            for k in ("rewards_chosen", "rewards_rejected", "reward_accuracy"):
-                if k in stats:
-                    a[k] += stats[k] / h.gradient_accumulation
+            a["tokens"] += int(tot[1])
+            a["samples"] += int(tot[2])
+            if sp.method == "dpo":
+                a["rewards_chosen"] += tot[3] / world
+                a["rewards_rejected"] += tot[4] / world
+                a["reward_accuracy"] += tot[5] / world
             self.since_save[0] += step_loss
             self.since_save[1] += 1
             now = time.monotonic()
@@ -413,14 +463,16 @@ class Trainer:
             self.rep.phase("checkpointing")
             self.save_model()
             self.rep.phase("completed", step=self.step, eta_seconds=0)
-            log.info("completed %d steps; model in %s", self.step, os.path.join(self.job_dir, "model"))
+            log.info("completed %d steps; model in %s", self.step, os.path.join(self.job_dir, layout.MODEL_DIR))
             return EXIT_OK
-        log.info("stop requested by %s at step %d", self.stop.signame, self.step)
+        log.info("stop requested (%s) at step %d", self.stop.signame or "another rank", self.step)
         if self.last_save_step != self.step and self.step > 0:
             self.save_checkpoint()
-        if read_control(self.job_dir) == "pause":
+        pause = self.dist.broadcast_object(read_control(self.job_dir) == "pause" if self.dist.is_main else None)
+        if pause:
             self.rep.phase("paused")
-            consume_control(self.job_dir)
+            if self.dist.is_main:
+                consume_control(self.job_dir)
             log.info("paused at step %d", self.step)
             return EXIT_OK
         self.rep.phase("interrupted")

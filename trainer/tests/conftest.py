@@ -1,3 +1,14 @@
+"""Every trainer dependency is required (trainer/pyproject.toml): a missing one fails the
+whole run at collection instead of skipping tests."""
+
+import importlib
+
+for _mod in ("torch", "numpy", "transformers", "peft", "safetensors", "tokenizers", "tensorboard"):
+    try:
+        importlib.import_module(_mod)
+    except ImportError as _e:  # pragma: no cover - the point is to fail loudly
+        raise SystemExit("trainer tests: required dependency %s does not import (%s): run make deps" % (_mod, _e))
+
 import json
 
 import pytest

@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import torch
@@ -13,8 +14,8 @@ torch.set_num_threads(1)
 TRAINER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPO = os.path.dirname(TRAINER_DIR)
 EXAMPLES = os.path.join(REPO, "examples", "data")
-PYTHON = "/usr/bin/python3"
-SMALL = "32,1,2,64"  # builtin:tiny shrunk for tests that do not measure learning
+PYTHON = sys.executable  # the venv make deps creates (make test-trainer-unit runs pytest with it)
+SMALL = "32,1,2,64"  # builtin:tiny (hidden, layers, heads, intermediate) shrunk for tests that do not measure learning
 
 
 def write_jsonl(path, rows):
@@ -109,7 +110,10 @@ def metrics(job_dir):
 
 
 def final_weights(job_dir):
+    """The tensors of model/: the peft adapter with LoRA, else the full model."""
+    from safetensors.torch import load_file
     d = os.path.join(job_dir, "model")
-    name = "adapter.pt" if os.path.exists(os.path.join(d, "adapter.pt")) else "model.pt"
-    return torch.load(os.path.join(d, name), weights_only=True)
+    name = "adapter_model.safetensors" if os.path.exists(os.path.join(d, "adapter_model.safetensors")) \
+        else "model.safetensors"
+    return load_file(os.path.join(d, name))
 

@@ -11,14 +11,12 @@ import random
 import signal
 import time
 
-import torch
-
 from ftgate_trainer import checkpoint
-from helpers import progress, run_inprocess
+from helpers import final_weights, progress, run_inprocess
 
 WANT_KILLS_DURING_WRITE = 50
 MAX_CYCLES = 400
-TIME_BUDGET = 90.0  # typically done in 20 s; room for a loaded machine
+TIME_BUDGET = 240.0  # typically done in 30 s; room for a loaded machine (a bound, not a speed test)
 
 
 def child(job_dir):
@@ -66,14 +64,18 @@ def test_sigkill_during_checkpoint_writes(make_job, small_model, monkeypatch):
         pid = os.fork()
         if pid == 0:
             child(d)
-        # Wait until the child trains (or, early on, is about to), then kill it at a random instant.
-        deadline = time.monotonic() + 10
+        # Wait until the child trains; mostly kill it at a random instant soon after it starts
+        # a checkpoint (the window this test is about), sometimes let checkpoints complete
+        # first so the resume point moves on.
+        in_save = rng.random() < 0.7
+        want = ("checkpointing",) if in_save else ("training", "checkpointing")
+        deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             p = progress(d)
-            if p.get("pid") == pid and p.get("phase") in ("training", "checkpointing"):
+            if p.get("pid") == pid and p.get("phase") in want:
                 break
             time.sleep(0.002)
-        time.sleep(rng.uniform(0.0, 0.3))
+        time.sleep(rng.uniform(0.0, 0.15) if in_save else rng.uniform(0.3, 1.5))
         in_write = writing(root)
         os.kill(pid, signal.SIGKILL)
         _, status = os.waitpid(pid, 0)
@@ -100,4 +102,4 @@ def test_sigkill_during_checkpoint_writes(make_job, small_model, monkeypatch):
     prog = progress(d)
     assert prog["resumed_from"] == "checkpoints/step-%d" % newest
     assert prog["phase"] == "completed"
-    assert torch.load(os.path.join(d, "model", "model.pt"), weights_only=True)
+    assert final_weights(d)

@@ -1,6 +1,6 @@
-"""The Hugging Face backend on a tiny randomly initialised Llama with a byte-level BPE
-tokenizer built on the fly (no download). Runs when transformers, peft and tokenizers
-import; skipped with the reason otherwise."""
+"""A local Hugging Face model directory (a tiny random Llama with a BPE tokenizer trained on
+the test rows, saved with save_pretrained: no download), as users bring their own models.
+transformers, peft and tokenizers are required dependencies: nothing here skips."""
 
 import json
 import os
@@ -14,9 +14,7 @@ from helpers import (dpo_rows, metrics, progress, run_inprocess, sft_rows, start
 
 pytestmark = pytest.mark.hf
 
-transformers = pytest.importorskip("transformers", reason="transformers does not import: HF backend tests skipped")
-peft = pytest.importorskip("peft", reason="peft does not import: HF backend tests skipped")
-tokenizers = pytest.importorskip("tokenizers", reason="tokenizers does not import: HF backend tests skipped")
+import transformers  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -48,23 +46,25 @@ def on_cpu(monkeypatch):
     monkeypatch.setenv("FTGATE_TRAINER_DEVICE", "cpu")
 
 
-def hf_job(make_job, hf_model, method, lora, name="job", **over):
+def hf_job(make_job, hf_model, method, lora, name="job", targets=("q_proj", "v_proj"), **over):
     d = make_job(method, lora=lora, name=name, **over)
     path = os.path.join(d, "job.json")
     job = json.load(open(path))
     job["model"] = hf_model
-    job["lora"]["target_modules"] = ["q_proj", "v_proj"]
+    job["lora"]["target_modules"] = list(targets)
     json.dump(job, open(path, "w"))
     return d
 
 
 def test_hf_sft_lora_learns_and_saves_adapter(make_job, hf_model, on_cpu):
-    d = hf_job(make_job, hf_model, "sft", True, hyperparameters__max_steps=30, hyperparameters__learning_rate=0.01,
-               logging__log_every=5)
+    # The base is random: with q_proj/v_proj alone the frozen random lm_head keeps the logits
+    # near uniform (measured 5.78 -> 5.62 in 30 steps); adapting lm_head too learns (-> ~2.5).
+    d = hf_job(make_job, hf_model, "sft", True, targets=("q_proj", "v_proj", "lm_head"),
+               hyperparameters__max_steps=30, hyperparameters__learning_rate=0.01, logging__log_every=5)
     assert run_inprocess(d) == 0, progress(d)
     rows = metrics(d)
     print("hf sft lora loss %.3f -> %.3f" % (rows[0]["loss"], rows[-1]["loss"]))
-    assert rows[-1]["loss"] < 0.8 * rows[0]["loss"]
+    assert rows[-1]["loss"] < 0.6 * rows[0]["loss"]
     files = set(os.listdir(os.path.join(d, "model")))
     assert "adapter_config.json" in files and "manifest.json" in files
     assert files & {"adapter_model.safetensors", "adapter_model.bin"}

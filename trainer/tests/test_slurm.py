@@ -12,7 +12,7 @@ import time
 import pytest
 
 from ftgate_trainer import checkpoint
-from helpers import PYTHON, SMALL, TRAINER_DIR, final_weights, metrics, progress, run_inprocess, sft_rows, spec, \
+from helpers import PYTHON, SMALL, TRAINER_DIR, final_weights, metrics, progress, run_inprocess, sft_rows, spec, trainer_env, \
     wait_for, write_jsonl
 
 pytestmark = pytest.mark.slurm
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slurm
 USER = "alice"
 RESTART_BUDGET = 3
 
-# The batch script, written by the test and following DESIGN.md: the trainer runs as a child,
+# The batch script, written by the test and following docs/design.md: the trainer runs as a child,
 # the checkpoint signal is forwarded, wait is repeated, exit 75 requeues within the budget
 # (not after a TERM, which is a cancel or preemption that Slurm handles itself). Every
 # value arrives as an argument, never pasted into the script.
@@ -187,10 +187,11 @@ def test_pause_requeuehold_release_resumes(stack, tmp_path, monkeypatch):
 
 
 def test_time_limit_checkpoints_and_requeues_until_done(stack):
-    # About 80 s of training, mostly the per-step sleep (so machine load matters little):
+    # About 60 s of training, mostly the per-step sleep (so machine load matters little):
     # more than fits before the signal, which fires 60-90 s before the 2-minute limit (on
-    # slurmctld's 30 s grid).
-    steps = 300
+    # slurmctld's 30 s grid). Each run also spends 5-30 s importing torch and transformers
+    # (a loaded 2-core machine), and each requeue waits 11 s.
+    steps = 240
     d = make_job_dir(stack, "timelimit", dict(hyperparameters__max_steps=steps, logging__log_every=10,
                                               logging__progress_interval_seconds=1))
     job = submit(stack, d, 2, 0.25)
@@ -199,7 +200,7 @@ def test_time_limit_checkpoints_and_requeues_until_done(stack):
         def done():
             st = job_state(stack, job)  # a requeued job waits out BeginTime (11 s) by itself
             return st[0] in ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED") and progress(d).get("phase") != "training"
-        wait_for(done, 200, "the job to finish", 0.5)
+        wait_for(done, 360, "the job to finish", 0.5)
     finally:
         cancel(stack, job)
     out = log_of(d, job)
@@ -214,3 +215,58 @@ def test_time_limit_checkpoints_and_requeues_until_done(stack):
     info = as_user(stack, "scontrol", "show", "job", "-o", job)
     assert "Restarts=%d" % prog["restart_count"] in info
     shutil.rmtree(d)  # kept for inspection when the test fails
+
+
+# Two torchrun agents under one srun with nnodes=2: on the one-node dev cluster both run on
+# the same host, but they meet through the c10d rendezvous at the first host of
+# SLURM_JOB_NODELIST, as the agents of a real 2-node job do (sbatch-templates/train.sbatch.tmpl).
+TWO_AGENT_SCRIPT = r"""#!/bin/bash
+set -u
+job_dir=$1
+python=$2
+export PYTHONPATH=$3
+head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+echo "test-batch: rendezvous at $head_node"
+srun --kill-on-bad-exit=1 --ntasks=2 --ntasks-per-node=2 --cpus-per-task=1 \
+  "$python" -m torch.distributed.run --nnodes=2 --nproc-per-node=1 --rdzv-backend=c10d --rdzv-id="$SLURM_JOB_ID" \
+  --rdzv-endpoint="$head_node:$((20000 + SLURM_JOB_ID % 20000))" --max-restarts=0 \
+  -m ftgate_trainer --job-dir "$job_dir"
+echo "test-batch: srun exited $?"
+"""
+
+
+def test_two_agents_rendezvous_like_two_nodes(stack, tmp_path):
+    steps = 10
+    d = make_job_dir(stack, "rdzv", dict(hyperparameters__max_steps=steps, lora=True))
+    with open(os.path.join(d, "job.sbatch"), "w") as f:
+        f.write(TWO_AGENT_SCRIPT)
+    job = as_user(
+        stack, "FTGATE_TRAINER_TINY=" + SMALL, "FTGATE_TRAINER_THREADS=1",
+        "sbatch", "--parsable", "--job-name=ftgate-trainer-test", "--partition=" + stack["STACK_PARTITION"],
+        "--nodes=1", "--ntasks=2", "--cpus-per-task=1", "--mem=2000M", "--time=5",
+        "--chdir=" + d, "--output=" + os.path.join(d, "slurm-%j.out"),
+        os.path.join(d, "job.sbatch"), d, PYTHON, TRAINER_DIR).split(";")[0]
+    try:
+        wait_for(lambda: job_state(stack, job)[0] in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), 240,
+                 "the 2-agent job to end", 0.5)
+    finally:
+        cancel(stack, job)
+    out = log_of(d, job)
+    print(out[-3000:])
+    assert job_state(stack, job)[0] == "COMPLETED", out[-3000:]
+    assert "test-batch: srun exited 0" in out
+    prog = progress(d)
+    assert prog["phase"] == "completed" and prog["world_size"] == 2 and prog["step"] == steps, prog
+    # The same 2-rank job under one local torchrun --standalone ends bitwise equal.
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    shutil.copy(os.path.join(d, "job.json"), ref / "job.json")
+    r = subprocess.run([PYTHON, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                        "-m", "ftgate_trainer", "--job-dir", str(ref)],
+                       env=trainer_env(FTGATE_TRAINER_TINY=SMALL), capture_output=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    wa, wb = final_weights(str(ref)), final_weights(d)
+    assert sorted(wa) == sorted(wb)
+    for k in wa:
+        assert (wa[k] == wb[k]).all(), "weights differ from a local 2-rank run in %s" % k
+    shutil.rmtree(d)

@@ -6,7 +6,12 @@ import pytest
 
 from ftgate_trainer import data, spec
 from ftgate_trainer.spec import SpecError
-from ftgate_trainer.tiny import ByteTokenizer
+from ftgate_trainer import tiny
+from ftgate_trainer.backend import HFTokenizer
+
+
+def ByteTokenizer():
+    return HFTokenizer(tiny.tokenizer())
 
 
 def base(**over):
@@ -37,7 +42,8 @@ def test_defaults_and_go_zero_values():
 
 def test_lora_defaults():
     s = spec.parse(base(lora={"enabled": True}))
-    assert (s.lora.r, s.lora.alpha, s.lora.target_modules) == (8, 16, ["q_proj", "v_proj"])
+    assert (s.lora.r, s.lora.alpha, s.lora.merge) == (8, 16, False)
+    assert s.lora.target_modules == ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
 @pytest.mark.parametrize("obj,msg", [
@@ -64,6 +70,14 @@ def test_lora_defaults():
     (base(logging={"save_every": -5}), "logging.save_every: must be between 1 and 1000000, got -5"),
     (base(checkpoints={"keep_last": 101}), "checkpoints.keep_last: must be between 1 and 100, got 101"),
     (base(checkpoints="many"), "checkpoints: must be an object"),
+    (base(hyperparameters={"precision": "fp8"}), "hyperparameters.precision: must be one of auto, bf16, fp16, fp32"),
+    (base(hyperparameters={"packing": 1}), "hyperparameters.packing: must be true or false"),
+    (base(hyperparameters={"gradient_checkpointing": "yes"}), "hyperparameters.gradient_checkpointing: must be true"),
+    (base(method="dpo", hyperparameters={"packing": True}), "hyperparameters.packing: only for method sft"),
+    (base(lora={"enabled": True, "merge": "no"}), "lora.merge: must be true or false"),
+    (base(distributed={"strategy": "zero3"}), "distributed.strategy: must be one of ddp, fsdp"),
+    (base(distributed={"strategy": "fsdp"}, lora={"enabled": True}), "distributed.strategy: fsdp is for full"),
+    (base(distributed={"nodes": 2}), "distributed.nodes: unknown field"),
 ])
 def test_spec_errors_name_the_field(obj, msg):
     with pytest.raises(SpecError) as e:
@@ -130,7 +144,8 @@ def test_truncation_keeps_the_completion(tmp_path):
 def test_dpo_batch_layout():
     tok = ByteTokenizer()
     ex = data.encode([("q", "yes", "no")], "dpo", tok, 32)
-    ids, labels, mask = data.batch(ex, "dpo", tok.pad_id)
+    ids, labels, mask, pos = data.batch(ex, "dpo", tok.pad_id)
+    assert pos is None
     assert ids.shape[0] == 2
     assert tok.decode(ids[0].tolist()) == "qyes" and tok.decode(ids[1].tolist()) == "qno"
     assert mask[1].tolist() == [1, 1, 1, 1, 1, 0]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from ftgate_trainer import checkpoint, fsio
-from helpers import EXAMPLES, metrics, progress, run_inprocess
+from helpers import EXAMPLES, final_weights, metrics, progress, run_inprocess
 
 PROGRESS_FIELDS = {"schema_version", "phase", "step", "total_steps", "epoch", "loss", "learning_rate",
                    "tokens_per_second", "samples_per_second", "eta_seconds", "elapsed_seconds", "restart_count",
@@ -30,6 +30,24 @@ def test_sft_tiny_learns(make_job):
     assert PROGRESS_FIELDS <= set(prog)
     assert prog["phase"] == "completed" and prog["step"] == prog["total_steps"] == 40
     assert prog["error"] is None
+
+
+def test_sft_tiny_lora_learns_with_default_targets(make_job):
+    """peft LoRA with the default target modules (all linear layers, plus lm_head on the random
+    builtin:tiny) must learn: the loss at least halves."""
+    d = make_job("sft", lora=True, hyperparameters__max_steps=40, hyperparameters__batch_size=8,
+                 hyperparameters__learning_rate=0.01, logging__log_every=5)
+    path = os.path.join(d, "job.json")
+    job = json.load(open(path))
+    job["lora"] = {"enabled": True}  # defaults: r 8, alpha 16, no dropout, default targets
+    json.dump(job, open(path, "w"))
+    assert run_inprocess(d) == 0
+    rows = metrics(d)
+    first, last = rows[0]["loss"], rows[-1]["loss"]
+    print("sft lora loss %.3f -> %.3f" % (first, last))
+    assert last < 0.5 * first
+    cfg = json.load(open(os.path.join(d, "model", "adapter_config.json")))
+    assert "lm_head" in cfg["target_modules"] and "down_proj" in cfg["target_modules"]
 
 
 def test_dpo_tiny_reaches_reward_accuracy(make_job):
@@ -55,20 +73,22 @@ def test_dpo_tiny_reaches_reward_accuracy(make_job):
 def test_lora_trains_only_adapters_and_writes_adapter(make_job, small_model):
     d = make_job("sft", lora=True, hyperparameters__max_steps=6)
     assert run_inprocess(d) == 0
-    files = sorted(os.listdir(os.path.join(d, "model")))
-    assert files == ["adapter.pt", "adapter_config.json", "manifest.json", "training_state.json"]
-    sd = torch.load(os.path.join(d, "model", "adapter.pt"), weights_only=True)
+    files = set(os.listdir(os.path.join(d, "model")))
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "chat_template.jinja",
+            "manifest.json", "training_state.json", "base"} <= files, files
+    assert "model.safetensors" not in files
+    sd = final_weights(d)
     assert sd and all(".lora_" in k for k in sd)
-    assert any(k.endswith("lora_B") and v.abs().sum() > 0 for k, v in sd.items())
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in sd.items())
     cfg = json.load(open(os.path.join(d, "model", "adapter_config.json")))
-    assert cfg["target_modules"] == ["q_proj", "v_proj", "up_proj"] and cfg["r"] == 4
+    assert sorted(cfg["target_modules"]) == ["q_proj", "up_proj", "v_proj"] and cfg["r"] == 4
 
 
 def test_model_manifest_verifies(make_job, small_model):
     d = make_job("sft", hyperparameters__max_steps=3)
     assert run_inprocess(d) == 0
     man = json.load(open(os.path.join(d, "model", "manifest.json")))
-    assert set(man["files"]) == {"model.pt", "config.json", "training_state.json"}
+    assert {"model.safetensors", "config.json", "tokenizer.json", "training_state.json"} <= set(man["files"])
     for name, want in man["files"].items():
         p = os.path.join(d, "model", name)
         assert os.path.getsize(p) == want["size"] and fsio.sha256_file(p) == want["sha256"]
@@ -106,9 +126,9 @@ def _set(path, value):
 @pytest.mark.parametrize("edits,needle", [
     ([_set("dataset.path", "/nonexistent/train.jsonl")], "dataset.path: file not found"),
     ([_set("dataset.path", "relative.jsonl")], "dataset.path: must be an absolute path"),
-    ([_set("quantization", "4bit"), _set("lora.enabled", True)], "quantization: 4bit needs the HF backend"),
+    ([_set("quantization", "4bit"), _set("lora.enabled", True)], "quantization: 4bit needs a local model directory"),
     ([_set("quantization", "4bit")], "quantization: 4bit needs lora.enabled: true"),
-    ([_set("lora.enabled", True), _set("lora.target_modules", ["nope_proj"])], "lora.target_modules: builtin:tiny has no module"),
+    ([_set("lora.enabled", True), _set("lora.target_modules", ["nope_proj"])], "lora.target_modules: the model has no linear module 'nope_proj'"),
     ([_set("method", "ppo")], "method: must be sft or dpo"),
     ([_set("model", "/nonexistent/model")], "model:"),
     ([_set("hyperparameters.batch_size", -1)], "hyperparameters.batch_size: must be between 1 and 4096, got -1"),

@@ -1,0 +1,12 @@
+DROP INDEX IF EXISTS jobs_name_trgm;
+DROP INDEX IF EXISTS jobs_owner_unstarted;
+DROP INDEX IF EXISTS jobs_unstarted;
+DROP INDEX IF EXISTS jobs_owner_running_started;
+DROP INDEX IF EXISTS jobs_running_started;
+DROP INDEX IF EXISTS jobs_owner_ended_duration;
+DROP INDEX IF EXISTS jobs_ended_duration;
+DROP INDEX IF EXISTS jobs_owner_eval_loss;
+DROP INDEX IF EXISTS jobs_eval_loss;
+DROP INDEX IF EXISTS jobs_owner_loss;
+DROP INDEX IF EXISTS jobs_loss;
+ALTER TABLE jobs DROP COLUMN IF EXISTS progress_eval_loss;
