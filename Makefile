@@ -10,6 +10,7 @@ export GOFLAGS ?= -mod=mod
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
 .PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-trainer-deps test-integration test-fuzz test-faults bench bench-trainer stack-up stack-down stack-status fmt vet web-deps web-build web-test
+.PHONY: test-mutation test-mutation-diff
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -53,8 +54,9 @@ dev: build ## start the local stack and run the gateway on 127.0.0.1:8080 (Ctrl-
 	@echo
 	bin/gateway serve --config .dev/gateway.yaml
 
-test: deps test-unit test-fuzz ## unit tests, fuzzing (bounded), then stack up, integration tests, stack down
+test: deps test-unit test-fuzz ## unit tests, fuzzing (bounded), then stack up, integration tests, stack down; mutation tests of the changed code
 	@dev/run-integration
+	@$(MAKE) --no-print-directory test-mutation-diff
 
 deps: ## install the Debian packages the stack needs and the trainer's venv (.dev/venv)
 	dev/stack install
@@ -98,6 +100,11 @@ test-fuzz: ## run each fuzz target for FUZZTIME (default 5s): spec decoding, squ
 
 test-faults: ## fault suite against the running stack: kills the gateway, LISTEN, slurmctld, postgres, sshd (restores them); prints a table
 	set -o pipefail; FTGATE_REQUIRE_STACK=1 FTGATE_FAULTS=$${FTGATE_FAULTS:-all} $(GO) test -count=1 -timeout 30m -run '^TestFaults$$' -v ./cmd/gateway/ 2>&1 | grep -v '^{"time"'
+test-mutation: ## mutation testing (gremlins, mutmut) of the safety-critical packages: score per package, fails below docs/testing.md
+	PY=$(PY) dev/mutation
+
+test-mutation-diff: ## test-mutation of the code changed since the base recorded in docs/testing.md (what CI runs)
+	PY=$(PY) dev/mutation diff
 
 BENCH_TABLE ?= $(CURDIR)/.bench/table.jsonl
 bench: ## benchmarks (printed figures, not asserted; most need the stack), then one table of figures, references and ratios

@@ -20,13 +20,25 @@ import (
 
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/sshconn"
 	"github.com/ftgate/ftgate/internal/stacktest"
+	"github.com/ftgate/ftgate/internal/submit"
 )
 
-// TestMain lets the crash test run this test binary as the gateway process.
+// TestMain lets the crash test run this test binary as the gateway process. With
+// FTGATE_TEST_CRASH_AFTER_SBATCH=1 (read only here, in the test build) that process
+// kills itself with SIGKILL right after its first successful sbatch, before the result
+// is recorded: the window in which only the job's tag can tell that it was submitted.
 func TestMain(m *testing.M) {
 	if os.Getenv("FTGATE_TEST_SERVE") == "1" {
+		if os.Getenv("FTGATE_TEST_CRASH_AFTER_SBATCH") == "1" {
+			submit.AfterSbatch = func(jobID, slurmID string) {
+				fmt.Fprintf(os.Stderr, "test hook: crashing after sbatch of job %s as Slurm job %s\n", jobID, slurmID)
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {}
+			}
+		}
 		root := newRoot()
 		root.SetArgs([]string{"serve"})
 		if err := root.Execute(); err != nil {
@@ -121,7 +133,7 @@ func (g *gatewayProc) call(method, path string, body any) (int, map[string]any, 
 func TestIntegrationCrashSafety(t *testing.T) {
 	st := stacktest.Require(t)
 	if testing.Short() {
-		t.Skip("slow: waits out the submit lease of the crashed process")
+		stacktest.Skip(t, "slow: waits out the submit lease of the crashed process (-short)")
 	}
 	gp := newGatewayProc(t, st, "FTGATE_LIMITS_MAX_ACTIVE_JOBS_PER_USER=100")
 	pool, call := gp.pool, gp.call
@@ -241,6 +253,117 @@ func TestIntegrationCrashSafety(t *testing.T) {
 	}
 }
 
+// stackSlurm returns a Slurm client of the stack's cluster, on its own SSH pool.
+func stackSlurm(t *testing.T, st *stacktest.Stack) (*sshconn.Pool, *slurm.Client) {
+	t.Helper()
+	cfg, err := config.Load(st.GatewayConfig, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scfg, err := sshconn.ConfigFromCluster(&cfg.Clusters[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, err := sshconn.New(scfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sp.Close() })
+	sc, err := slurm.New(sp, slurm.OptionsFromCluster(&cfg.Clusters[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sp, sc
+}
+
+// TestIntegrationCrashAfterSbatch kills the gateway at the exact point where sbatch has
+// created the Slurm job and the gateway has not recorded it (a test hook in this
+// binary), restarts it, and checks that the job is found again by its tag: recorded
+// with the Slurm id the crashed process created, and never submitted a second time.
+func TestIntegrationCrashAfterSbatch(t *testing.T) {
+	st := stacktest.Require(t)
+	gp := newGatewayProc(t, st, "FTGATE_TEST_CRASH_AFTER_SBATCH=1")
+	sp, sc := stackSlurm(t, st)
+	gw := gp.start()
+	t.Cleanup(func() { _ = gw.Process.Kill(); _, _ = gw.Process.Wait() })
+	code, m, err := gp.call("POST", "/api/training/execute", (&e2e{}).spec(50, 0))
+	if err != nil || code != http.StatusAccepted {
+		t.Fatalf("execute: %d %v %v", code, m, err)
+	}
+	id := m["id"].(string)
+	t.Cleanup(func() { _, _, _ = gp.call("POST", "/api/training/cancel/"+id, nil) })
+	exited := make(chan *os.ProcessState, 1)
+	go func() { ps, _ := gw.Process.Wait(); exited <- ps }()
+	select {
+	case ps := <-exited:
+		if ws, ok := ps.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			b, _ := os.ReadFile(gp.logPath)
+			t.Fatalf("gateway exited with %v, want killed by its hook:\n%s", ps, b)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("the gateway did not reach sbatch")
+	}
+	log, _ := os.ReadFile(gp.logPath)
+	var hookJob, created string
+	for _, line := range strings.Split(string(log), "\n") {
+		if _, err := fmt.Sscanf(line, "test hook: crashing after sbatch of job %s as Slurm job %s", &hookJob, &created); err == nil {
+			break
+		}
+	}
+	if hookJob != id || created == "" {
+		t.Fatalf("no hook line for job %s in the gateway log:\n%s", id, log)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var state, slurmID string
+	var attempts int
+	if err := gp.pool.QueryRow(ctx, `SELECT state, slurm_id, submit_attempts FROM jobs WHERE id = $1`, id).Scan(&state, &slurmID, &attempts); err != nil {
+		t.Fatal(err)
+	}
+	if state != "submitting" || slurmID != "" || attempts != 1 {
+		t.Fatalf("after the crash: state %s slurm_id %q attempts %d; want submitting, none, 1 (the sbatch unrecorded)", state, slurmID, attempts)
+	}
+	if f, err := sc.FindByTag(ctx, "alice", id, time.Now().Add(-10*time.Minute)); err != nil || f == nil || f.ID != created {
+		t.Fatalf("FindByTag before the restart: %+v, %v; want Slurm job %s", f, err, created)
+	}
+	// End the dead process's submit lease (2 minutes) instead of waiting it out; that
+	// leases expire is TestIntegrationCrashSafety's concern.
+	if _, err := gp.pool.Exec(ctx, `UPDATE jobs SET next_attempt_at = now() WHERE id = $1`, id); err != nil {
+		t.Fatal(err)
+	}
+	env := gp.env[:0:0]
+	for _, kv := range gp.env {
+		if !strings.HasPrefix(kv, "FTGATE_TEST_CRASH_AFTER_SBATCH=") {
+			env = append(env, kv)
+		}
+	}
+	gp.env = env
+	gw = gp.start()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(300 * time.Millisecond) {
+		code, m, err = gp.call("GET", "/api/training/status/"+id, nil)
+		if err != nil || code != 200 {
+			t.Fatalf("status: %d %v", code, err)
+		}
+		if m["state"] != "submitting" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job still submitting a minute after the restart: %v", m["reason"])
+		}
+	}
+	if m["slurm_id"] != created || m["state"] == "failed" {
+		t.Fatalf("after the restart: state %v slurm_id %v (%v); want Slurm job %s found by its tag", m["state"], m["slurm_id"], m["reason"], created)
+	}
+	out, _, err := sp.Run(ctx, "alice", []string{"squeue", "-h", "-t", "all", "-n", "ftgate-" + id, "-o", "%i"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ids := strings.Fields(string(out)); len(ids) != 1 || ids[0] != created {
+		t.Fatalf("Slurm jobs tagged ftgate-%s: %v, want exactly %s", id, ids, created)
+	}
+	t.Logf("killed after sbatch created Slurm job %s; the restarted gateway found it by its tag", created)
+}
+
 // TestIntegrationCrashWhileRunning kills the gateway with SIGKILL while one job runs and
 // another is paused, restarts it, and checks that the new process takes over: the running
 // job is followed to success and the paused one resumes from its checkpoint and succeeds.
@@ -291,9 +414,31 @@ func TestIntegrationCrashWhileRunning(t *testing.T) {
 	}
 	waitFor(paused, "paused", time.Minute, stateIs("paused"))
 
+	// The running job is running in Slurm, short of its end, when the gateway dies, and
+	// goes on running while no gateway runs.
+	_, sc := stackSlurm(t, st)
+	sid, _ := status(running)["slurm_id"].(string)
+	slurmState := func(id string) slurm.State {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		res, err := sc.Poll(ctx, "alice", []string{sid})
+		if err != nil {
+			t.Fatalf("poll Slurm job %q of %s: %v", sid, id, err)
+		}
+		return res[sid].State
+	}
+	if s := slurmState(running); s != slurm.StateRunning {
+		t.Fatalf("job %s is %s in Slurm before the kill, want RUNNING", running, s)
+	}
 	killedAt := step(status(running))
 	_ = gw.Process.Signal(syscall.SIGKILL)
 	_, _ = gw.Process.Wait()
+	if killedAt >= 400 {
+		t.Fatalf("job %s was at step %v of 400 at the kill: nothing left to follow", running, killedAt)
+	}
+	if s := slurmState(running); s != slurm.StateRunning {
+		t.Fatalf("job %s is %s in Slurm right after the kill, want RUNNING", running, s)
+	}
 	time.Sleep(2 * time.Second) // the job goes on in Slurm while no gateway runs
 	gw = gp.start()
 
@@ -301,7 +446,7 @@ func TestIntegrationCrashWhileRunning(t *testing.T) {
 		t.Fatalf("resume after restart: %d %v %v", code, m, err)
 	}
 	for _, id := range []string{running, paused} {
-		m := waitFor(id, "success", 3*time.Minute, func(m map[string]any) bool {
+		m := waitFor(id, "success", 6*time.Minute, func(m map[string]any) bool {
 			if m["state"] == "failed" || m["state"] == "cancelled" {
 				t.Fatalf("job %s ended %v: %v", id, m["state"], m["reason"])
 			}

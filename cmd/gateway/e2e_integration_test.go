@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/sshconn"
 	"github.com/ftgate/ftgate/internal/stacktest"
+	"github.com/ftgate/ftgate/internal/submit"
 )
 
 // e2e is the whole gateway in-process against the real stack: Postgres (own schema),
@@ -32,6 +34,59 @@ type e2e struct {
 	slurm *slurm.Client
 	app   *app // the gateway under test (benchmarks reach its SSH pool)
 	cfg   *config.Config
+	// hooks wraps the submitter's Slurm access, so a test can act at the exact moment
+	// the submitter is about to run sbatch, or has just run it.
+	hooks *submitHooks
+}
+
+// submitHooks is the submitter's Slurm with test hooks around Submit, per gateway job.
+type submitHooks struct {
+	submit.Slurm
+	mu     sync.Mutex
+	before map[string]func()               // runs before sbatch
+	after  map[string]func(slurmID string) // runs after a successful sbatch
+}
+
+func (h *submitHooks) hook(jobID string) (func(), func(string)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.before[jobID], h.after[jobID]
+}
+
+// onSubmit sets the hooks for the next job to be executed (its id is not known yet):
+// they apply to the first job whose sbatch the submitter reaches after this call.
+func (h *submitHooks) onSubmit(before func(), after func(slurmID string)) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.before["*"], h.after["*"] = before, after
+}
+
+func (h *submitHooks) Submit(ctx context.Context, user string, req slurm.Request) (slurm.Submitted, error) {
+	return h.around(req, func() (slurm.Submitted, error) { return h.Slurm.Submit(ctx, user, req) })
+}
+
+func (h *submitHooks) SubmitInDir(ctx context.Context, user string, req slurm.Request, dir string, jobJSON []byte) (slurm.Submitted, error) {
+	return h.around(req, func() (slurm.Submitted, error) { return h.Slurm.SubmitInDir(ctx, user, req, dir, jobJSON) })
+}
+
+// around runs sbatch (one of the two ways) between the job's hooks.
+func (h *submitHooks) around(req slurm.Request, sbatch func() (slurm.Submitted, error)) (slurm.Submitted, error) {
+	h.mu.Lock()
+	if b, a := h.before["*"], h.after["*"]; b != nil || a != nil {
+		h.before[req.JobID], h.after[req.JobID] = b, a
+		delete(h.before, "*")
+		delete(h.after, "*")
+	}
+	h.mu.Unlock()
+	before, after := h.hook(req.JobID)
+	if before != nil {
+		before()
+	}
+	sub, err := sbatch()
+	if err == nil && after != nil {
+		after(sub.ID)
+	}
+	return sub, err
 }
 
 func repoRoot() string {
@@ -66,6 +121,12 @@ func startE2E(t testing.TB, mods ...func(*config.Config)) *e2e {
 		t.Fatalf("assemble: %v", err)
 	}
 	a.sub.Interval = 300 * time.Millisecond
+	hooks := &submitHooks{before: map[string]func(){}, after: map[string]func(string){}}
+	for name, c := range a.sub.Clusters {
+		hooks.Slurm = c.Slurm
+		c.Slurm = hooks
+		a.sub.Clusters[name] = c
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); a.run(ctx) }()
 	hs := httptest.NewServer(a.handler)
@@ -88,7 +149,7 @@ func startE2E(t testing.TB, mods ...func(*config.Config)) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &e2e{t: t, url: hs.URL, token: dexToken(t, st, "alice"), slurm: sc, app: a, cfg: cfg}
+	e := &e2e{t: t, url: hs.URL, token: dexToken(t, st, "alice"), slurm: sc, app: a, cfg: cfg, hooks: hooks}
 	t.Cleanup(e.cancelAll)
 	return e
 }
@@ -274,40 +335,96 @@ func TestIntegrationEndToEndPauseResume(t *testing.T) {
 
 func TestIntegrationEndToEndCancelFromEachState(t *testing.T) {
 	e := startE2E(t)
+	cancelled := 0
 	cancelJob := func(id, from string) {
 		t.Helper()
+		cancelled++
 		code, m := e.do("POST", "/api/training/cancel/"+id, nil)
 		if code != 200 || m["state"] != "cancelled" {
 			t.Fatalf("cancel from %s: %d %v", from, code, m)
 		}
 	}
-	// submitting: cancel at once; the submitter cancels whatever it created.
-	sid := e.execute(3000, 1)
-	cancelJob(sid, "submitting")
-
-	// queued: cancel as soon as the gateway reports it queued (the shared cluster may
-	// start it within a second, so this is the earliest moment).
-	q := e.execute(3000, 1)
-	e.wait(q, 60*time.Second, "queued", stateIs("queued", "running"))
-	cancelJob(q, "queued")
-	// running.
-	r := e.execute(3000, 1)
-	e.wait(r, 3*time.Minute, "running", stateIs("running"))
-	cancelJob(r, "running")
-	for _, id := range []string{q, r} {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	// slurmCancelled waits until the Slurm job of gateway job id is CANCELLED.
+	slurmCancelled := func(id, from string) {
+		t.Helper()
 		_, m := e.do("GET", "/api/training/status/"+id, nil)
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			st := e.slurmStatus(m)
 			if st.State == slurm.StateCancelled {
-				break
+				return
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("Slurm job %v of cancelled job %s is %s", m["slurm_id"], id, st.State)
+				t.Fatalf("Slurm job %v of job %s cancelled from %s is %s", m["slurm_id"], id, from, st.State)
 			}
 			time.Sleep(300 * time.Millisecond)
 		}
 	}
+
+	// submitting: the submitter is stopped right before its sbatch; the job is cancelled
+	// then; sbatch runs, the submitter finds the job cancelled when it records the
+	// result, and cancels the Slurm job it just created.
+	reached, release := make(chan struct{}), make(chan struct{})
+	sbatched := make(chan string, 1)
+	e.hooks.onSubmit(func() { close(reached); <-release }, func(id string) { sbatched <- id })
+	sid := e.execute(3000, 1)
+	select {
+	case <-reached:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the submitter never reached sbatch")
+	}
+	if _, m := e.do("GET", "/api/training/status/"+sid, nil); m["state"] != "submitting" {
+		t.Fatalf("job at the submitter's sbatch is %v, want submitting", m["state"])
+	}
+	cancelJob(sid, "submitting")
+	close(release)
+	var f *slurm.Found
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(300 * time.Millisecond) {
+		var err error
+		if f, err = e.slurm.FindByTag(ctx, "alice", sid, time.Now().Add(-10*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		if f != nil && f.State == slurm.StateCancelled {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job cancelled while submitting: its Slurm job is %+v, want one, cancelled", f)
+		}
+	}
+	if id := <-sbatched; f.ID != id {
+		t.Fatalf("found Slurm job %s by the tag, the submitter's sbatch made %s", f.ID, id)
+	}
+
+	// queued: the job is held in Slurm right after its sbatch, so it is still pending
+	// (held) when it is cancelled. A job the scheduler started in the moment before the
+	// hold is cancelled and replaced (at most three tries).
+	var q string
+	for try := 0; ; try++ {
+		held := make(chan error, 1)
+		e.hooks.onSubmit(nil, func(id string) { held <- e.slurm.Hold(ctx, "alice", id) })
+		q = e.execute(3000, 1)
+		herr := <-held
+		m := e.wait(q, 60*time.Second, "queued", stateIs("queued", "running"))
+		if st := e.slurmStatus(m); herr == nil && st.State == slurm.StatePending && st.Held {
+			if m["state"] != "queued" {
+				t.Fatalf("job held in Slurm is %v, want queued", m["state"])
+			}
+			break
+		} else if try == 2 {
+			t.Fatalf("could not hold a job before it started: hold %v, Slurm %+v", herr, st)
+		}
+		cancelJob(q, "running")
+	}
+	cancelJob(q, "queued")
+	slurmCancelled(q, "queued")
+
+	// running.
+	r := e.execute(3000, 1)
+	e.wait(r, 3*time.Minute, "running", stateIs("running"))
+	cancelJob(r, "running")
+	slurmCancelled(r, "running")
 
 	// pausing and paused.
 	p1 := e.execute(3000, 1)
@@ -316,29 +433,26 @@ func TestIntegrationEndToEndCancelFromEachState(t *testing.T) {
 	if code != http.StatusAccepted {
 		t.Fatalf("pause: %d %v", code, m)
 	}
+	if _, m := e.do("GET", "/api/training/status/"+p1, nil); m["state"] != "pausing" {
+		t.Fatalf("job is %v right after the pause request, want pausing", m["state"])
+	}
 	cancelJob(p1, "pausing")
+	slurmCancelled(p1, "pausing")
 	p2 := e.execute(3000, 1)
 	e.wait(p2, 3*time.Minute, "progress", func(m map[string]any) bool { return m["state"] == "running" && step(m) >= 25 })
 	if code, m := e.do("POST", "/api/training/pause/"+p2, nil); code != http.StatusAccepted {
 		t.Fatalf("pause: %d %v", code, m)
 	}
-	e.wait(p2, 60*time.Second, "paused", stateIs("paused"))
+	m = e.wait(p2, 60*time.Second, "paused", stateIs("paused"))
+	if st := e.slurmStatus(m); st.State != slurm.StatePending || !(st.Held || st.RequeuedHeld) {
+		t.Fatalf("paused job in Slurm: %+v, want pending and held", st)
+	}
 	cancelJob(p2, "paused")
+	slurmCancelled(p2, "paused")
 
-	// The submitting job's Slurm job, if the submitter got that far, was cancelled too.
-	time.Sleep(2 * time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	f, err := e.slurm.FindByTag(ctx, "alice", sid, time.Now().Add(-10*time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if f != nil && !f.State.Terminal() {
-		t.Fatalf("job cancelled while submitting left Slurm job %s in %s", f.ID, f.State)
-	}
 	_, m = e.do("GET", "/api/jobs?status=cancelled", nil)
-	if n := len(m["jobs"].([]any)); n != 5 {
-		t.Fatalf("%d cancelled jobs listed, want 5", n)
+	if n := len(m["jobs"].([]any)); n != cancelled {
+		t.Fatalf("%d cancelled jobs listed, want %d", n, cancelled)
 	}
 }
 

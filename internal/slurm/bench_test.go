@@ -16,6 +16,8 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/ftgate/ftgate/internal/sshconn"
+
+	"github.com/ftgate/ftgate/internal/stacktest"
 )
 
 // BenchmarkIntegrationSubmitWarm: `sbatch --parsable --hold` through sshconn's warm
@@ -83,7 +85,7 @@ func BenchmarkIntegrationSubmitWarm(b *testing.B) {
 func openSSHMaster(b *testing.B, e *itEnv, user string) func(cmd string) ([]byte, error) {
 	b.Helper()
 	if _, err := exec.LookPath("ssh"); err != nil {
-		b.Skip("no OpenSSH client")
+		stacktest.Skip(b, "no OpenSSH client")
 	}
 	dir, err := os.MkdirTemp("", "ftgb")
 	if err != nil {

@@ -499,7 +499,7 @@ func TestIntegrationCapacity(t *testing.T) {
 func TestIntegrationDefaultTemplateRunsRealTrainer(t *testing.T) {
 	e := setupIntegration(t)
 	if _, err := os.Stat(filepath.Join(e.opts.TrainerDir, "ftgate_trainer", "__main__.py")); err != nil {
-		t.Skipf("no trainer at %s", e.opts.TrainerDir)
+		stacktest.Skip(t, "no trainer at %s", e.opts.TrainerDir)
 	}
 	c, err := New(e.pool, e.opts)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ftgate/ftgate/internal/stacktest"
 )
 
 // fakeTrainer behaves like `python -m torch.distributed.run ... -m ftgate_trainer --job-dir
@@ -55,7 +57,7 @@ type scriptRun struct {
 func startScript(t *testing.T, env ...string) *scriptRun {
 	t.Helper()
 	if _, err := os.Stat("/bin/bash"); err != nil {
-		t.Skip("no bash")
+		stacktest.Skip(t, "no bash")
 	}
 	root := t.TempDir()
 	bin := filepath.Join(root, "bin")

@@ -131,10 +131,19 @@ func Require(t testing.TB) *Stack {
 		err = s.reachable()
 	}
 	if err != nil {
-		if Required() {
-			t.Fatalf("FTGATE_REQUIRE_STACK=1 but no stack: %v (run `dev/stack up`)", err)
-		}
-		t.Skipf("no local stack (%v); run `dev/stack up` or `make test`", err)
+		Skip(t, "no local stack (%v); run `dev/stack up` or `make test`", err)
+		return nil
 	}
 	return s
+}
+
+// Skip is the one way a test skips: it skips t with the reason, or fails it when
+// Required() (make test and CI set FTGATE_REQUIRE_STACK=1, and there nothing may skip).
+func Skip(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("FTGATE_REQUIRE_STACK=1 forbids skipping: "+format, args...)
+		return
+	}
+	t.Skipf(format, args...)
 }

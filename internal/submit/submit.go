@@ -288,6 +288,9 @@ func (s *Submitter) attempt(ctx context.Context, cl Cluster, j job.Job) (string,
 		if err != nil {
 			return "", err
 		}
+		if AfterSbatch != nil {
+			AfterSbatch(j.ID, sub.ID)
+		}
 		return sub.ID, nil
 	}
 	// A script too large for a command line: SFTP for the files, then sbatch.
@@ -304,8 +307,16 @@ func (s *Submitter) attempt(ctx context.Context, cl Cluster, j job.Job) (string,
 	if err != nil {
 		return "", err
 	}
+	if AfterSbatch != nil {
+		AfterSbatch(j.ID, sub.ID)
+	}
 	return sub.ID, nil
 }
+
+// AfterSbatch, when set, runs after each successful sbatch and before its result is
+// recorded. It is a test hook: only the gateway's test binary sets it (to crash at that
+// exact point); production code leaves it nil.
+var AfterSbatch func(jobID, slurmID string)
 
 func (s *Submitter) fail(ctx context.Context, log *slog.Logger, j job.Job, reason string) {
 	_, err := s.Store.Transition(context.WithoutCancel(ctx), j.ID, job.Change{From: job.Submitting, To: job.Failed, Reason: reason})

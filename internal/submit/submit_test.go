@@ -16,7 +16,8 @@ type memStore struct {
 	mu      sync.Mutex
 	jobs    map[string]*job.Job
 	retries map[string]string
-	// cancelOnSubmit cancels the job while sbatch runs.
+	// transitionErr, when set, fails Transition (the database briefly down).
+	transitionErr error
 }
 
 func (m *memStore) ClaimSubmissions(ctx context.Context, limit int, lease time.Duration) ([]job.Job, error) {
@@ -44,6 +45,9 @@ func (m *memStore) RetrySubmission(ctx context.Context, id string, at time.Time,
 func (m *memStore) Transition(ctx context.Context, id string, c job.Change) (job.Job, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if m.transitionErr != nil {
+		return job.Job{}, m.transitionErr
+	}
 	j := m.jobs[id]
 	if j.State != c.From {
 		return job.Job{}, job.Errorf(job.EConflict, "job is %s", j.State)
@@ -67,6 +71,7 @@ type fakeSlurm struct {
 	files     map[string]string
 	submitErr error
 	found     *slurm.Found
+	findErr   error
 	onSubmit  func()
 	bigScript bool // Render returns a script too large for one command line
 	// block, when it has the job's id, holds SubmitInDir until the channel is closed;
@@ -118,7 +123,7 @@ func (f *fakeSlurm) Submit(ctx context.Context, user string, req slurm.Request) 
 }
 func (f *fakeSlurm) FindByTag(ctx context.Context, user, jobID string, since time.Time) (*slurm.Found, error) {
 	f.rec("find " + jobID)
-	return f.found, nil
+	return f.found, f.findErr
 }
 func (f *fakeSlurm) Cancel(ctx context.Context, user, id string) error {
 	f.rec("cancel " + id)

@@ -10,6 +10,7 @@ for _mod in ("torch", "numpy", "transformers", "peft", "safetensors", "tokenizer
         raise SystemExit("trainer tests: required dependency %s does not import (%s): run make deps" % (_mod, _e))
 
 import json
+import os
 
 import pytest
 
@@ -33,3 +34,26 @@ def make_job(tmp_path):
 @pytest.fixture
 def small_model(monkeypatch):
     monkeypatch.setenv("FTGATE_TRAINER_TINY", SMALL)
+
+
+
+def _forbid_skip(rep):
+    """The one skip rule of the trainer tests: under FTGATE_REQUIRE_STACK=1 (make test,
+    CI) nothing may skip, so a skip (pytest.skip, importorskip, a skip mark, at
+    collection or in a test) is reported as a failure with its reason."""
+    if rep.skipped and os.environ.get("FTGATE_REQUIRE_STACK") == "1" and not hasattr(rep, "wasxfail"):
+        reason = rep.longrepr[2] if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        rep.outcome = "failed"
+        rep.longrepr = "FTGATE_REQUIRE_STACK=1 forbids skipping: %s" % reason
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _forbid_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _forbid_skip(outcome.get_result())
