@@ -9,7 +9,7 @@ export GOFLAGS ?= -mod=mod
 # go-nvml's header marks some vGPU calls deprecated; keep cgo builds quiet.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 
-.PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-trainer-deps test-integration bench bench-trainer stack-up stack-down stack-status fmt vet web-deps web-build web-test
+.PHONY: help deps build dev test test-unit test-go-unit test-trainer-unit test-trainer-deps test-integration test-fuzz test-faults bench bench-trainer stack-up stack-down stack-status fmt vet web-deps web-build web-test
 .PHONY: test-mutation test-mutation-diff
 
 help: ## list targets
@@ -54,7 +54,7 @@ dev: build ## start the local stack and run the gateway on 127.0.0.1:8080 (Ctrl-
 	@echo
 	bin/gateway serve --config .dev/gateway.yaml
 
-test: deps test-unit ## unit tests, then stack up, integration tests, stack down; mutation tests of the changed code
+test: deps test-unit test-fuzz ## unit tests, fuzzing (bounded), then stack up, integration tests, stack down; mutation tests of the changed code
 	@dev/run-integration
 	@$(MAKE) --no-print-directory test-mutation-diff
 
@@ -89,6 +89,17 @@ test-integration: web-deps ## integration tests against a running stack (dev/sta
 	FTGATE_REQUIRE_STACK=1 $(GO) test -count=1 -p 1 -timeout 40m -run Integration ./...
 	cd trainer && FTGATE_REQUIRE_STACK=1 $(PY) -m pytest -q -rs -m slurm -p no:cacheprovider tests
 
+FUZZTIME ?= 5s
+# package:target pairs; go test fuzzes one target per run.
+FUZZ_TARGETS = ./internal/job:FuzzDecodeSpec ./internal/slurm:FuzzParseSqueue ./internal/slurm:FuzzParseSacct ./internal/slurm:FuzzParseCapacity
+test-fuzz: ## run each fuzz target for FUZZTIME (default 5s): spec decoding, squeue/sacct/scontrol parsers
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done
+
+test-faults: ## fault suite against the running stack: kills the gateway, LISTEN, slurmctld, postgres, sshd (restores them); prints a table
+	set -o pipefail; FTGATE_REQUIRE_STACK=1 FTGATE_FAULTS=$${FTGATE_FAULTS:-all} $(GO) test -count=1 -timeout 30m -run '^TestFaults$$' -v ./cmd/gateway/ 2>&1 | grep -v '^{"time"'
 test-mutation: ## mutation testing (gremlins, mutmut) of the safety-critical packages: score per package, fails below docs/testing.md
 	PY=$(PY) dev/mutation
 

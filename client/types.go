@@ -118,6 +118,9 @@ type ClusterStatus struct {
 	ReconcilerLastRun    *time.Time        `json:"reconciler_last_run,omitempty"`
 	ReconcilerLagSeconds *float64          `json:"reconciler_lag_seconds,omitempty"`
 	ReconcilerError      string            `json:"reconciler_error,omitempty"`
+	// Degraded: Slurm could not be polled on the last pass or capacity could not be
+	// read (slurmctld unreachable); progress still flows, states wait for Slurm.
+	Degraded bool `json:"degraded"`
 }
 
 // PartitionStatus is one partition of a ClusterStatus.

@@ -103,7 +103,6 @@ func startE2E(t testing.TB, mods ...func(*config.Config)) *e2e {
 	cl := &cfg.Clusters[0]
 	cl.PollInterval = 500 * time.Millisecond
 	cl.PauseGrace = time.Minute
-	cl.ProbeUser = "alice"
 	if d := st.Env["STACK_TRAINER_DIR"]; d != "" {
 		cl.TrainerDir = d
 	}

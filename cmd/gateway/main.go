@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -57,6 +59,9 @@ func newRoot() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := load()
 			if err != nil {
+				return err
+			}
+			if err := config.CheckFileModes(cfgPath, cfg); err != nil {
 				return err
 			}
 			return serve(cmd.Context(), cfg)
@@ -330,7 +335,13 @@ var (
 // client per cluster, the API server, the submitter and the reconciler.
 func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *slog.Logger) (*app, error) {
 	store := postgres.New(pool)
-	verifier, err := auth.New(ctx, cfg.OIDC, auth.WithLogger(log))
+	ocfg := cfg.OIDC
+	ocfg.DenyUsers = append(slices.Clone(ocfg.DenyUsers), cfg.TrustedAccounts()...) // probe and service accounts are no users
+	aopts := []auth.Option{auth.WithLogger(log)}
+	if ocfg.PinAccounts {
+		aopts = append(aopts, auth.WithPinner(store))
+	}
+	verifier, err := auth.New(ctx, ocfg, aopts...)
 	if err != nil {
 		return nil, fmt.Errorf("oidc: %w", err)
 	}
@@ -394,13 +405,7 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		}
 		ac := &api.Cluster{Config: *cl, Slurm: client, Files: ssh}
 		if cl.ProbeUser != "" {
-			user := cl.ProbeUser
-			ac.Ping = func(ctx context.Context) error {
-				if _, _, err := ssh.Run(ctx, user, []string{"scontrol", "ping"}, nil); err != nil {
-					return fmt.Errorf("scontrol ping as %s: %w", user, err)
-				}
-				return nil
-			}
+			ac.Ping = probePing(ssh, cl)
 		}
 		srv.Clusters = append(srv.Clusters, ac)
 		if r := cl.Retention; r.KeepLast > 0 || r.MaxAge > 0 {
@@ -412,6 +417,7 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		}
 		a.sub.Clusters[cl.Name] = submit.Cluster{Slurm: client, Files: ssh}
 		a.rec.Clusters = append(a.rec.Clusters, reconcile.Cluster{Name: cl.Name, Slurm: client, Interval: cl.PollInterval,
+			PollUser: cl.ProbeUser, ServiceUser: cl.ServiceUser,
 			Policy: reconcile.Policy{RestartBudget: cl.RestartBudget, PauseGrace: cl.PauseGrace, LostGrace: max(time.Minute, 10*cl.PollInterval)}})
 	}
 	if a.handler, err = trustProxies(cfg, auth.NewAudit(log).Middleware(srv.Handler())); err != nil {
@@ -428,4 +434,35 @@ func authConfig(o config.OIDC) api.AuthConfig {
 		ac.Audience = o.Audiences[0]
 	}
 	return ac
+}
+
+// probePing is /ready's cluster check: `scontrol ping` as the probe account and, unless
+// probe_operator_check is false, that the probe account has Slurm operator rights
+// (needed to see every job under PrivateData=jobs).
+func probePing(ssh *sshconn.Pool, cl *config.Cluster) func(ctx context.Context) error {
+	user := cl.ProbeUser
+	env := []string{}
+	if cl.SlurmConf != "" {
+		env = []string{"env", "SLURM_CONF=" + cl.SlurmConf}
+	}
+	checkOperator := cl.ProbeOperatorCheck == nil || *cl.ProbeOperatorCheck
+	return func(ctx context.Context) error {
+		if _, _, err := ssh.Run(ctx, user, append(env, "scontrol", "ping"), nil); err != nil {
+			return fmt.Errorf("scontrol ping as %s: %w", user, err)
+		}
+		if !checkOperator {
+			return nil
+		}
+		out, _, err := ssh.Run(ctx, user, append(env, "sacctmgr", "-n", "-P", "show", "user", user, "format=AdminLevel"), nil)
+		if err != nil {
+			return fmt.Errorf("sacctmgr show user %s: %w", user, err)
+		}
+		switch level := strings.TrimSpace(string(out)); level {
+		case "Operator", "Administrator":
+			return nil
+		default:
+			return fmt.Errorf("probe account %s has Slurm AdminLevel %q; it needs Operator to see every job "+
+				"(sacctmgr modify user %s set AdminLevel=Operator), or set probe_operator_check: false", user, level, user)
+		}
+	}
 }

@@ -2,8 +2,6 @@ package api
 
 import (
 	"context"
-	"sync"
-	"time"
 
 	"github.com/ftgate/ftgate/internal/artifact"
 	"github.com/ftgate/ftgate/internal/config"
@@ -17,7 +15,9 @@ import (
 type Slurm interface {
 	jobsvc.Slurm
 	Render(req slurm.Request) (string, error)
-	Capacity(ctx context.Context, user string) (*slurm.Capacity, error)
+	// CachedCapacity is the cluster's capacity read as the probe account (cached,
+	// one read at a time); the one capacity check is slurm.Capacity.Fits.
+	CachedCapacity(ctx context.Context) (*slurm.Capacity, error)
 }
 
 // Files writes files in job directories; *sshconn.Pool implements it.
@@ -30,29 +30,6 @@ type Cluster struct {
 	Files  Files
 	// Ping checks SSH and `scontrol ping` (for /ready); nil reports the cluster unchecked.
 	Ping func(ctx context.Context) error
-
-	capMu   sync.Mutex
-	cap     *slurm.Capacity
-	capTime time.Time
-}
-
-const capacityTTL = 30 * time.Second
-
-// capacity returns the cluster's capacity, cached for capacityTTL, read as user.
-func (c *Cluster) capacity(ctx context.Context, user string) (*slurm.Capacity, error) {
-	c.capMu.Lock()
-	defer c.capMu.Unlock()
-	if c.cap != nil && time.Since(c.capTime) < capacityTTL {
-		return c.cap, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	capa, err := c.Slurm.Capacity(ctx, user)
-	if err != nil {
-		return nil, err
-	}
-	c.cap, c.capTime = capa, time.Now()
-	return capa, nil
 }
 
 func (s *Server) cluster(name string) (*Cluster, bool) {
@@ -62,32 +39,6 @@ func (s *Server) cluster(name string) (*Cluster, bool) {
 		}
 	}
 	return nil, false
-}
-
-// checkCapacity refuses requests no node of the partition can ever run.
-func checkCapacity(c *slurm.Capacity, r job.Resources) error {
-	for _, p := range c.Partitions {
-		if p.Name != r.Partition {
-			continue
-		}
-		if n := len(p.Nodes); n > 0 && r.Nodes > n {
-			return job.Errorf(job.EUnprocessable, "invalid spec: resources.nodes: %d nodes requested, but partition %s has %d", r.Nodes, p.Name, n)
-		}
-		if p.MaxNodes > 0 && r.Nodes > p.MaxNodes {
-			return job.Errorf(job.EUnprocessable, "invalid spec: resources.nodes: %d nodes requested, but partition %s allows %d per job", r.Nodes, p.Name, p.MaxNodes)
-		}
-		if r.GPUs > p.MaxNodeGPUs {
-			return job.Errorf(job.EUnprocessable, "invalid spec: resources.gpus: %d GPUs requested, but the largest node in partition %s has %d", r.GPUs, p.Name, p.MaxNodeGPUs)
-		}
-		if p.MaxNodeCPUs > 0 && r.CPUs > p.MaxNodeCPUs {
-			return job.Errorf(job.EUnprocessable, "invalid spec: resources.cpus: %d CPUs requested, but the largest node in partition %s has %d", r.CPUs, p.Name, p.MaxNodeCPUs)
-		}
-		if p.MaxNodeMemoryMB > 0 && r.MemoryMB > p.MaxNodeMemoryMB {
-			return job.Errorf(job.EUnprocessable, "invalid spec: resources.memory_mb: %d MB requested, but the largest node in partition %s has %d MB", r.MemoryMB, p.Name, p.MaxNodeMemoryMB)
-		}
-		return nil
-	}
-	return job.Errorf(job.EUnprocessable, "invalid spec: resources.partition: Slurm does not know partition %q", r.Partition)
 }
 
 // jobs returns the job operations over the server's store and clusters.

@@ -85,7 +85,7 @@ func (f *fakeSlurm) Poll(ctx context.Context, user string, ids []string) (map[st
 	}
 	return out, nil
 }
-func (f *fakeSlurm) Capacity(ctx context.Context, user string) (*slurm.Capacity, error) {
+func (f *fakeSlurm) CachedCapacity(ctx context.Context) (*slurm.Capacity, error) {
 	if f.capErr != nil {
 		return nil, f.capErr
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/job"
@@ -54,11 +55,11 @@ func (s *Server) prepare(ctx context.Context, id job.Identity, body []byte) (job
 			spec.Resources.Partition, cl.Config.Name, strings.Join(cl.Config.Partitions, ", "))
 	}
 	if cl.Slurm != nil {
-		capa, err := cl.capacity(ctx, id.Username)
+		capa, err := cl.Slurm.CachedCapacity(ctx)
 		if err != nil {
 			s.logger().Warn("capacity unknown; submitting without the node capacity check", "cluster", cl.Config.Name, "err", err)
-		} else if err := checkCapacity(capa, spec.Resources); err != nil {
-			return spec, nil, err
+		} else if err := capa.Fits(spec.Resources.Partition, max(spec.Resources.Nodes, 1), spec.Resources.CPUs, spec.Resources.GPUs, spec.Resources.MemoryMB); err != nil {
+			return spec, nil, job.Errorf(job.EUnprocessable, "invalid spec: %s", job.ErrorMessage(err))
 		}
 	}
 	return spec, cl, nil
@@ -192,6 +193,14 @@ const maxPage = 200
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	id, _ := IdentityFrom(r.Context())
 	q := r.URL.Query()
+	for k, vs := range q {
+		for _, v := range vs {
+			if strings.IndexByte(v, 0) >= 0 || !utf8.ValidString(v) {
+				s.Error(w, r, job.Errorf(job.EInvalid, "%s: must be valid UTF-8 without NUL bytes", k))
+				return
+			}
+		}
+	}
 	f := postgres.Filter{Model: q.Get("model"), Search: q.Get("q"), Cluster: q.Get("cluster"), Cursor: q.Get("cursor"), Limit: 50}
 	for k := range q {
 		switch k {

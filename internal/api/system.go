@@ -62,21 +62,23 @@ func (s *Server) systemStatus(w http.ResponseWriter, r *http.Request) {
 			lag := time.Since(at).Seconds()
 			cs.ReconcilerLastRun, cs.ReconcilerLagSeconds, cs.ReconcilerError = &at, &lag, run.Error
 		}
+		// Degraded: the last reconciler pass failed (e.g. slurmctld down); progress
+		// files are still read, states are not decided until Slurm answers again.
+		cs.Degraded = cs.ReconcilerError != ""
 		out[i] = cs
-		user := cl.Config.ProbeUser
-		if id, ok := IdentityFrom(r.Context()); ok && user == "" {
-			user = id.Username
-		}
-		if cl.Slurm == nil || user == "" {
-			out[i].CapacityError = "no Slurm client or probe user"
+		if cl.Slurm == nil {
+			out[i].CapacityError = "no Slurm client"
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			capa, err := cl.capacity(ctx, user)
+			capa, err := cl.Slurm.CachedCapacity(ctx)
 			if err != nil {
 				out[i].CapacityError = job.ErrorMessage(err)
+				if job.ErrorCode(err) == job.EUnavailable {
+					out[i].Degraded = true
+				}
 				return
 			}
 			for _, p := range capa.Partitions {

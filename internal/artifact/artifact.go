@@ -21,6 +21,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/ftgate/ftgate/internal/job"
@@ -204,9 +205,9 @@ func (d *Dir) Walk(ctx context.Context, rel string, limit int) ([]File, error) {
 		if depth > 16 {
 			return nil
 		}
-		fis, err := d.FS.ReadDir(ctx, d.User, dir)
+		fis, err := d.readDir(ctx, dir, rel)
 		if err != nil {
-			return d.fsErr(err, rel)
+			return err
 		}
 		sortInfos(fis)
 		for _, fi := range fis {
@@ -236,12 +237,28 @@ func (d *Dir) Walk(ctx context.Context, rel string, limit int) ([]File, error) {
 	return out, nil
 }
 
-func sortInfos(fis []os.FileInfo) {
-	for i := 1; i < len(fis); i++ {
-		for j := i; j > 0 && fis[j].Name() < fis[j-1].Name(); j-- {
-			fis[j], fis[j-1] = fis[j-1], fis[j]
-		}
+// MaxDirEntries bounds every directory the gateway lists (job directory,
+// checkpoints/, a checkpoint or model tree level): a larger one is refused with
+// job.ETooLarge before any per-entry work.
+const MaxDirEntries = 10000
+
+// readDir lists the directory real (named what in errors), refusing more than
+// MaxDirEntries entries.
+func (d *Dir) readDir(ctx context.Context, real, what string) ([]os.FileInfo, error) {
+	fis, err := d.FS.ReadDir(ctx, d.User, real)
+	if err != nil {
+		return nil, d.fsErr(err, what)
 	}
+	if len(fis) > MaxDirEntries {
+		return nil, job.Errorf(job.ETooLarge, "%s: %d entries, more than the %d the gateway lists; remove some (old checkpoints, stray files)",
+			what, len(fis), MaxDirEntries)
+	}
+	return fis, nil
+}
+
+// sortInfos sorts by name, O(n log n).
+func sortInfos(fis []os.FileInfo) {
+	slices.SortFunc(fis, func(a, b os.FileInfo) int { return strings.Compare(a.Name(), b.Name()) })
 }
 
 // Open opens the resolved absolute path real at offset.

@@ -70,9 +70,9 @@ func (d *Dir) Checkpoints(ctx context.Context) ([]Checkpoint, error) {
 		}
 		return nil, err
 	}
-	fis, err := d.FS.ReadDir(ctx, d.User, real)
+	fis, err := d.readDir(ctx, real, "checkpoints")
 	if err != nil {
-		return nil, d.fsErr(err, "checkpoints")
+		return nil, err
 	}
 	out := []Checkpoint{}
 	for _, fi := range fis {

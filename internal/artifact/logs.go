@@ -22,9 +22,9 @@ func (d *Dir) LogFile(ctx context.Context, slurmID string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	fis, err := d.FS.ReadDir(ctx, d.User, real)
+	fis, err := d.readDir(ctx, real, "job directory")
 	if err != nil {
-		return "", d.fsErr(err, "job directory")
+		return "", err
 	}
 	name := ""
 	var newest int64

@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"math"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/ftgate/ftgate/internal/job"
@@ -22,27 +22,60 @@ type Series struct {
 	// [step, value] points, ascending by step. A step logged again after a restart
 	// keeps its latest value.
 	Series map[string][][2]float64 `json:"series"`
-	// Skipped counts lines that were not valid JSON objects with a step.
+	// Skipped counts lines that were not valid JSON objects with a step, or longer
+	// than MaxMetricsLine.
 	Skipped int `json:"skipped_lines"`
+	// Truncated: the file is larger than MaxMetricsBytes; only its last
+	// MaxMetricsBytes were read.
+	Truncated bool `json:"truncated,omitempty"`
 }
+
+// Bounds of one metrics read: bytes read (the file's tail), line length, steps kept,
+// fields per line.
+const (
+	MaxMetricsBytes  = 32 << 20
+	MaxMetricsLine   = 64 << 10
+	MaxMetricsPoints = 10000
+	maxMetricsFields = 64
+)
 
 // seriesSkip are bookkeeping fields, not series.
 var seriesSkip = map[string]bool{"step": true, "time": true, "restart_count": true}
 
 // ReadSeries reads metrics.jsonl, streamed, keeping lines whose step is beyond
-// sinceStep; at most maxPoints steps are kept (the last ones).
+// sinceStep; at most maxPoints steps are kept (the last ones; 0 or more than
+// MaxMetricsPoints means MaxMetricsPoints). At most MaxMetricsBytes are read; lines
+// longer than MaxMetricsLine are skipped without being buffered. Memory stays
+// O(maxPoints) whatever the input.
 func ReadSeries(r io.Reader, sinceStep int64, maxPoints int) (*Series, error) {
+	if maxPoints <= 0 || maxPoints > MaxMetricsPoints {
+		maxPoints = MaxMetricsPoints
+	}
 	rows := map[int64]map[string]float64{}
 	out := &Series{Series: map[string][][2]float64{}}
-	br := bufio.NewReaderSize(r, 64<<10)
+	lr := &io.LimitedReader{R: r, N: MaxMetricsBytes}
+	br := bufio.NewReaderSize(lr, MaxMetricsLine)
 	for {
-		line, err := br.ReadBytes('\n')
+		line, err := br.ReadSlice('\n')
+		if err == bufio.ErrBufferFull { // longer than MaxMetricsLine: skip to its end
+			out.Skipped++
+			for err == bufio.ErrBufferFull {
+				_, err = br.ReadSlice('\n')
+			}
+			if err == nil {
+				continue
+			}
+			line = nil
+		}
 		if len(bytes.TrimSpace(line)) > 0 && (err == nil || err == io.EOF) {
 			// A final line without a newline may be half written: only take it whole.
 			if err == io.EOF && !json.Valid(bytes.TrimSpace(line)) {
 				break
 			}
 			addRow(rows, line, sinceStep, out)
+			if len(rows) > 2*maxPoints {
+				pruneRows(rows, maxPoints)
+			}
 		}
 		if err == io.EOF {
 			break
@@ -51,12 +84,15 @@ func ReadSeries(r io.Reader, sinceStep int64, maxPoints int) (*Series, error) {
 			return nil, err
 		}
 	}
+	if lr.N <= 0 {
+		out.Truncated = true
+	}
 	steps := make([]int64, 0, len(rows))
 	for s := range rows {
 		steps = append(steps, s)
 	}
-	sort.Slice(steps, func(i, j int) bool { return steps[i] < steps[j] })
-	if maxPoints > 0 && len(steps) > maxPoints {
+	slices.Sort(steps)
+	if len(steps) > maxPoints {
 		steps = steps[len(steps)-maxPoints:]
 	}
 	for _, s := range steps {
@@ -69,6 +105,18 @@ func ReadSeries(r io.Reader, sinceStep int64, maxPoints int) (*Series, error) {
 		out.LastStep = sinceStep
 	}
 	return out, nil
+}
+
+// pruneRows keeps the keep highest steps of rows.
+func pruneRows(rows map[int64]map[string]float64, keep int) {
+	steps := make([]int64, 0, len(rows))
+	for s := range rows {
+		steps = append(steps, s)
+	}
+	slices.Sort(steps)
+	for _, s := range steps[:len(steps)-keep] {
+		delete(rows, s)
+	}
 }
 
 func addRow(rows map[int64]map[string]float64, line []byte, sinceStep int64, out *Series) {
@@ -96,6 +144,9 @@ func addRow(rows map[int64]map[string]float64, line []byte, sinceStep int64, out
 		if !ok || seriesSkip[k] || math.IsNaN(f) || math.IsInf(f, 0) || len(k) > 64 || strings.ContainsAny(k, "\x00\n") {
 			continue
 		}
+		if _, have := row[k]; !have && len(row) >= maxMetricsFields {
+			continue
+		}
 		row[k] = f
 	}
 }
@@ -103,17 +154,25 @@ func addRow(rows map[int64]map[string]float64, line []byte, sinceStep int64, out
 // Metrics reads the job's metrics.jsonl into series (see ReadSeries). A job without
 // the file yet has empty series.
 func (d *Dir) Metrics(ctx context.Context, sinceStep int64, maxPoints int) (*Series, error) {
-	real, _, err := d.Stat(ctx, job.MetricsJSONL)
+	real, fi, err := d.Stat(ctx, job.MetricsJSONL)
 	if job.ErrorCode(err) == job.ENotFound {
 		return &Series{LastStep: sinceStep, Series: map[string][][2]float64{}}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	rc, err := d.Open(ctx, real, 0)
+	var off int64
+	if fi != nil && fi.Size() > MaxMetricsBytes {
+		off = fi.Size() - MaxMetricsBytes // the newest points; the first (partial) line is skipped as invalid
+	}
+	rc, err := d.Open(ctx, real, off)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	return ReadSeries(rc, sinceStep, maxPoints)
+	out, err := ReadSeries(rc, sinceStep, maxPoints)
+	if err == nil && off > 0 {
+		out.Truncated = true
+	}
+	return out, err
 }

@@ -41,6 +41,9 @@ type Verifier struct {
 	verifier *oidc.IDTokenVerifier
 	mapping  map[string]string
 	deny     map[string]bool
+	pins     Pinner
+	minUID   int
+	uids     *uidCache
 	now      func() time.Time
 	log      *slog.Logger
 }
@@ -52,7 +55,18 @@ type options struct {
 	client *http.Client
 	now    func() time.Time
 	log    *slog.Logger
+	uid    func(name string) (int, bool)
+	pins   Pinner
 }
+
+// Pinner pins a Unix account to the first subject that maps to it (oidc.pin_accounts);
+// *postgres.Store implements it. It returns the owning subject.
+type Pinner interface {
+	PinAccount(ctx context.Context, account, issuer, subject string) (owner string, err error)
+}
+
+// WithPinner sets the account pin store (required with oidc.pin_accounts).
+func WithPinner(p Pinner) Option { return func(o *options) { o.pins = p } }
 
 // WithHTTPClient sets the client used for discovery and JWKS fetches.
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
@@ -60,13 +74,18 @@ func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client 
 // WithClock sets the clock used for exp and nbf checks.
 func WithClock(now func() time.Time) Option { return func(o *options) { o.now = now } }
 
+// WithUIDLookup replaces the gateway host's account lookup used for oidc.min_uid.
+func WithUIDLookup(f func(name string) (uid int, ok bool)) Option {
+	return func(o *options) { o.uid = f }
+}
+
 // WithLogger sets the logger for refused tokens.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
 
 // New discovers the issuer's metadata (its JWKS URL) and returns a Verifier. The key
 // set is fetched lazily and refetched when a token names an unknown key (rotation).
 func New(ctx context.Context, cfg config.OIDC, opts ...Option) (*Verifier, error) {
-	o := options{client: &http.Client{Timeout: 10 * time.Second}, now: time.Now, log: slog.Default()}
+	o := options{client: &http.Client{Timeout: 10 * time.Second}, now: time.Now, log: slog.Default(), uid: lookupUID}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -82,18 +101,48 @@ func New(ctx context.Context, cfg config.OIDC, opts ...Option) (*Verifier, error
 	if cfg.GroupsClaim == "" {
 		cfg.GroupsClaim = "groups"
 	}
+	if cfg.AdminClaim == "" {
+		cfg.AdminClaim = cfg.GroupsClaim
+	}
+	if cfg.MappingMode == "" {
+		cfg.MappingMode = "claim"
+	}
+	if cfg.MappingMode != "claim" && cfg.MappingMode != "file" {
+		return nil, fmt.Errorf("config oidc.mapping_mode: must be claim or file, got %q", cfg.MappingMode)
+	}
+	if cfg.MappingMode == "file" && cfg.MappingFile == "" {
+		return nil, errors.New("config oidc.mapping_mode: file needs oidc.mapping_file")
+	}
+	if cfg.PinAccounts && o.pins == nil {
+		return nil, errors.New("config oidc.pin_accounts: needs the database (no pin store)")
+	}
 	if cfg.ClockSkew < 0 || cfg.ClockSkew > 10*time.Minute {
 		return nil, fmt.Errorf("config oidc.clock_skew: must be between 0 and 10m, got %s", cfg.ClockSkew)
 	}
 	deny := map[string]bool{}
+	for _, u := range DefaultDenyUsers {
+		deny[u] = true
+	}
 	for _, u := range cfg.DenyUsers {
 		deny[u] = true
 	}
-	v := &Verifier{cfg: cfg, deny: deny, now: o.now, log: o.log}
+	if cfg.MinUID < 0 {
+		return nil, fmt.Errorf("config oidc.min_uid: must be >= 0, got %d", cfg.MinUID)
+	}
+	if cfg.MinUID == 0 {
+		cfg.MinUID = defaultMinUID
+	}
+	v := &Verifier{cfg: cfg, deny: deny, pins: o.pins, minUID: cfg.MinUID, now: o.now, log: o.log,
+		uids: &uidCache{lookup: o.uid, now: o.now, m: map[string]uidEntry{}}}
 	if cfg.MappingFile != "" {
 		m, err := LoadMapping(cfg.MappingFile, deny)
 		if err != nil {
 			return nil, err
+		}
+		for sub, u := range m {
+			if err := v.CheckUsername(u); err != nil {
+				return nil, fmt.Errorf("oidc.mapping_file %s: subject %q: %s", cfg.MappingFile, sub, job.ErrorMessage(err))
+			}
 		}
 		v.mapping = m
 	}
@@ -104,7 +153,14 @@ func New(ctx context.Context, cfg config.OIDC, opts ...Option) (*Verifier, error
 	if err != nil {
 		return nil, fmt.Errorf("discover OIDC issuer %s: %w", cfg.Issuer, err)
 	}
-	v.verifier = p.VerifierContext(cctx, &oidc.Config{
+	var meta struct {
+		JWKS string `json:"jwks_uri"`
+	}
+	if err := p.Claims(&meta); err != nil || meta.JWKS == "" {
+		return nil, fmt.Errorf("discover OIDC issuer %s: no jwks_uri", cfg.Issuer)
+	}
+	keys := &limitedKeySet{inner: oidc.NewRemoteKeySet(cctx, meta.JWKS), url: meta.JWKS, client: o.client, now: o.now}
+	v.verifier = oidc.NewVerifier(cfg.Issuer, keys, &oidc.Config{
 		SkipClientIDCheck:    true, // audiences are checked against the configured list below
 		SkipExpiryCheck:      true, // exp and nbf are checked below with the configured skew
 		SupportedSigningAlgs: signingAlgs,
@@ -160,14 +216,26 @@ type claims struct {
 }
 
 // Verify checks raw (signature, issuer, audience, exp, nbf, authorized party) and maps
-// its claims to an identity.
+// its claims to an identity. The cheap claims (iss, aud, exp) are checked before the
+// signature, so a forged token costs no key lookup.
 func (v *Verifier) Verify(ctx context.Context, raw string) (job.Identity, error) {
 	if err := precheck(raw); err != nil {
 		return job.Identity{}, err
 	}
-	tok, err := v.verifier.Verify(ctx, raw)
+	if err := v.cheapClaims(raw); err != nil {
+		return job.Identity{}, err
+	}
+	vctx, slot := withErrSlot(ctx)
+	tok, err := v.verifier.Verify(vctx, raw)
 	if err != nil {
-		if strings.Contains(err.Error(), "fetching keys") {
+		if slot.err != nil {
+			err = slot.err
+		}
+		var je *job.Error
+		switch {
+		case errors.As(err, &je):
+			return job.Identity{}, je
+		case errors.Is(err, errKeyFetch):
 			return job.Identity{}, &job.Error{Code: job.EUnavailable, Message: "cannot fetch the identity provider's signing keys; retry later", Err: err}
 		}
 		return job.Identity{}, &job.Error{Code: job.EUnauthorized, Message: "invalid token: " + strings.TrimPrefix(err.Error(), "oidc: "), Err: err}
@@ -199,7 +267,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (job.Identity, error)
 			return job.Identity{}, job.Errorf(job.EUnauthorized, "invalid token: client %q is not allowed", client)
 		}
 	}
-	return v.identity(c.Subject, c.Email, all)
+	return v.identity(ctx, c.Subject, c.Email, all)
 }
 
 // precheck rejects what is not a signed JWT with a clear reason before verification.
@@ -226,6 +294,39 @@ func precheck(raw string) error {
 		return job.Errorf(job.EUnauthorized, "invalid token: token type %q is not accepted", h.Typ)
 	}
 	return nil
+}
+
+// cheapClaims checks iss, aud and exp of the unverified payload: a token failing them
+// is refused before any signature or key work. The same checks run again on the
+// verified claims.
+func (v *Verifier) cheapClaims(raw string) error {
+	parts := strings.Split(raw, ".")
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return job.Errorf(job.EUnauthorized, "malformed token: bad payload encoding")
+	}
+	var c struct {
+		Issuer   string          `json:"iss"`
+		Audience json.RawMessage `json:"aud"`
+		Expiry   *json.Number    `json:"exp"`
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return job.Errorf(job.EUnauthorized, "malformed token: bad payload")
+	}
+	if c.Issuer != v.cfg.Issuer {
+		return job.Errorf(job.EUnauthorized, "invalid token: issued by a different provider (iss %q, want %q)", c.Issuer, v.cfg.Issuer)
+	}
+	var auds []string
+	var one string
+	if json.Unmarshal(c.Audience, &one) == nil {
+		auds = []string{one}
+	} else if json.Unmarshal(c.Audience, &auds) != nil {
+		return job.Errorf(job.EUnauthorized, "invalid token: bad aud claim")
+	}
+	if !slices.ContainsFunc(auds, func(a string) bool { return slices.Contains(v.cfg.Audiences, a) }) {
+		return job.Errorf(job.EUnauthorized, "invalid token: audience %q does not include this API (%s)", auds, strings.Join(v.cfg.Audiences, ", "))
+	}
+	return v.checkTimes(claims{Expiry: c.Expiry})
 }
 
 func (v *Verifier) checkTimes(c claims) error {
@@ -262,13 +363,15 @@ func numericDate(n json.Number) (time.Time, error) {
 }
 
 // identity maps verified claims to an identity, failing closed with 403.
-func (v *Verifier) identity(sub, email string, all map[string]any) (job.Identity, error) {
+func (v *Verifier) identity(ctx context.Context, sub, email string, all map[string]any) (job.Identity, error) {
 	if sub == "" {
 		return job.Identity{}, job.Errorf(job.EForbidden, "token has no sub claim")
 	}
 	var user string
 	if m, ok := v.mapping[sub]; ok {
 		user = m
+	} else if v.cfg.MappingMode == "file" {
+		return job.Identity{}, job.Errorf(job.EForbidden, "your subject is not in the gateway's account mapping; ask an admin to map it")
 	} else {
 		val, present := all[v.cfg.UsernameClaim]
 		if !present {
@@ -283,14 +386,33 @@ func (v *Verifier) identity(sub, email string, all map[string]any) (job.Identity
 	if err := v.CheckUsername(user); err != nil {
 		return job.Identity{}, err
 	}
+	if v.cfg.PinAccounts {
+		owner, err := v.pins.PinAccount(ctx, user, v.cfg.Issuer, sub)
+		if err != nil {
+			return job.Identity{}, &job.Error{Code: job.EUnavailable, Message: "cannot check the account pin; retry later", Err: err}
+		}
+		if owner != sub {
+			return job.Identity{}, job.Errorf(job.EForbidden, "account %q belongs to another identity (pinned on first use); ask an admin", user)
+		}
+	}
 	groups := stringList(all[v.cfg.GroupsClaim])
-	admin := slices.ContainsFunc(groups, func(g string) bool { return slices.Contains(v.cfg.AdminGroups, g) })
+	adminVals := stringList(all[v.cfg.AdminClaim])
+	admin := slices.ContainsFunc(adminVals, func(g string) bool { return slices.Contains(v.cfg.AdminGroups, g) })
 	return job.Identity{Subject: sub, Username: user, Email: email, Groups: groups, Admin: admin}, nil
 }
 
-// CheckUsername returns a 403 *job.Error unless name is an allowed Unix account.
+// CheckUsername returns a 403 *job.Error unless name is an allowed Unix account: it
+// matches UsernamePattern, is not denied (DefaultDenyUsers, oidc.deny_users, the
+// clusters' probe and service accounts) and, when the gateway host knows it, its UID
+// is at least oidc.min_uid.
 func (v *Verifier) CheckUsername(name string) error {
-	return checkUsername(name, v.deny)
+	if err := checkUsername(name, v.deny); err != nil {
+		return err
+	}
+	if uid, ok := v.uids.get(name); ok && uid < v.minUID {
+		return job.Errorf(job.EForbidden, "username %q is a system account (UID %d below %d) and may not use the gateway", name, uid, v.minUID)
+	}
+	return nil
 }
 
 func checkUsername(name string, deny map[string]bool) error {

@@ -104,10 +104,27 @@ type OIDC struct {
 	GroupsClaim string `yaml:"groups_claim"`
 	// AdminGroups grant the admin role.
 	AdminGroups []string `yaml:"admin_groups"`
-	// DenyUsers are Unix accounts never mapped (root and system accounts by default).
+	// DenyUsers are Unix accounts never mapped, in addition to the ones always denied:
+	// root, the system and daemon accounts (auth.DefaultDenyUsers), every account whose
+	// UID on the gateway host is below MinUID, and each cluster's probe_user and
+	// service_user.
 	DenyUsers []string `yaml:"deny_users"`
+	// MinUID: an account that exists on the gateway host (NSS: passwd, LDAP, SSSD) with a
+	// UID below it is never mapped (default 1000; system accounts).
+	MinUID int `yaml:"min_uid"`
 	// MappingFile is an optional YAML map of subject -> Unix account that wins over the claim.
 	MappingFile string `yaml:"mapping_file"`
+	// MappingMode is "claim" (default: the mapping file, else username_claim) or "file"
+	// (the mapping file only; a subject it does not list is refused). Use "file", or a
+	// username_claim users cannot change, where the provider lets users edit
+	// preferred_username.
+	MappingMode string `yaml:"mapping_mode"`
+	// PinAccounts pins each Unix account to the first OIDC subject that maps to it
+	// (stored in Postgres); a second subject mapping to the same account is refused.
+	PinAccounts bool `yaml:"pin_accounts"`
+	// AdminClaim names the claim whose values are matched against admin_groups
+	// (default: groups_claim).
+	AdminClaim string `yaml:"admin_claim"`
 	// ClockSkew tolerated on exp and nbf.
 	ClockSkew time.Duration `yaml:"clock_skew"`
 }
@@ -134,14 +151,25 @@ type Cluster struct {
 	KnownHosts string `yaml:"known_hosts"`
 	// UserCAKey is the gateway's SSH user CA private key (certificate mode).
 	UserCAKey string `yaml:"user_ca_key" secret:"true"`
-	// CertTTL is the validity of minted user certificates.
+	// CertTTL is the validity of minted user certificates (1m..1h, default 5m).
 	CertTTL time.Duration `yaml:"cert_ttl"`
 	// ServiceKey and ServiceUser select service-account mode instead of certificates.
 	ServiceKey  string `yaml:"service_key" secret:"true"`
 	ServiceUser string `yaml:"service_user"`
-	// ProbeUser is the Unix account used for cluster-wide reads that belong to no job:
-	// /ready's `scontrol ping` and /api/system/status capacity (default: service_user).
+	// ProbeUser is the trusted Unix account for cluster-wide reads that belong to no
+	// job: the reconciler's one squeue/sacct per pass over all users' jobs, capacity
+	// (the submit check and /api/system/status) and /ready's `scontrol ping`
+	// (default: service_user). It must be an account whose shell and startup files the
+	// site controls and that owns no jobs (it is never mapped to a gateway user). Under
+	// PrivateData=jobs it needs Slurm operator rights (sacctmgr modify user NAME set
+	// AdminLevel=Operator), which /ready checks unless probe_operator_check is false.
+	// Without a probe account, each owner's jobs are polled through that owner's own
+	// login and capacity is not checked before sbatch.
 	ProbeUser string `yaml:"probe_user"`
+	// ProbeOperatorCheck makes /ready fail unless the probe account has Slurm
+	// AdminLevel Operator or Administrator (default true; set false on clusters without
+	// PrivateData=jobs or without slurmdbd).
+	ProbeOperatorCheck *bool `yaml:"probe_operator_check"`
 	// MaxSessions caps concurrent SSH sessions per connection (below sshd's MaxSessions).
 	MaxSessions int `yaml:"max_sessions"`
 	// SlurmConf, when set, is exported as SLURM_CONF for remote commands.
@@ -223,10 +251,10 @@ func (c *Config) setDefaults() {
 		c.OIDC.UsernameClaim = "preferred_username"
 	}
 	def(&c.OIDC.GroupsClaim, "groups")
-	if c.OIDC.DenyUsers == nil {
-		c.OIDC.DenyUsers = []string{"root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail",
-			"news", "uucp", "proxy", "www-data", "backup", "list", "irc", "nobody", "slurm", "munge", "mysql",
-			"postgres", "sshd", "systemd-network", "messagebus"}
+	def(&c.OIDC.MappingMode, "claim")
+	def(&c.OIDC.AdminClaim, c.OIDC.GroupsClaim)
+	if c.OIDC.MinUID == 0 {
+		c.OIDC.MinUID = 1000
 	}
 	if len(c.OIDC.Scopes) == 0 {
 		c.OIDC.Scopes = []string{"openid", "profile", "email", "groups", "offline_access"}
@@ -267,6 +295,10 @@ func (c *Config) setDefaults() {
 			cl.MaxSessions = 8
 		}
 		def(&cl.ProbeUser, cl.ServiceUser)
+		if cl.ProbeOperatorCheck == nil {
+			t := true
+			cl.ProbeOperatorCheck = &t
+		}
 		def(&cl.Python, "python3")
 		def(&cl.CheckpointSignal, "USR2")
 		if cl.SignalLead == 0 {
@@ -323,6 +355,18 @@ func (c *Config) Validate() error {
 	}
 	if len(c.OIDC.Audiences) == 0 {
 		bad("oidc.audiences", "needs at least one audience (the API's own identifier)")
+	}
+	switch c.OIDC.MappingMode {
+	case "claim":
+	case "file":
+		if c.OIDC.MappingFile == "" {
+			bad("oidc.mapping_mode", "file needs oidc.mapping_file")
+		}
+	default:
+		bad("oidc.mapping_mode", "must be claim or file, got %q", c.OIDC.MappingMode)
+	}
+	if c.OIDC.MinUID < 0 {
+		bad("oidc.min_uid", "must be >= 0")
 	}
 	if c.Limits.MaxActiveJobsPerUser < 0 {
 		bad("limits.max_active_jobs_per_user", "must be >= 0")
@@ -401,6 +445,9 @@ func (c *Config) Validate() error {
 		if cl.SignalLead < 0 || cl.SignalLead > time.Hour {
 			bad(k("signal_lead"), "must be between 0 and 1h")
 		}
+		if cl.CertTTL < time.Minute || cl.CertTTL > time.Hour {
+			bad(k("cert_ttl"), "must be between 1m and 1h (a leaked certificate is valid that long), got %s", cl.CertTTL)
+		}
 		if cl.MaxSessions < 1 {
 			bad(k("max_sessions"), "must be >= 1")
 		}
@@ -409,6 +456,19 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// TrustedAccounts are the clusters' probe and service accounts: never gateway users.
+func (c *Config) TrustedAccounts() []string {
+	var out []string
+	for _, cl := range c.Clusters {
+		for _, u := range []string{cl.ProbeUser, cl.ServiceUser} {
+			if u != "" && !contains(out, u) {
+				out = append(out, u)
+			}
+		}
+	}
+	return out
 }
 
 // Key decodes SessionKey: nil when unset, else exactly 32 bytes.

@@ -273,9 +273,15 @@ func (s *Spec) Validate() error {
 	if h.Packing && s.Method == MethodDPO {
 		bad("hyperparameters.packing", "only for method sft")
 	}
-	if s.LoRA.Enabled {
-		intIn("lora.r", s.LoRA.R, 1, 1024)
-		intIn("lora.alpha", s.LoRA.Alpha, 1, 4096)
+	// LoRA fields are validated whether or not LoRA is enabled: they reach job.json.
+	// While disabled, r and alpha may stay 0 (unset).
+	loraMin := 1
+	if !s.LoRA.Enabled {
+		loraMin = 0
+	}
+	{
+		intIn("lora.r", s.LoRA.R, loraMin, 1024)
+		intIn("lora.alpha", s.LoRA.Alpha, loraMin, 4096)
 		floatIn("lora.dropout", s.LoRA.Dropout, 0, 0.99, false)
 		if len(s.LoRA.TargetModules) > 64 {
 			bad("lora.target_modules", "at most 64 modules")

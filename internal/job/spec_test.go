@@ -143,3 +143,24 @@ func TestNormalizeDefaults(t *testing.T) {
 		t.Error("Hash must differ for different specs and match for equal ones")
 	}
 }
+
+// TestLoRAFieldsValidatedWhileDisabled: hostile LoRA values are refused even with
+// lora.enabled false (they would reach job.json verbatim).
+func TestLoRAFieldsValidatedWhileDisabled(t *testing.T) {
+	for _, tc := range []struct{ field, json string }{
+		{"lora.target_modules[0]", `{"enabled":false,"target_modules":["q_proj; rm -rf /"]}`},
+		{"lora.r", `{"enabled":false,"r":-5}`},
+		{"lora.alpha", `{"enabled":false,"alpha":100000}`},
+		{"lora.dropout", `{"enabled":false,"dropout":7}`},
+	} {
+		body := `{"method":"sft","model":"` + BuiltinTiny + `","dataset":{"path":"/data/x.jsonl"},"lora":` + tc.json + `}`
+		s, err := DecodeSpec(strings.NewReader(body))
+		if err == nil {
+			s.Normalize()
+			err = s.Validate()
+		}
+		if err == nil || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: err = %v", tc.json, err)
+		}
+	}
+}

@@ -2,10 +2,21 @@
 // differences into Postgres. One replica leads per database (a Postgres advisory
 // lock); the others wait and take over when the leader dies.
 //
-// Each pass, per cluster: one Poll (squeue for all live ids, sacct only for those that
+// Each pass, per cluster: the poll (squeue for all live ids, sacct only for those that
 // left squeue), one batched read of progress.json per Unix user, the pure Decide per
 // job, the Slurm actions those decisions need (requeuehold, hold, scancel, requeue),
 // then every change in one transaction whose events reach listeners through NOTIFY.
+//
+// Trust: whatever runs through a user's login (startup files, shell functions, PATH)
+// is under that user's control, so its output decides only that user's jobs. The poll
+// of all users' jobs runs as the cluster's PollUser (the probe or service account: a
+// site-controlled account that owns no jobs), one squeue per pass; without one, each
+// owner's jobs are polled through that owner's login (one squeue, plus sacct when
+// needed, per user with live jobs per pass). Either way a row counts only when its
+// owner (Status.User) is the job's Slurm owner.
+//
+// While Slurm cannot be polled (slurmctld down), progress files are still read and
+// progress written (events keep flowing); no state is decided for unpolled jobs.
 package reconcile
 
 import (
@@ -47,6 +58,20 @@ type Cluster struct {
 	Slurm    Slurm
 	Policy   Policy
 	Interval time.Duration
+	// PollUser is the trusted account that polls every live job in one squeue: the
+	// probe account (no job owner, Slurm operator level under PrivateData=jobs) or the
+	// service account. Empty: poll each owner's jobs as that owner.
+	PollUser string
+	// ServiceUser, in service-account mode, owns every job in Slurm.
+	ServiceUser string
+}
+
+// owner is the account that owns j in Slurm.
+func (c Cluster) owner(j job.Job) string {
+	if c.ServiceUser != "" {
+		return c.ServiceUser
+	}
+	return j.User
 }
 
 // Lease is a held leadership; *postgres.Leader implements it.
@@ -118,35 +143,38 @@ func (r *Reconciler) cluster(ctx context.Context, c Cluster) error {
 		return err
 	}
 	var jobs []job.Job
-	var ids []string
 	for _, j := range live {
 		if j.State == job.Submitting || j.SlurmID == "" {
 			continue // the submitter's
 		}
 		jobs = append(jobs, j)
-		ids = append(ids, j.SlurmID)
 	}
 	if len(jobs) == 0 {
 		return nil
 	}
-	status, err := c.Slurm.Poll(ctx, jobs[0].User, ids)
-	if err != nil {
-		return fmt.Errorf("poll: %w", err)
-	}
+	status, pollErr := r.poll(ctx, c, jobs)
 	progress := r.readProgress(ctx, c, jobs, status)
 	now := r.now()
 	var ups []postgres.Update
 	for _, j := range jobs {
 		u := postgres.Update{ID: j.ID}
-		var st *slurm.Status
-		if s, ok := status[j.SlurmID]; ok {
-			st = &s
-			u.Seen = true
-			u.SlurmState = string(s.State)
-		}
 		p, havePos := progress[j.ID]
 		if havePos && progressChanged(j.Progress, p) {
 			u.Progress = &p
+		}
+		polled, ok := status[j.ID]
+		if !ok { // not polled this pass: progress only
+			if u.Progress != nil {
+				ups = append(ups, u)
+			}
+			continue
+		}
+		var st *slurm.Status
+		if polled.found {
+			s := polled.Status
+			st = &s
+			u.Seen = true
+			u.SlurmState = string(s.State)
 		}
 		if !havePos {
 			p = j.Progress
@@ -176,7 +204,59 @@ func (r *Reconciler) cluster(ctx context.Context, c Cluster) error {
 	if len(conflicts) > 0 {
 		r.log().Info("reconciler: jobs changed by users during the pass; next pass sees them", "jobs", conflicts)
 	}
+	if pollErr != nil {
+		return fmt.Errorf("poll: %w", pollErr)
+	}
 	return nil
+}
+
+// polled is what the poll of a pass says about one job.
+type polled struct {
+	slurm.Status
+	found bool // Slurm knows the job (as this job's owner's)
+}
+
+// poll polls the jobs' Slurm ids, through c.PollUser in one Poll or else once per
+// owner, and returns the result per gateway job id; jobs whose poll failed are absent.
+// A row whose owner is not the job's is dropped (counted as not found) and logged.
+func (r *Reconciler) poll(ctx context.Context, c Cluster, jobs []job.Job) (map[string]polled, error) {
+	groups := map[string][]job.Job{} // polling account -> its jobs
+	if c.PollUser != "" {
+		groups[c.PollUser] = jobs
+	} else {
+		for _, j := range jobs {
+			groups[c.owner(j)] = append(groups[c.owner(j)], j)
+		}
+	}
+	accounts := make([]string, 0, len(groups))
+	for a := range groups {
+		accounts = append(accounts, a)
+	}
+	slices.Sort(accounts)
+	out := map[string]polled{}
+	var errs []error
+	for _, as := range accounts {
+		js := groups[as]
+		ids := make([]string, len(js))
+		for i, j := range js {
+			ids[i] = j.SlurmID
+		}
+		st, err := c.Slurm.Poll(ctx, as, ids)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("as %s: %w", as, err))
+			continue
+		}
+		for _, j := range js {
+			s, ok := st[j.SlurmID]
+			if ok && s.User != c.owner(j) {
+				r.log().Warn("reconciler: dropped a Slurm row owned by someone else", "cluster", c.Name, "job", j.ID,
+					"slurm_id", j.SlurmID, "owner", c.owner(j), "row_user", s.User, "polled_as", as)
+				ok = false
+			}
+			out[j.ID] = polled{Status: s, found: ok}
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 func contains(list []string, s string) bool {
@@ -216,11 +296,11 @@ func (r *Reconciler) act(ctx context.Context, c Cluster, j job.Job, d Decision) 
 
 // readProgress reads progress.json and gpu.json of the jobs that may have progressed,
 // one batched read per Unix user (job directories belong to their users).
-func (r *Reconciler) readProgress(ctx context.Context, c Cluster, jobs []job.Job, status map[string]slurm.Status) map[string]job.Progress {
+func (r *Reconciler) readProgress(ctx context.Context, c Cluster, jobs []job.Job, status map[string]polled) map[string]job.Progress {
 	byUser := map[string][]job.Job{}
 	for _, j := range jobs {
-		st, ok := status[j.SlurmID]
-		if j.JobDir == "" || j.State == job.Paused || (ok && st.State == slurm.StatePending && j.State == job.Queued) {
+		st, ok := status[j.ID]
+		if j.JobDir == "" || j.State == job.Paused || (ok && st.found && st.State == slurm.StatePending && j.State == job.Queued) {
 			continue
 		}
 		byUser[j.User] = append(byUser[j.User], j)

@@ -72,13 +72,14 @@ func (m *memStore) RecordRun(ctx context.Context, cluster string, at time.Time, 
 
 // fakeSlurm answers Poll and ReadFiles from maps and records actions.
 type fakeSlurm struct {
-	status   map[string]slurm.Status
-	files    map[string]string
-	actions  []string
-	pollErr  error
-	actErr   error
-	polls    int
-	readRuns int
+	status    map[string]slurm.Status
+	files     map[string]string
+	actions   []string
+	pollErr   error
+	actErr    error
+	polls     int
+	pollUsers []string
+	readRuns  int
 }
 
 func (f *fakeSlurm) Poll(ctx context.Context, user string, ids []string) (map[string]slurm.Status, error) {
@@ -86,9 +87,13 @@ func (f *fakeSlurm) Poll(ctx context.Context, user string, ids []string) (map[st
 	if f.pollErr != nil {
 		return nil, f.pollErr
 	}
+	f.pollUsers = append(f.pollUsers, user)
 	out := map[string]slurm.Status{}
 	for _, id := range ids {
 		if s, ok := f.status[id]; ok {
+			if s.User == "" {
+				s.User = "alice" // the owner of setup's jobs
+			}
 			out[id] = s
 		}
 	}

@@ -29,11 +29,14 @@ func capacityHandlers(h map[string]func([]string) (string, string, int)) map[str
 	return h
 }
 
+// withProbe gives the client a probe account, so Submit checks capacity.
+func withProbe(o *Options) { o.ProbeUser = "ftgate-probe" }
+
 func TestSubmitPipesScriptAndParsesID(t *testing.T) {
 	r := &fakeRunner{handlers: capacityHandlers(map[string]func([]string) (string, string, int){
 		"sbatch": func(argv []string) (string, string, int) { return "4242;testcluster\n", "", 0 },
 	})}
-	c := newTestClient(t, r, nil)
+	c := newTestClient(t, r, withProbe)
 	got, err := c.Submit(context.Background(), "alice", testRequest())
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +90,10 @@ func TestSubmitErrorMapping(t *testing.T) {
 		{stderr: "sbatch: error: Batch job submission failed: Job violates accounting/QOS policy (job submit limit, user's size and/or time limits)\n",
 			status: 1, code: job.EUnprocessable, cause: ErrLimits},
 		{stderr: "sbatch: error: Batch job submission failed: Invalid qos specification\n", status: 1, code: job.EUnprocessable, cause: ErrLimits},
-		{stderr: "sbatch: error: Batch job submission failed: Something new\n", status: 1, code: job.EUnprocessable},
+		// A message the table does not know is retryable, never the request's fault.
+		{stderr: "sbatch: error: Batch job submission failed: Something new\n", status: 1, code: job.EUnavailable, cause: ErrUnknown},
+		// "limit" inside an unknown message no longer makes it a 422.
+		{stderr: "sbatch: error: Batch job submission failed: Socket limit reached on the login node\n", status: 1, code: job.EUnavailable, cause: ErrUnknown},
 	} {
 		stderr, status := tc.stderr, tc.status
 		if tc.captured != "" {
@@ -114,7 +120,7 @@ func TestSubmitRefusesWhatThePartitionCanNeverRun(t *testing.T) {
 		{"resources.memory_mb", func(r *Request) { r.MemoryMB = 20000 }},
 	} {
 		r := &fakeRunner{handlers: capacityHandlers(nil)}
-		c := newTestClient(t, r, nil)
+		c := newTestClient(t, r, withProbe)
 		req := testRequest()
 		tc.mod(&req)
 		_, err := c.Submit(context.Background(), "alice", req)
@@ -127,7 +133,7 @@ func TestSubmitRefusesWhatThePartitionCanNeverRun(t *testing.T) {
 	}
 	// A partition allowed by config but unknown to the cluster.
 	r := &fakeRunner{handlers: capacityHandlers(nil)}
-	c := newTestClient(t, r, func(o *Options) { o.Partitions = []string{"gpu", "gone"} })
+	c := newTestClient(t, r, func(o *Options) { withProbe(o); o.Partitions = []string{"gpu", "gone"} })
 	req := testRequest()
 	req.Partition = "gone"
 	if _, err := c.Submit(context.Background(), "alice", req); !errors.Is(err, ErrUnknownPartition) {
@@ -273,7 +279,7 @@ func TestFindByTag(t *testing.T) {
 	ctx := context.Background()
 	since := time.Date(2026, 11, 29, 14, 0, 0, 0, time.Local)
 
-	squeueOut = "30|30|N/A|RUNNING|0|0|2026-11-29T14:17:04|NONE|gpu|vm|None|\n31|31|N/A|PENDING|0|0|N/A|N/A|gpu||Priority|\n"
+	squeueOut = "30|30|N/A|RUNNING|0|0|2026-11-29T14:17:04|NONE|gpu|vm|alice|None|\n31|31|N/A|PENDING|0|0|N/A|N/A|gpu||alice|Priority|\n"
 	f, err := c.FindByTag(ctx, "alice", "j1", since)
 	if err != nil || f == nil || f.ID != "31" || f.State != StatePending || r.count("sacct") != 0 {
 		t.Fatalf("squeue hit: %+v %v", f, err)

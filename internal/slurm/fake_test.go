@@ -17,6 +17,7 @@ import (
 type fakeRunner struct {
 	mu       sync.Mutex
 	calls    [][]string
+	users    []string // the user of each call
 	stdin    []string
 	handlers map[string]func(argv []string) (string, string, int)
 }
@@ -30,6 +31,7 @@ func (f *fakeRunner) Run(ctx context.Context, user string, argv []string, stdin 
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, argv)
+	f.users = append(f.users, user)
 	in := ""
 	if stdin != nil {
 		b, _ := io.ReadAll(stdin)

@@ -91,6 +91,7 @@ func setupIntegration(t testing.TB) *itEnv {
 		Partitions: []string{part, "urgent"}, DefaultPartition: part,
 		Python: st.Python, TrainerDir: trainerDir,
 		CheckpointSignal: "USR2", SignalLead: 60 * time.Second, RestartBudget: 3,
+		ProbeUser: "bob", // capacity (the pre-sbatch check) is read as another account than the submitter
 	}}
 }
 

@@ -12,7 +12,7 @@ import (
 )
 
 // squeueFormat is the fixed -O format Poll uses; Reason comes last because it is free text.
-const squeueFormat = "JobID:|,ArrayJobID:|,ArrayTaskID:|,State:|,RestartCnt:|,exit_code:|,StartTime:|,EndTime:|,Partition:|,NodeList:|,Reason:|"
+const squeueFormat = "JobID:|,ArrayJobID:|,ArrayTaskID:|,State:|,RestartCnt:|,exit_code:|,StartTime:|,EndTime:|,Partition:|,NodeList:|,UserName:|,Reason:|"
 
 // sacctFormat is the fixed -o format for sacct; Reason comes last.
 const sacctFormat = "JobID,JobIDRaw,JobName,Partition,User,State,ExitCode,Start,End,NodeList,Reason"
@@ -88,9 +88,9 @@ func parseSqueue(out string) ([]row, error) {
 		if strings.TrimSpace(line) == "" {
 			continue
 		}
-		f, ok := splitFields(line, 11)
+		f, ok := splitFields(line, 12)
 		if !ok {
-			return nil, fmt.Errorf("parse squeue line %q: want 11 fields", line)
+			return nil, fmt.Errorf("parse squeue line %q: want 12 fields", line)
 		}
 		raw := strings.TrimSpace(f[0])
 		id := raw
@@ -103,15 +103,16 @@ func parseSqueue(out string) ([]row, error) {
 		st, by := parseState(f[3])
 		restarts, _ := strconv.Atoi(strings.TrimSpace(f[4]))
 		code, sig := parseWaitStatus(strings.TrimSpace(f[5]))
-		reason := strings.TrimSpace(f[10])
+		user := strings.TrimSpace(f[10])
+		reason := strings.TrimSpace(f[11])
 		s := Status{
-			ID: id, State: st, CancelledBy: by, Reason: reason,
+			ID: id, User: user, State: st, CancelledBy: by, Reason: reason,
 			ExitCode: code, ExitSignal: sig, Restarts: restarts,
 			Start: parseTime(f[6]), End: parseTime(f[7]),
 			Partition: f[8], NodeList: f[9], Source: "squeue",
 		}
 		markHeld(&s)
-		rows = append(rows, row{id: id, raw: raw, st: s})
+		rows = append(rows, row{id: id, raw: raw, user: user, st: s})
 	}
 	return rows, nil
 }
@@ -153,7 +154,7 @@ func parseSacct(out string) ([]row, error) {
 			nodes = ""
 		}
 		s := Status{
-			ID: f[0], State: st, CancelledBy: by, Reason: f[10],
+			ID: f[0], User: f[4], State: st, CancelledBy: by, Reason: f[10],
 			ExitCode: code, ExitSignal: sig,
 			Start: parseTime(f[7]), End: parseTime(f[8]),
 			Partition: f[3], NodeList: nodes, Source: "sacct",

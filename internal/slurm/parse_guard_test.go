@@ -30,7 +30,7 @@ func TestMarkHeld(t *testing.T) {
 			t.Errorf("%s %q: held %v requeued-held %v, want %v %v", tt.state, tt.reason, s.Held, s.RequeuedHeld, tt.held, tt.requeueHld)
 		}
 	}
-	line := "40|40|N/A|PENDING|0|0|N/A|N/A|gpu||JobHeldAdmin|\n"
+	line := "40|40|N/A|PENDING|0|0|N/A|N/A|gpu||alice|JobHeldAdmin|\n"
 	rows, err := parseSqueue(line)
 	if err != nil || len(rows) != 1 || !rows[0].st.Held {
 		t.Fatalf("squeue admin hold: %+v %v", rows, err)
@@ -101,7 +101,7 @@ func TestMergeRunsTieBreak(t *testing.T) {
 // TestPollMatchesRawID: an array task asked for by its raw job id (the id sbatch
 // printed for it) is found although squeue and sacct display it as <array>_<task>.
 func TestPollMatchesRawID(t *testing.T) {
-	squeueOut := "60|59|1|RUNNING|0|0|2026-11-29T14:17:04|NONE|gpu|vm|None|\n"
+	squeueOut := "60|59|1|RUNNING|0|0|2026-11-29T14:17:04|NONE|gpu|vm|alice|None|\n"
 	sacctOut := "59_2|61|ftgate-y|gpu|alice|COMPLETED|0:0|2026-11-29T14:00:00|2026-11-29T14:01:00|vm|None\n"
 	r := &fakeRunner{handlers: map[string]func([]string) (string, string, int){
 		"squeue": func([]string) (string, string, int) { return squeueOut, "", 0 },

@@ -8,17 +8,22 @@
 // outside its typed domain is refused before any remote call with a *job.Error
 // (code job.EInvalid) naming the field and the rule.
 //
-// Errors: sbatch rejections that the client caused (unknown partition, node
-// configuration not available, invalid GRES, limits/QOS) are *job.Error with code
-// job.EUnprocessable; a controller or login node that cannot be reached is
-// job.EUnavailable. The wrapped cause is one of the Err* sentinels below, for
-// errors.Is.
+// Errors: stderr is classified against a table of the exact messages Slurm prints
+// (errors.go, captured from Slurm 22.05 in testdata/capture). sbatch rejections that
+// the client caused (unknown partition, node configuration not available, invalid
+// GRES, limits/QOS) are *job.Error with code job.EUnprocessable; a controller or login
+// node that cannot be reached is job.EUnavailable; a message the table does not know
+// is job.EUnavailable with cause ErrUnknown (retried, never blamed on the request).
+// The wrapped cause is one of the Err* sentinels below, for errors.Is.
 //
 // Polling is tiered: one `squeue -h -t all` for all the given ids, then one batched
-// `sacct -n -P -X --duplicates` only for the ids squeue no longer knows. Slurm shows
-// all users' jobs to everyone by default, so one user's connection may poll every id
-// of a cluster: Poll's user only picks the connection. A purged id (squeue answers
-// "Invalid job id specified") never blinds the poll of the others.
+// `sacct -n -P -X --duplicates` only for the ids squeue no longer knows. Every Status
+// carries the job's owner (Status.User) as Slurm printed it; callers must drop rows
+// whose owner is not the job's. Output read through a user's login is under that
+// user's control (startup files, PATH), so it may only decide that user's own jobs:
+// cluster-wide reads (Poll of many users' jobs, Capacity) belong to the probe account
+// (Options.ProbeUser), a site-controlled account that owns no jobs. A purged id
+// (squeue answers "Invalid job id specified") never blinds the poll of the others.
 package slurm
 
 import (
@@ -50,6 +55,11 @@ var (
 	ErrController       = errors.New("slurm controller unreachable")
 	ErrInvalidJob       = errors.New("unknown or purged slurm job")
 	ErrPending          = errors.New("job is pending")
+	ErrState            = errors.New("job state does not allow the action")
+	ErrForbidden        = errors.New("not the job's owner")
+	ErrRejected         = errors.New("sbatch refused an option value")
+	ErrUnknown          = errors.New("unrecognised slurm error")
+	ErrNoProbe          = errors.New("no probe account configured")
 )
 
 // Options are a cluster's Slurm settings (see config.Cluster).
@@ -68,6 +78,7 @@ type Options struct {
 	CheckpointSignal string        // USR1 USR2 TERM INT HUP URG (default USR2)
 	SignalLead       time.Duration // --signal=B:SIG@<lead seconds> (default 90s)
 	RestartBudget    int           // requeues the batch script may do itself on exit 75
+	ProbeUser        string        // trusted account for capacity reads ("" = no capacity check)
 	Now              func() time.Time
 }
 
@@ -88,6 +99,7 @@ func OptionsFromCluster(cl *config.Cluster) Options {
 		CheckpointSignal: cl.CheckpointSignal,
 		SignalLead:       cl.SignalLead,
 		RestartBudget:    cl.RestartBudget,
+		ProbeUser:        cl.ProbeUser,
 	}
 }
 
@@ -151,6 +163,7 @@ func (s State) Terminal() bool {
 // Status is the observed state of one Slurm job.
 type Status struct {
 	ID           string    // the id as polled (array tasks: 123_4)
+	User         string    // the job's owner as Slurm printed it
 	State        State     // normalised state
 	CancelledBy  string    // uid from "CANCELLED by N"
 	Reason       string    // squeue/sacct reason, e.g. "job requeued in held state", "None"

@@ -65,7 +65,7 @@ func (c *Client) SubmitInDir(ctx context.Context, user string, req Request, jobD
 	if part == "" {
 		part = c.opts.DefaultPartition
 	}
-	if err := c.fits(ctx, user, part, req); err != nil {
+	if err := c.fits(ctx, part, req); err != nil {
 		return Submitted{}, err
 	}
 	jsonArg, stdin := "="+string(jobJSON), ""

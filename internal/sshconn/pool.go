@@ -99,6 +99,7 @@ type conn struct {
 	active   int
 	cert     ssh.Signer
 	certEnd  time.Time
+	authFail authFailure // the last refused login (authfail.go)
 }
 
 func (p *Pool) conn(user string) (*conn, error) {
@@ -162,6 +163,9 @@ func (c *conn) get(ctx context.Context) (*ssh.Client, error) {
 	if cl != nil {
 		return cl, nil
 	}
+	if err := c.authFail.check(c.p.cfg.now(), c.p.cfg.Addr, c.user); err != nil {
+		return nil, err
+	}
 	var err error
 	for attempt := 0; attempt < c.p.cfg.DialAttempts; attempt++ {
 		if attempt > 0 {
@@ -176,9 +180,14 @@ func (c *conn) get(ctx context.Context) (*ssh.Client, error) {
 			c.lastUsed = c.p.cfg.now()
 			c.mu.Unlock()
 			go c.watch(cl)
+			c.authFail.forget()
 			return cl, nil
 		}
-		if errors.Is(err, ErrHostKey) || errors.Is(err, ErrAuth) {
+		if errors.Is(err, ErrAuth) {
+			c.authFail.remember(c.p.cfg.now(), err)
+			break
+		}
+		if errors.Is(err, ErrHostKey) {
 			break
 		}
 		c.p.cfg.Logger.Warn("ssh dial failed", "addr", c.p.cfg.Addr, "user", c.user, "attempt", attempt+1, "err", err)

@@ -59,34 +59,11 @@ func (c *conn) sftpClient(ctx context.Context) (*sftp.Client, error) {
 	}
 }
 
-// withSFTP runs fn with the user's SFTP client under the command deadline; fn keeps
-// running in the background if ctx ends first (SFTP requests cannot be cancelled).
+// withSFTP runs fn with the user's SFTP client under the command deadline, in one
+// session slot (sftpslot.go).
 func (p *Pool) withSFTP(ctx context.Context, user, remote string, fn func(*sftp.Client) error) error {
-	if err := checkPath(remote); err != nil {
-		return err
-	}
-	c, err := p.conn(user)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, p.cfg.CommandTimeout)
-	defer cancel()
-	if err := c.acquire(ctx); err != nil {
-		return err
-	}
-	defer c.release()
-	sc, err := c.sftpClient(ctx)
-	if err != nil {
-		return err
-	}
-	done := make(chan error, 1)
-	go func() { done <- fn(sc) }()
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return fmt.Errorf("sftp %s: %w", remote, ctx.Err())
-	}
+	_, err := p.sftpInSlot(ctx, user, remote, false, fn)
+	return err
 }
 
 // checkPath applies job.CheckRemotePath, as an EInvalid error.
@@ -203,11 +180,13 @@ func (p *Pool) RealPath(ctx context.Context, user, remote string) (string, error
 	return out, err
 }
 
-// Open opens path for streaming, positioned at offset. The caller must Close it.
-// Reads are not bounded by Config.CommandTimeout; they stop when ctx ends.
+// Open opens path for streaming, positioned at offset. The caller must Close it; the
+// stream holds one of the connection's session slots until then (it counts toward
+// max_sessions). Reads are not bounded by Config.CommandTimeout; they stop when ctx
+// ends.
 func (p *Pool) Open(ctx context.Context, user, remote string, offset int64) (io.ReadCloser, error) {
 	var f *sftp.File
-	err := p.withSFTP(ctx, user, remote, func(sc *sftp.Client) error {
+	release, err := p.sftpInSlot(ctx, user, remote, true, func(sc *sftp.Client) error {
 		var err error
 		f, err = sc.Open(remote)
 		if err != nil {
@@ -224,19 +203,5 @@ func (p *Pool) Open(ctx context.Context, user, remote string, offset int64) (io.
 	if err != nil {
 		return nil, err
 	}
-	return &ctxFile{ctx: ctx, f: f}, nil
+	return &slotFile{ctx: ctx, f: f, release: release}, nil
 }
-
-type ctxFile struct {
-	ctx context.Context
-	f   *sftp.File
-}
-
-func (r *ctxFile) Read(b []byte) (int, error) {
-	if err := r.ctx.Err(); err != nil {
-		return 0, err
-	}
-	return r.f.Read(b)
-}
-
-func (r *ctxFile) Close() error { return r.f.Close() }

@@ -19,13 +19,13 @@ func (p *Pool) OpenStream(ctx context.Context, user, remote string, offset int64
 	if err != nil {
 		return nil, err
 	}
-	cf, ok := rc.(*ctxFile)
+	cf, ok := rc.(*slotFile)
 	if !ok {
 		rc.Close()
 		return nil, fmt.Errorf("open stream %s: unexpected file type %T", remote, rc)
 	}
 	pr, pw := io.Pipe()
-	s := &stream{pr: pr, file: cf.f, done: make(chan struct{})}
+	s := &stream{pr: pr, file: cf, done: make(chan struct{})} // closing cf frees its session slot
 	go func() {
 		defer close(s.done)
 		_, err := cf.f.WriteTo(pw)

@@ -247,7 +247,7 @@ func (f *FakeSlurm) Poll(ctx context.Context, user string, ids []string) (map[st
 	}
 	return out, nil
 }
-func (f *FakeSlurm) Capacity(ctx context.Context, user string) (*slurm.Capacity, error) {
+func (f *FakeSlurm) CachedCapacity(ctx context.Context) (*slurm.Capacity, error) {
 	return &slurm.Capacity{Partitions: []slurm.Partition{
 		{Name: "gpu", State: "UP", GPUs: 4, GPUsAlloc: 1, MaxNodeGPUs: 4, MaxNodeCPUs: 16, MaxNodeMemoryMB: 16000},
 		{Name: "urgent", State: "UP", GPUs: 4, GPUsAlloc: 3, MaxNodeGPUs: 4, MaxNodeCPUs: 16, MaxNodeMemoryMB: 16000},

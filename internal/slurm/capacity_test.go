@@ -1,0 +1,120 @@
+package slurm
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ftgate/ftgate/internal/job"
+)
+
+// TestCapacityReadOnlyAsProbe: whoever submits, capacity is read as the probe account,
+// so a user's fake `scontrol show node` cannot make others' jobs fail.
+func TestCapacityReadOnlyAsProbe(t *testing.T) {
+	r := &fakeRunner{handlers: capacityHandlers(map[string]func([]string) (string, string, int){
+		"sbatch": func([]string) (string, string, int) { return "7\n", "", 0 },
+	})}
+	c := newTestClient(t, r, withProbe)
+	for _, u := range []string{"mallory", "alice", "bob"} {
+		if _, err := c.Submit(context.Background(), u, testRequest()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, call := range r.calls {
+		if call[0] == "scontrol" && r.users[i] != "ftgate-probe" {
+			t.Errorf("%v ran as %s, want the probe account", call, r.users[i])
+		}
+	}
+	if n := r.count("scontrol"); n != 2 {
+		t.Errorf("%d scontrol calls for three submits, want 2 (one cached read)", n)
+	}
+	// Without a probe account there is no capacity read at all: sbatch decides.
+	r2 := &fakeRunner{handlers: capacityHandlers(map[string]func([]string) (string, string, int){
+		"sbatch": func([]string) (string, string, int) { return "8\n", "", 0 },
+	})}
+	c2 := newTestClient(t, r2, nil)
+	if _, err := c2.Submit(context.Background(), "mallory", testRequest()); err != nil || r2.count("scontrol") != 0 {
+		t.Errorf("no probe: err %v, %d scontrol calls", err, r2.count("scontrol"))
+	}
+	if _, err := c2.CachedCapacity(context.Background()); !errors.Is(err, ErrNoProbe) {
+		t.Errorf("CachedCapacity without probe: %v", err)
+	}
+}
+
+// TestCachedCapacitySingleflight: concurrent callers during a slow read share one
+// read, and no lock is held across it (a caller whose context ends returns at once).
+func TestCachedCapacitySingleflight(t *testing.T) {
+	release := make(chan struct{})
+	r := &fakeRunner{handlers: map[string]func([]string) (string, string, int){}}
+	var mu sync.Mutex
+	reads := 0
+	slow := capacityHandlers(nil)["scontrol"]
+	r.handlers["scontrol"] = func(argv []string) (string, string, int) {
+		mu.Lock()
+		reads++
+		mu.Unlock()
+		<-release
+		return slow(argv)
+	}
+	c := newTestClient(t, r, withProbe)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := c.CachedCapacity(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("impatient caller: %v, want its deadline", err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 20)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = c.CachedCapacity(context.Background())
+		}()
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if reads != 2 {
+		t.Errorf("%d scontrol reads for 21 concurrent callers, want 2 (node + partition, once)", reads)
+	}
+}
+
+// TestFitsIsTheOneCheck: 0-CPU partitions (no node information) are not checked;
+// others refuse what their largest node cannot hold.
+func TestFitsIsTheOneCheck(t *testing.T) {
+	capy := &Capacity{Partitions: []Partition{
+		{Name: "gpu", MaxNodeCPUs: 16, MaxNodeGPUs: 4, MaxNodeMemoryMB: 15000},
+		{Name: "future"}, // nodes not registered: 0 CPUs
+	}}
+	for _, tc := range []struct {
+		part              string
+		cpus, gpus, memMB int
+		field             string
+	}{
+		{"gpu", 16, 4, 15000, ""},
+		{"gpu", 17, 1, 1, "resources.cpus"},
+		{"gpu", 1, 5, 1, "resources.gpus"},
+		{"gpu", 1, 1, 15001, "resources.memory_mb"},
+		{"future", 64, 8, 1 << 20, ""},
+		{"nosuch", 1, 0, 1, "resources.partition"},
+	} {
+		err := capy.Fits(tc.part, 1, tc.cpus, tc.gpus, tc.memMB)
+		if tc.field == "" {
+			if err != nil {
+				t.Errorf("%+v: %v", tc, err)
+			}
+			continue
+		}
+		if job.ErrorCode(err) != job.EUnprocessable || !strings.Contains(job.ErrorMessage(err), tc.field) {
+			t.Errorf("%+v: %v", tc, err)
+		}
+	}
+}

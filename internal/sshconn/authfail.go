@@ -1,0 +1,49 @@
+package sshconn
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ftgate/ftgate/internal/job"
+)
+
+// AuthFailureTTL is how long a refused login is remembered per user: calls for that
+// user fail at once instead of dialling again, so one mapped user without a cluster
+// account (or with a broken certificate setup) cannot get the gateway's address
+// penalised by sshd (MaxStartups, fail2ban) with a handshake per request and retry.
+const AuthFailureTTL = time.Minute
+
+// authFailure is the last refused login of one connection's user.
+type authFailure struct {
+	mu  sync.Mutex
+	at  time.Time
+	err error
+}
+
+// check returns the remembered refusal while it is fresh.
+func (a *authFailure) check(now time.Time, addr, user string) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.err == nil || now.Sub(a.at) >= AuthFailureTTL {
+		return nil
+	}
+	return &job.Error{Code: job.EUnavailable,
+		Message: fmt.Sprintf("the login node %s refused the login of %s at %s; not retried before %s (does %s have an account on the cluster?)",
+			addr, user, a.at.UTC().Format(time.RFC3339), a.at.Add(AuthFailureTTL).UTC().Format(time.RFC3339), user),
+		Err: a.err}
+}
+
+// remember records a refused login.
+func (a *authFailure) remember(now time.Time, err error) {
+	a.mu.Lock()
+	a.at, a.err = now, err
+	a.mu.Unlock()
+}
+
+// forget clears the refusal after a successful login.
+func (a *authFailure) forget() {
+	a.mu.Lock()
+	a.err = nil
+	a.mu.Unlock()
+}

@@ -1,0 +1,70 @@
+package sshconn
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pkg/sftp"
+)
+
+// TestOpenStreamsCountTowardMaxSessions: with max_sessions 2, two open streams take
+// both slots (a command waits), and closing one frees a slot.
+func TestOpenStreamsCountTowardMaxSessions(t *testing.T) {
+	s := startServer(t)
+	p := s.pool(t, func(c *Config) { c.MaxSessions = 2 })
+	f := filepath.Join(t.TempDir(), "log")
+	if err := os.WriteFile(f, []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var open []interface{ Close() error }
+	for i := 0; i < 2; i++ {
+		rc, err := p.Open(ctx, "alice", f, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, rc)
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, _, err := p.Run(short, "alice", []string{"true"}, nil); err == nil {
+		t.Fatalf("a third session ran while two streams hold both slots")
+	}
+	open[0].Close()
+	if _, _, err := p.Run(ctx, "alice", []string{"true"}, nil); err != nil {
+		t.Fatalf("after closing a stream: %v", err)
+	}
+	open[1].Close()
+	open[1].Close() // twice is harmless: the slot is released once
+	if _, _, err := p.Run(ctx, "alice", []string{"true"}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSFTPWorkKeepsItsSlotAfterTimeout: SFTP work that outlives its deadline keeps
+// its slot until the work returns.
+func TestSFTPWorkKeepsItsSlotAfterTimeout(t *testing.T) {
+	s := startServer(t)
+	p := s.pool(t, func(c *Config) { c.MaxSessions = 1; c.CommandTimeout = 200 * time.Millisecond })
+	f := filepath.Join(t.TempDir(), "x")
+	_ = os.WriteFile(f, []byte("x"), 0o644)
+	block := make(chan struct{})
+	if _, err := p.sftpInSlot(context.Background(), "alice", f, false, func(*sftp.Client) error { <-block; return nil }); err == nil {
+		t.Fatal("blocked SFTP work did not time out")
+	}
+	c, _ := p.conn("alice")
+	if n := len(c.sem); n != 1 {
+		t.Errorf("%d slots held after the timed-out SFTP work, want 1 (it still runs)", n)
+	}
+	close(block)
+	deadline := time.Now().Add(2 * time.Second)
+	for len(c.sem) != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := len(c.sem); n != 0 {
+		t.Errorf("%d slots held after the work returned, want 0", n)
+	}
+}
