@@ -118,12 +118,13 @@ test("2. submit examples/sft-tiny.yaml from the editor; a bad field shows its er
   assert.equal(await alice.getByTestId("submit").isDisabled(), true, "submit stays disabled while the spec is invalid");
   await alice.screenshot({ path: join(artifacts, "submit-error.png"), fullPage: true });
   // Fixed: valid, the rendered script is shown, then it submits. The form's step count
-  // (shorter than the example's 300, to keep the test short on a loaded machine) rewrites
-  // the editor's spec.
+  // rewrites the editor's spec; it is longer than the example's 300 so that the pause
+  // (test 4) lands well before the last step: on an idle machine 80 steps were over
+  // before the pause arrived.
   await alice.getByTestId("editor").fill(specText());
-  await alice.fill("input[name=max_steps]", "80");
+  await alice.fill("input[name=max_steps]", "400");
   await alice.locator("input[name=max_steps]").dispatchEvent("change");
-  assert.match(await alice.getByTestId("editor").inputValue(), /max_steps: 80/);
+  assert.match(await alice.getByTestId("editor").inputValue(), /max_steps: 400/);
   assert.match(await alice.getByTestId("editor").inputValue(), /learning_rate: 0.003/);
   await alice.getByTestId("validate").click();
   await alice.getByTestId("valid").waitFor();
