@@ -17,20 +17,31 @@ import (
 	"github.com/ftgate/ftgate/internal/stacktest"
 )
 
-// fakeTrainerRemote stands in for `python -m ftgate_trainer` in the integration tests
-// that check the batch script and Slurm rather than training: called as
-// `fake -m ftgate_trainer --job-dir DIR --signal SIG`, it behaves as DIR/mode says.
+// fakeTrainerRemote stands in for the cluster's python in the integration tests that
+// check the batch script and Slurm rather than training. The template launches it as
+// `python -m torch.distributed.run ... -m ftgate_trainer --job-dir DIR --checkpoint-signal
+// SIG`; it finds its options by name and behaves as DIR/mode says. wait-signal follows the
+// real contract: the batch shell turns the checkpoint signal into DIR/stop.json.
 const fakeTrainerRemote = `#!/bin/sh
-dir=$4; sig=$6
+dir=; sig=
+while [ $# -gt 0 ]; do
+  case $1 in
+  --job-dir) dir=$2; shift ;;
+  --checkpoint-signal) sig=$2; shift ;;
+  esac
+  shift
+done
+[ -n "$dir" ] && [ -n "$sig" ] || { echo "fake trainer: no --job-dir or --checkpoint-signal" >&2; exit 2; }
 mode=$(cat "$dir/mode" 2>/dev/null || echo exit0)
 echo "${SLURM_RESTART_COUNT:-0}" >> "$dir/runs"
 case $mode in
 exit0) exit 0 ;;
 sleep) sleep 120; exit 0 ;;
 wait-signal)
-  trap 'echo "signalled $sig" > "$dir/marker"; exit 0' "$sig"
   touch "$dir/ready"
-  while :; do sleep 0.1; done ;;
+  while [ ! -s "$dir/stop.json" ]; do sleep 0.1; done
+  grep -q "\"$sig\"" "$dir/stop.json" && echo "signalled $sig" > "$dir/marker"
+  exit 0 ;;
 esac
 exit 1
 `
