@@ -24,6 +24,8 @@ type Job struct {
 	EndedAt        *time.Time `json:"ended_at,omitempty"`
 	PauseRequested *time.Time `json:"pause_requested_at,omitempty"`
 	Progress       Progress   `json:"progress"`
+	// Template is the template version the job was started from, if any.
+	Template *TemplateRef `json:"template,omitempty"`
 	// SubmitAttempts and NextAttempt drive the submitter's retries.
 	SubmitAttempts int       `json:"-"`
 	NextAttempt    time.Time `json:"-"`

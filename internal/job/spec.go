@@ -127,15 +127,24 @@ var moduleRE = regexp.MustCompile(`^[A-Za-z0-9_.]{1,64}$`)
 // data are EInvalid errors naming the field.
 func DecodeSpec(r io.Reader) (Spec, error) {
 	var s Spec
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
-		return Spec{}, jsonError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Spec{}, Errorf(EInvalid, "body: unexpected data after the JSON object")
+	if err := DecodeStrict(r, &s); err != nil {
+		return Spec{}, err
 	}
 	return s, nil
+}
+
+// DecodeStrict reads one JSON value into v as DecodeSpec reads a spec: unknown
+// fields, wrong types and trailing data are EInvalid errors naming the field.
+func DecodeStrict(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Errorf(EInvalid, "body: unexpected data after the JSON object")
+	}
+	return nil
 }
 
 func jsonError(err error) error {
@@ -210,10 +219,28 @@ func (s *Spec) Normalize() {
 
 // Validate checks every field with typed rules and returns an EUnprocessable error whose
 // message names each offending field.
-func (s *Spec) Validate() error {
-	var msgs []string
+func (s *Spec) Validate() error { return invalidSpec(s.problems()) }
+
+// problem is one offending field of a spec and what is wrong with it.
+type problem struct{ field, msg string }
+
+// invalidSpec is the EUnprocessable error naming each problem (nil for none).
+func invalidSpec(ps []problem) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(ps))
+	for i, p := range ps {
+		msgs[i] = p.field + ": " + p.msg
+	}
+	return Errorf(EUnprocessable, "invalid spec: %s", strings.Join(msgs, "; "))
+}
+
+// problems lists every field that breaks the typed rules, in Validate's order.
+func (s *Spec) problems() []problem {
+	var ps []problem
 	bad := func(field, format string, a ...any) {
-		msgs = append(msgs, fmt.Sprintf("%s: %s", field, fmt.Sprintf(format, a...)))
+		ps = append(ps, problem{field, fmt.Sprintf(format, a...)})
 	}
 	intIn := func(field string, v, lo, hi int) {
 		if v < lo || v > hi {
@@ -337,10 +364,7 @@ func (s *Spec) Validate() error {
 	intIn("resources.cpus", r.CPUs, 1, 1024)
 	intIn("resources.memory_mb", r.MemoryMB, 1, 16*1024*1024)
 	intIn("resources.time_limit_minutes", r.TimeLimitMinutes, 1, 60*24*30)
-	if len(msgs) > 0 {
-		return Errorf(EUnprocessable, "invalid spec: %s", strings.Join(msgs, "; "))
-	}
-	return nil
+	return ps
 }
 
 // Hash is a stable digest of the normalized spec, used to compare idempotent retries.

@@ -57,11 +57,16 @@ func (s *Store) Create(ctx context.Context, j job.Job, maxActive int) (job.Job, 
 		if j.IdempotencyKey != "" {
 			key = &j.IdempotencyKey
 		}
+		var tmpl job.TemplateRef
+		if j.Template != nil {
+			tmpl = *j.Template
+		}
 		now := s.now()
 		out, err = scanJob(tx.QueryRow(ctx, `INSERT INTO jobs (id, owner_subject, unix_user, cluster, name, model, spec, spec_hash, state,
-			idempotency_key, job_dir, created_at, updated_at, next_attempt_at)
-			VALUES (coalesce(nullif($1, '')::uuid, gen_random_uuid()), $2, $3, $4, $5, $6, $7, $8, 'submitting', $9, $10, $11, $11, $11)
-			RETURNING `+jobCols, j.ID, j.OwnerSubject, j.User, j.Cluster, j.Spec.Name, j.Spec.Model, spec, j.SpecHash, key, j.JobDir, now))
+			idempotency_key, job_dir, created_at, updated_at, next_attempt_at, template_name, template_version, template_owner)
+			VALUES (coalesce(nullif($1, '')::uuid, gen_random_uuid()), $2, $3, $4, $5, $6, $7, $8, 'submitting', $9, $10, $11, $11, $11, $12, $13, $14)
+			RETURNING `+jobCols, j.ID, j.OwnerSubject, j.User, j.Cluster, j.Spec.Name, j.Spec.Model, spec, j.SpecHash, key, j.JobDir, now,
+			tmpl.Name, tmpl.Version, tmpl.Owner))
 		if err != nil {
 			return err
 		}
