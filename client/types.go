@@ -36,6 +36,10 @@ type (
 	Manifest = artifact.Manifest
 	// ManifestFile is one file of a Manifest.
 	ManifestFile = artifact.ManifestFile
+	// Template is one version of a job template: GET, POST and PUT /api/templates.
+	Template = job.Template
+	// TemplateRef is the template version a job came from (Job.Template).
+	TemplateRef = job.TemplateRef
 )
 
 // ErrorDetail is the code and message of an error answer, and of the error message
@@ -92,6 +96,45 @@ type DryRun struct {
 	Cluster string `json:"cluster"`
 	JobDir  string `json:"job_dir"`
 	Script  string `json:"script"`
+	// Template is the template version the spec came from, if any.
+	Template *TemplateRef `json:"template,omitempty"`
+}
+
+// TemplateRun is POST /api/training/execute from a template: the template's spec
+// (NAME for the latest version, NAME@VERSION for one) deep-merged with Overrides, a
+// JSON object of spec fields (JSON Merge Patch: objects merge, values and lists
+// replace, null removes the template's value).
+type TemplateRun struct {
+	Template  string          `json:"template"`
+	Overrides json.RawMessage `json:"overrides,omitempty"`
+}
+
+// TemplateRequest is POST /api/templates (a new template) and PUT
+// /api/templates/{name} (its next version): the spec from Spec, a partial spec, or
+// from FromJob, a job of the caller's (one of the two).
+type TemplateRequest struct {
+	// Name is the new template's name (POST); PUT takes it from the path.
+	Name string `json:"name,omitempty"`
+	// Visibility is private (POST's default) or shared (admins only); on PUT, empty
+	// keeps the template's.
+	Visibility string          `json:"visibility,omitempty"`
+	Spec       json.RawMessage `json:"spec,omitempty"`
+	FromJob    string          `json:"from_job,omitempty"`
+}
+
+// TemplateList is one page of GET /api/templates: the caller's templates and the
+// shared ones by name, each at its latest version without its spec; NextCursor is
+// empty on the last page.
+type TemplateList struct {
+	Templates  []Template `json:"templates"`
+	NextCursor string     `json:"next_cursor"`
+}
+
+// TemplateDeleted is DELETE /api/templates/{name}.
+type TemplateDeleted struct {
+	Name    string `json:"name"`
+	Owner   string `json:"owner"`
+	Deleted bool   `json:"deleted"`
 }
 
 // JobList is one page of GET /api/jobs, newest first; NextCursor is empty on the

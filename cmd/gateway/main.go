@@ -317,6 +317,7 @@ func (a *app) close() {
 // SSH pool that is not an artifact.FS would fail every artifact route).
 var (
 	_ api.Store               = (*postgres.Store)(nil)
+	_ api.Templates           = (*postgres.Store)(nil)
 	_ api.Slurm               = (*slurm.Client)(nil)
 	_ api.Files               = (*sshconn.Pool)(nil)
 	_ api.Authenticator       = (*auth.Verifier)(nil)
@@ -364,7 +365,7 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 			}
 			return l, nil
 		}}
-	srv := &api.Server{Log: log, Version: version.Version, Auth: verifier, Store: store, Metrics: m,
+	srv := &api.Server{Log: log, Version: version.Version, Auth: verifier, Store: store, Templates: store, Metrics: m,
 		MaxBody: cfg.Limits.MaxBodyBytes, MaxActivePerUser: cfg.Limits.MaxActiveJobsPerUser, Kick: a.sub.Kick,
 		AuthConfig: authConfig(cfg.OIDC), MetricsToken: cfg.Metrics.BearerToken, MetricsSeparate: cfg.Metrics.Listen != "",
 		MaxStreamsPerUser: cfg.Limits.MaxStreamsPerUser, MaxStreams: cfg.Limits.MaxStreams}

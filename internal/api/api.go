@@ -52,6 +52,8 @@ type Server struct {
 	Streams Streams
 	// Web serves what no API route matches outside /api/ (the dashboard, internal/web).
 	Web http.Handler
+	// Templates stores job templates; nil answers the template routes with 503.
+	Templates Templates
 
 	readyCache readyCache
 	slots      streamSlots

@@ -82,7 +82,7 @@ func TestOpenAPIMatchesTypes(t *testing.T) {
 			if op.RequestBody == nil || op.RequestBody.Content["application/json"].Schema == nil {
 				t.Errorf("%s: request body %T is not documented", where, rt.request)
 			} else {
-				c.check(t, where+" request", op.RequestBody.Content["application/json"].Schema, reflect.TypeOf(rt.request))
+				c.checkRequest(t, where+" request", op.RequestBody.Content["application/json"].Schema, rt.request)
 			}
 		} else if op.RequestBody != nil {
 			t.Errorf("%s: openapi.json documents a request body the route table does not name", where)
@@ -118,6 +118,26 @@ func TestOpenAPIMatchesTypes(t *testing.T) {
 		if !c.seen[name] {
 			t.Errorf("component %s is checked against no type (unused or missing from the route table)", name)
 		}
+	}
+}
+
+// checkRequest checks a request body's schema against its type, or a oneOf's schema
+// (its alternatives in order) against the oneOf's types.
+func (c *schemaChecker) checkRequest(t *testing.T, where string, s map[string]any, req any) {
+	t.Helper()
+	alts, ok := req.(oneOf)
+	if !ok {
+		c.check(t, where, s, reflect.TypeOf(req))
+		return
+	}
+	items, _ := s["oneOf"].([]any)
+	if len(items) != len(alts) {
+		t.Errorf("%s: oneOf with %d alternatives, the route table names %d", where, len(items), len(alts))
+		return
+	}
+	for i, alt := range alts {
+		item, _ := items[i].(map[string]any)
+		c.check(t, fmt.Sprintf("%s oneOf[%d]", where, i), item, reflect.TypeOf(alt))
 	}
 }
 

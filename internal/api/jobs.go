@@ -32,27 +32,13 @@ func (s *Server) prepare(ctx context.Context, id job.Identity, body []byte) (job
 	if err != nil {
 		return spec, nil, err
 	}
-	if spec.Resources.Cluster == "" && len(s.Clusters) > 0 {
-		spec.Resources.Cluster = s.Clusters[0].Config.Name
-	}
 	spec.Normalize()
 	if err := spec.Validate(); err != nil {
 		return spec, nil, err
 	}
-	cl, ok := s.cluster(spec.Resources.Cluster)
-	if !ok {
-		names := make([]string, len(s.Clusters))
-		for i, c := range s.Clusters {
-			names[i] = c.Config.Name
-		}
-		return spec, nil, job.Errorf(job.EUnprocessable, "invalid spec: resources.cluster: unknown cluster %q (known: %s)", spec.Resources.Cluster, strings.Join(names, ", "))
-	}
-	if spec.Resources.Partition == "" {
-		spec.Resources.Partition = cl.Config.DefaultPartition
-	}
-	if !slices.Contains(cl.Config.Partitions, spec.Resources.Partition) {
-		return spec, nil, job.Errorf(job.EUnprocessable, "invalid spec: resources.partition: %q is not allowed on cluster %s (allowed: %s)",
-			spec.Resources.Partition, cl.Config.Name, strings.Join(cl.Config.Partitions, ", "))
+	cl, err := s.place(&spec)
+	if err != nil {
+		return spec, nil, err
 	}
 	if cl.Slurm != nil {
 		capa, err := cl.Slurm.CachedCapacity(ctx)
@@ -63,6 +49,31 @@ func (s *Server) prepare(ctx context.Context, id job.Identity, body []byte) (job
 		}
 	}
 	return spec, cl, nil
+}
+
+// place fills the spec's cluster (the first one) and partition (the cluster's
+// default) when unset, and checks that the gateway serves the cluster and allows the
+// partition there (EUnprocessable naming the field).
+func (s *Server) place(spec *job.Spec) (*Cluster, error) {
+	if spec.Resources.Cluster == "" && len(s.Clusters) > 0 {
+		spec.Resources.Cluster = s.Clusters[0].Config.Name
+	}
+	cl, ok := s.cluster(spec.Resources.Cluster)
+	if !ok {
+		names := make([]string, len(s.Clusters))
+		for i, c := range s.Clusters {
+			names[i] = c.Config.Name
+		}
+		return nil, job.Errorf(job.EUnprocessable, "invalid spec: resources.cluster: unknown cluster %q (known: %s)", spec.Resources.Cluster, strings.Join(names, ", "))
+	}
+	if spec.Resources.Partition == "" {
+		spec.Resources.Partition = cl.Config.DefaultPartition
+	}
+	if !slices.Contains(cl.Config.Partitions, spec.Resources.Partition) {
+		return nil, job.Errorf(job.EUnprocessable, "invalid spec: resources.partition: %q is not allowed on cluster %s (allowed: %s)",
+			spec.Resources.Partition, cl.Config.Name, strings.Join(cl.Config.Partitions, ", "))
+	}
+	return cl, nil
 }
 
 var idemKeyRE = func(k string) bool {
@@ -88,14 +99,22 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	spec, cl, err := s.prepare(r.Context(), id, body)
+	body, tmpl, hash, err := s.fromTemplate(r.Context(), id, body)
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
+	spec, cl, err := s.prepare(r.Context(), id, body)
+	if err != nil {
+		s.Error(w, r, withTemplate(err, tmpl))
+		return
+	}
+	if hash == "" {
+		hash = spec.Hash()
+	}
 	j := job.Job{
 		ID: postgres.NewID(), OwnerSubject: id.Subject, User: id.Username, Cluster: cl.Config.Name,
-		Spec: spec, SpecHash: spec.Hash(), State: job.Submitting,
+		Spec: spec, SpecHash: hash, State: job.Submitting, Template: tmpl,
 	}
 	j.JobDir = slurm.JobDir(cl.Config.JobRoot, j.User, j.ID)
 	switch v := r.URL.Query().Get("dry_run"); v {
@@ -111,7 +130,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		writeJSON(w, http.StatusOK, client.DryRun{DryRun: true, Spec: spec, Cluster: cl.Config.Name,
-			JobDir: slurm.JobDir(cl.Config.JobRoot, j.User, "<job-id>"), Script: script})
+			JobDir: slurm.JobDir(cl.Config.JobRoot, j.User, "<job-id>"), Script: script, Template: tmpl})
 		return
 	default:
 		s.Error(w, r, job.Errorf(job.EInvalid, "dry_run: want 1 or 0, got %q", v))

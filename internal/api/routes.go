@@ -18,9 +18,9 @@ type route struct {
 	// undocumented routes are not part of the API (openapi.json), e.g. the web UI.
 	undocumented bool
 	handler      http.HandlerFunc
-	// request is the JSON body's type; responses maps each status with a JSON body
-	// to the type written. The OpenAPI test checks openapi.json against both, and
-	// every error status against client.ErrorBody.
+	// request is the JSON body's type (a oneOf: any of its types); responses maps
+	// each status with a JSON body to the type written. The OpenAPI test checks
+	// openapi.json against both, and every error status against client.ErrorBody.
 	request   any
 	responses map[int]any
 }
@@ -37,7 +37,7 @@ func (s *Server) routes() []route {
 		{method: "GET", pattern: "/api/whoami", handler: s.whoami, responses: ok(client.Whoami{})},
 		{method: "GET", pattern: "/api/system/status", handler: s.systemStatus, responses: ok(client.SystemStatus{})},
 		// Jobs.
-		{method: "POST", pattern: "/api/training/execute", handler: s.execute, request: client.Spec{},
+		{method: "POST", pattern: "/api/training/execute", handler: s.execute, request: oneOf{client.Spec{}, client.TemplateRun{}},
 			responses: map[int]any{200: client.DryRun{}, 202: client.Job{}}},
 		{method: "GET", pattern: "/api/training/status/{job_id}", handler: s.status, responses: ok(client.Job{})},
 		{method: "POST", pattern: "/api/training/cancel/{job_id}", handler: s.cancel, responses: ok(client.Job{})},
@@ -47,6 +47,13 @@ func (s *Server) routes() []route {
 		{method: "PUT", pattern: "/api/training/{job_id}/pin", handler: s.pinJob, responses: ok(client.PinState{})},
 		{method: "DELETE", pattern: "/api/training/{job_id}/pin", handler: s.pinJob, responses: ok(client.PinState{})},
 		{method: "DELETE", pattern: "/api/training/{job_id}", handler: s.purgeJob, responses: ok(client.Purged{})},
+		// Templates.
+		{method: "GET", pattern: "/api/templates", handler: s.listTemplates, responses: ok(client.TemplateList{})},
+		{method: "POST", pattern: "/api/templates", handler: s.createTemplate, request: client.TemplateRequest{},
+			responses: map[int]any{http.StatusCreated: client.Template{}}},
+		{method: "GET", pattern: "/api/templates/{name}", handler: s.getTemplate, responses: ok(client.Template{})},
+		{method: "PUT", pattern: "/api/templates/{name}", handler: s.updateTemplate, request: client.TemplateRequest{}, responses: ok(client.Template{})},
+		{method: "DELETE", pattern: "/api/templates/{name}", handler: s.deleteTemplate, responses: ok(client.TemplateDeleted{})},
 		// Artifacts.
 		{method: "GET", pattern: "/api/training/{job_id}/logs", handler: s.jobLogs},
 		{method: "GET", pattern: "/api/training/{job_id}/checkpoints", handler: s.listCheckpoints, responses: ok(client.CheckpointList{})},
@@ -63,6 +70,9 @@ func (s *Server) routes() []route {
 }
 
 func ok(v any) map[int]any { return map[int]any{http.StatusOK: v} }
+
+// oneOf is a request body that may be any of its types (OpenAPI oneOf).
+type oneOf []any
 
 // Handler returns the gateway's HTTP handler: the route table behind the request id,
 // metrics and panic middleware; routes that are not public require a token.
