@@ -85,6 +85,13 @@ var authzRoutes = []authzRoute{
 	{class: "user", method: "PUT", path: "/api/training/job-a/pin", want: [4]int{200, 404, 200, 403}},
 	{class: "user", method: "DELETE", path: "/api/training/job-a/pin", want: [4]int{200, 404, 200, 403}},
 	{class: "user", method: "DELETE", path: "/api/training/job-a?purge=1", want: [4]int{409, 404, 409, 403}},
+	// Templates: this matrix has no template store (503 once authorization has passed).
+	{class: "user", method: "GET", path: "/api/templates", want: [4]int{503, 503, 503, 403}},
+	{class: "user", method: "POST", path: "/api/templates", body: `{"name":"t","spec":{}}`, want: [4]int{503, 503, 503, 403}},
+	{class: "user", method: "GET", path: "/api/templates/t", want: [4]int{503, 503, 503, 403}},
+	{class: "user", method: "PUT", path: "/api/templates/t", body: `{"spec":{}}`, want: [4]int{503, 503, 503, 403}},
+	{class: "user", method: "DELETE", path: "/api/templates/t", want: [4]int{503, 503, 503, 403}},
+	{class: "user", method: "POST", path: "/api/training/execute", body: `{"template":"t"}`, want: [4]int{503, 503, 503, 403}},
 	{class: "admin", method: "GET", path: "/api/jobs?user=bob", want: [4]int{403, 200, 200, 403}, jobs: &[3]int{0, 1, 1}},
 	{class: "admin", method: "GET", path: "/api/jobs?user=alice", want: [4]int{200, 403, 200, 403}, jobs: &[3]int{2, 0, 2}},
 }
@@ -408,6 +415,7 @@ func TestAuthorizationMatrixCoversEveryRoute(t *testing.T) {
 			p = strings.ReplaceAll(p, "/"+id, "/{job_id}")
 		}
 		p = strings.ReplaceAll(p, "/step-10", "/{name}")
+		p = strings.ReplaceAll(p, "/api/templates/t", "/api/templates/{name}")
 		covered[rt.method+" "+p] = true
 	}
 	routes, ok := (&Server{}).Handler().(chi.Routes)

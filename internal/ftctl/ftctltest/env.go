@@ -321,11 +321,12 @@ func (tokenAuth) Authenticate(r *http.Request) (job.Identity, error) {
 
 // Env is one gateway with its fakes, and ftctl's config pointing at it.
 type Env struct {
-	t     *testing.T
-	Store *MemStore
-	Slurm *FakeSlurm
-	Srv   *httptest.Server
-	Root  string // job root
+	t         *testing.T
+	Store     *MemStore
+	Templates *MemTemplates
+	Slurm     *FakeSlurm
+	Srv       *httptest.Server
+	Root      string // job root
 	// CfgDir is FTCTL_CONFIG_DIR; Token the bearer token of the session Login writes.
 	CfgDir string
 	Token  string
@@ -341,17 +342,18 @@ type Env struct {
 // NewEnv starts a gateway over fakes for users alice and bob; ftctl runs as alice.
 func NewEnv(t *testing.T) *Env {
 	t.Helper()
-	e := &Env{t: t, Store: newMemStore(), Slurm: &FakeSlurm{}, Root: t.TempDir(), CfgDir: t.TempDir(), Token: "alice"}
+	e := &Env{t: t, Store: newMemStore(), Templates: NewMemTemplates(), Slurm: &FakeSlurm{}, Root: t.TempDir(), CfgDir: t.TempDir(), Token: "alice"}
 	for _, u := range []string{"alice", "bob"} {
 		if err := os.MkdirAll(filepath.Join(e.Root, u), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	s := &api.Server{
-		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Version: "test",
-		Auth:    tokenAuth{},
-		Store:   e.Store,
+		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Version:   "test",
+		Auth:      tokenAuth{},
+		Store:     e.Store,
+		Templates: e.Templates,
 		Clusters: []*api.Cluster{{
 			Config: config.Cluster{Name: "dev", Partitions: []string{"gpu", "urgent"}, DefaultPartition: "gpu", JobRoot: e.Root},
 			Slurm:  e.Slurm,
