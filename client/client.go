@@ -180,7 +180,7 @@ type ExecuteOptions struct {
 	IdempotencyKey string
 }
 
-// Execute is POST /api/training/execute. spec is a Spec or the spec's JSON
+// Execute is POST /api/training/execute. spec is a Spec, a TemplateRun or their JSON
 // (json.RawMessage). replayed is true when the Idempotency-Key matched an earlier
 // submission, whose job is returned.
 func (c *Client) Execute(ctx context.Context, spec any, opts ExecuteOptions) (j Job, replayed bool, err error) {
@@ -262,6 +262,54 @@ func (o ListOptions) Query() url.Values {
 // Jobs is GET /api/jobs: one page.
 func (c *Client) Jobs(ctx context.Context, opts ListOptions) (JobList, error) {
 	return get[JobList](ctx, c, "/api/jobs", opts.Query())
+}
+
+// TemplateListOptions are the parameters of Templates; zero values are left out.
+type TemplateListOptions struct {
+	Visibility string // private or shared
+	Limit      int
+	Cursor     string
+}
+
+// Templates is GET /api/templates: one page of the templates the caller may use.
+func (c *Client) Templates(ctx context.Context, opts TemplateListOptions) (TemplateList, error) {
+	q := url.Values{}
+	for k, v := range map[string]string{"visibility": opts.Visibility, "cursor": opts.Cursor} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	if opts.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	return get[TemplateList](ctx, c, "/api/templates", q)
+}
+
+func templatePath(name string) string { return "/api/templates/" + url.PathEscape(name) }
+
+// Template is GET /api/templates/{name}: ref is NAME (the latest version) or
+// NAME@VERSION.
+func (c *Client) Template(ctx context.Context, ref string) (Template, error) {
+	return get[Template](ctx, c, templatePath(ref), nil)
+}
+
+// CreateTemplate is POST /api/templates.
+func (c *Client) CreateTemplate(ctx context.Context, req TemplateRequest) (Template, error) {
+	var out Template
+	err := c.Do(ctx, http.MethodPost, "/api/templates", nil, nil, req, &out)
+	return out, err
+}
+
+// UpdateTemplate is PUT /api/templates/{name}: the template's next version.
+func (c *Client) UpdateTemplate(ctx context.Context, name string, req TemplateRequest) (Template, error) {
+	var out Template
+	err := c.Do(ctx, http.MethodPut, templatePath(name), nil, nil, req, &out)
+	return out, err
+}
+
+// DeleteTemplate is DELETE /api/templates/{name}: every version.
+func (c *Client) DeleteTemplate(ctx context.Context, name string) (TemplateDeleted, error) {
+	return send[TemplateDeleted](ctx, c, http.MethodDelete, templatePath(name), nil)
 }
 
 // SystemStatus is GET /api/system/status.

@@ -16,8 +16,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ftgate/ftgate/client"
+	"github.com/ftgate/ftgate/internal/api/apitest"
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/metrics"
@@ -148,7 +150,7 @@ func TestTypedClient(t *testing.T) {
 	lfs.write(t, "/jobs/alice/job-d/slurm-101.out", "one\ntwo\n")
 	store.jobs["job-d"] = func() job.Job { j := store.jobs["job-d"]; j.SlurmID = "101"; return j }()
 
-	srv := &Server{Auth: tokenAuth{}, Store: store, Log: slog.New(slog.DiscardHandler), MaxBody: 4096, Version: "test", Metrics: metrics.New(),
+	srv := &Server{Auth: tokenAuth{}, Store: store, Templates: apitest.NewMemTemplates(time.Now), Log: slog.New(slog.DiscardHandler), MaxBody: 4096, Version: "test", Metrics: metrics.New(),
 		AuthConfig: AuthConfig{Issuer: "https://idp.test", ClientID: "ftctl", Scopes: []string{"openid"}},
 		Clusters: []*Cluster{{
 			Config: config.Cluster{Name: "dev", JobRoot: "/jobs", Partitions: []string{"gpu"}, DefaultPartition: "gpu", ProbeUser: "alice"},
@@ -269,6 +271,44 @@ func TestTypedClient(t *testing.T) {
 	}
 	if _, err := os.Stat(lfs.root + "/jobs/alice/job-d"); !os.IsNotExist(err) {
 		t.Errorf("purge left the job directory: %v", err)
+	}
+	tpl, err := c.CreateTemplate(ctx, client.TemplateRequest{Name: "base", FromJob: "job-d"})
+	must("create template", err)
+	if tpl.Version != 1 || tpl.FromJob != "job-d" || tpl.Visibility != job.VisibilityPrivate {
+		t.Errorf("create template: %+v", tpl)
+	}
+	tpl, err = c.UpdateTemplate(ctx, "base", client.TemplateRequest{Spec: json.RawMessage(`{"model":"builtin:tiny","hyperparameters":{"max_steps":5}}`)})
+	must("update template", err)
+	if tpl.Version != 2 {
+		t.Errorf("update template: %+v", tpl)
+	}
+	tpl, err = c.Template(ctx, "base@1")
+	must("template", err)
+	if tpl.Version != 1 || tpl.LatestVersion != 2 || !strings.Contains(string(tpl.Spec), `"dataset"`) {
+		t.Errorf("template base@1: %+v", tpl)
+	}
+	tl, err := c.Templates(ctx, client.TemplateListOptions{Limit: 5, Visibility: job.VisibilityPrivate})
+	must("templates", err)
+	if len(tl.Templates) != 1 || tl.Templates[0].Name != "base" || tl.NextCursor != "" {
+		t.Errorf("templates: %+v", tl)
+	}
+	fromTpl, _, err := c.Execute(ctx, client.TemplateRun{Template: "base@1", Overrides: json.RawMessage(`{"hyperparameters":{"max_steps":3}}`)}, client.ExecuteOptions{})
+	must("execute from a template", err)
+	if fromTpl.Template == nil || fromTpl.Template.String() != "base@1" || fromTpl.Spec.Hyperparameters.MaxSteps != 3 {
+		t.Errorf("execute from a template: %+v %+v", fromTpl.Template, fromTpl.Spec.Hyperparameters)
+	}
+	dryTpl, err := c.DryRun(ctx, client.TemplateRun{Template: "base@1"})
+	must("dry run from a template", err)
+	if dryTpl.Template == nil || dryTpl.Template.Version != 1 {
+		t.Errorf("dry run from a template: %+v", dryTpl.Template)
+	}
+	del, err := c.DeleteTemplate(ctx, "base")
+	must("delete template", err)
+	if !del.Deleted || del.Name != "base" {
+		t.Errorf("delete template: %+v", del)
+	}
+	if _, err := c.Template(ctx, "base"); !client.IsStatus(err, 404) {
+		t.Errorf("deleted template: %v", err)
 	}
 	// Error answers decode to *client.Error.
 	_, err = c.Job(ctx, "job-b")

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ftgate/ftgate/internal/api"
+	"github.com/ftgate/ftgate/internal/api/apitest"
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/root"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
@@ -323,7 +324,7 @@ func (tokenAuth) Authenticate(r *http.Request) (job.Identity, error) {
 type Env struct {
 	t         *testing.T
 	Store     *MemStore
-	Templates *MemTemplates
+	Templates *apitest.MemTemplates
 	Slurm     *FakeSlurm
 	Srv       *httptest.Server
 	Root      string // job root
@@ -342,7 +343,7 @@ type Env struct {
 // NewEnv starts a gateway over fakes for users alice and bob; ftctl runs as alice.
 func NewEnv(t *testing.T) *Env {
 	t.Helper()
-	e := &Env{t: t, Store: newMemStore(), Templates: NewMemTemplates(), Slurm: &FakeSlurm{}, Root: t.TempDir(), CfgDir: t.TempDir(), Token: "alice"}
+	e := &Env{t: t, Store: newMemStore(), Templates: apitest.NewMemTemplates(func() time.Time { return T0 }), Slurm: &FakeSlurm{}, Root: t.TempDir(), CfgDir: t.TempDir(), Token: "alice"}
 	for _, u := range []string{"alice", "bob"} {
 		if err := os.MkdirAll(filepath.Join(e.Root, u), 0o755); err != nil {
 			t.Fatal(err)

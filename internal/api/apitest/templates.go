@@ -1,4 +1,6 @@
-package ftctltest
+// Package apitest holds in-memory stores for tests of the API's handlers and of its
+// clients. Only tests import it.
+package apitest
 
 import (
 	"cmp"
@@ -6,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
@@ -15,14 +18,17 @@ import (
 // store: names unique per owner and among shared templates, one's own template
 // before the shared one of the same name, lists by name then id.
 type MemTemplates struct {
+	now    func() time.Time
 	mu     sync.Mutex
 	nextID int64
 	// byID holds every version of each template, oldest first.
 	byID map[int64][]job.Template
 }
 
-// NewMemTemplates returns an empty template store.
-func NewMemTemplates() *MemTemplates { return &MemTemplates{byID: map[int64][]job.Template{}} }
+// NewMemTemplates returns an empty template store whose clock is now.
+func NewMemTemplates(now func() time.Time) *MemTemplates {
+	return &MemTemplates{now: now, byID: map[int64][]job.Template{}}
+}
 
 // latest is the newest version of each template, by name then id.
 func (m *MemTemplates) latest() []job.Template {
@@ -58,7 +64,7 @@ func (m *MemTemplates) CreateTemplate(ctx context.Context, t job.Template) (job.
 	}
 	m.nextID++
 	t.ID, t.Version, t.LatestVersion = m.nextID, 1, 1
-	t.CreatedAt, t.UpdatedAt = T0, T0
+	t.CreatedAt, t.UpdatedAt = m.now(), m.now()
 	m.byID[t.ID] = []job.Template{t}
 	return t, nil
 }
@@ -79,7 +85,7 @@ func (m *MemTemplates) AddTemplateVersion(ctx context.Context, t job.Template) (
 		next.Visibility = t.Visibility
 	}
 	next.Version = len(vs) + 1
-	next.Spec, next.FromJob, next.UpdatedAt = t.Spec, t.FromJob, T0
+	next.Spec, next.FromJob, next.UpdatedAt = t.Spec, t.FromJob, m.now()
 	for i := range vs {
 		vs[i].Visibility = next.Visibility
 	}
