@@ -62,7 +62,7 @@ func (s *Server) templateSpec(ctx context.Context, id job.Identity, req client.T
 		if err != nil {
 			return nil, err
 		}
-		if raw, err = json.Marshal(j.Spec); err != nil {
+		if raw, err = job.PartialOf(j.Spec); err != nil {
 			return nil, err
 		}
 	}

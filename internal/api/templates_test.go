@@ -113,8 +113,13 @@ func TestTemplateRoutes(t *testing.T) {
 	// From a job: the job's whole spec, and where it came from.
 	a = call(t, e, "alice", "POST", "/api/templates", map[string]any{"name": "from-j1", "from_job": "j1"})
 	if a.code != 201 || a.body["from_job"] != "j1" || get(a.body, "spec.name") != "tiny-j1" || get(a.body, "spec.resources.partition") != "gpu" ||
-		get(a.body, "spec.hyperparameters.batch_size") != 8.0 {
-		t.Fatalf("from job: %d %s", a.code, a.raw)
+		get(a.body, "spec.resources.gpus") != 1.0 || get(a.body, "spec.hyperparameters") != nil || get(a.body, "spec.distributed") != nil {
+		t.Fatalf("from job: %d %s; want the job's spec without its defaults", a.code, a.raw)
+	}
+	// Values derived from another field follow an override of it.
+	if a := call(t, e, "alice", "POST", "/api/training/execute?dry_run=1", `{"template":"from-j1","overrides":{"resources":{"gpus":2}}}`); a.code != 200 ||
+		get(a.body, "spec.distributed.processes_per_node") != 2.0 || get(a.body, "spec.hyperparameters.batch_size") != 8.0 {
+		t.Errorf("from-j1 with 2 GPUs: %d %s", a.code, a.raw)
 	}
 
 	// Versions.

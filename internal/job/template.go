@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -164,6 +165,102 @@ func CheckPartialSpec(raw []byte) (json.RawMessage, Spec, error) {
 		}
 	}
 	return b, sp, invalidSpec(ps)
+}
+
+// PartialOf returns spec (a job's normalised spec) as a template's partial spec:
+// without the fields Normalize fills with the same value anyway, its defaults and the
+// values it derives from other fields (distributed.processes_per_node from
+// resources.gpus, lora.alpha from lora.r), so an override of one field re-derives the
+// others as it would in a spec file. The cluster and partition stay: the job ran
+// there.
+func PartialOf(spec Spec) (json.RawMessage, error) {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return nil, fmt.Errorf("encode spec: %w", err)
+	}
+	m, err := decodeObject("spec", b)
+	if err != nil {
+		return nil, err
+	}
+	set := map[string]bool{}
+	fieldPaths(m, "", set)
+	paths := make([]string, 0, len(set))
+	for p := range set {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	for _, p := range paths {
+		v, ok := lookup(m, p)
+		if _, section := v.(map[string]any); !ok || section || p == "resources.cluster" || p == "resources.partition" {
+			continue
+		}
+		trial := without(m, strings.Split(p, "."))
+		if derived, err := normalizedValue(trial, p); err == nil && jsonText(derived) == jsonText(v) {
+			m = trial
+		}
+	}
+	return json.Marshal(m)
+}
+
+// lookup returns the member of m at dotted path p.
+func lookup(m map[string]any, p string) (any, bool) {
+	var v any = m
+	for _, k := range strings.Split(p, ".") {
+		mm, ok := v.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if v, ok = mm[k]; !ok {
+			return nil, false
+		}
+	}
+	return v, true
+}
+
+// without returns a copy of m without the member at path (and without sections that
+// become empty).
+func without(m map[string]any, path []string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	if len(path) == 1 {
+		delete(out, path[0])
+		return out
+	}
+	if sub, ok := out[path[0]].(map[string]any); ok {
+		if rest := without(sub, path[1:]); len(rest) > 0 {
+			out[path[0]] = rest
+		} else {
+			delete(out, path[0])
+		}
+	}
+	return out
+}
+
+// normalizedValue is the value at path p of partial spec m once decoded and
+// normalised.
+func normalizedValue(m map[string]any, p string) (any, error) {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	sp, err := DecodeSpec(bytes.NewReader(b))
+	if err != nil {
+		return nil, err
+	}
+	sp.Normalize()
+	full, err := decodeObject("spec", sp.JSON())
+	if err != nil {
+		return nil, err
+	}
+	v, _ := lookup(full, p)
+	return v, nil
+}
+
+func jsonText(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 // fieldPaths adds the dotted path of every member of m (objects recursively) to set.

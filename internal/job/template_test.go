@@ -144,3 +144,53 @@ func TestCheckPartialSpec(t *testing.T) {
 		t.Errorf("decoded partial %+v, %v: want the fields it sets, the rest zero", sp.Resources, err)
 	}
 }
+
+func TestPartialOf(t *testing.T) {
+	t.Parallel()
+	spec := func(mod func(s *Spec)) Spec {
+		s := Spec{Name: "tiny", Method: MethodSFT, Model: BuiltinTiny, Dataset: Dataset{Path: "/d/train.jsonl"},
+			Resources: Resources{Cluster: "dev", Partition: "gpu", GPUs: 2}}
+		if mod != nil {
+			mod(&s)
+		}
+		s.Normalize()
+		return s
+	}
+	for _, tc := range []struct {
+		name string
+		in   Spec
+		want string
+	}{
+		{name: "defaults and derived values dropped, placement kept", in: spec(nil),
+			want: `{"dataset":{"path":"/d/train.jsonl"},"method":"sft","model":"builtin:tiny","name":"tiny","resources":{"cluster":"dev","gpus":2,"partition":"gpu"}}`},
+		{name: "values set beside defaults stay", in: spec(func(s *Spec) {
+			s.Hyperparameters.MaxSteps, s.Hyperparameters.LearningRate, s.LoRA.Enabled, s.LoRA.R = 300, 0.003, true, 16
+			s.LoRA.TargetModules = []string{"q_proj"}
+		}), want: `{"dataset":{"path":"/d/train.jsonl"},"hyperparameters":{"learning_rate":0.003,"max_steps":300},"lora":{"enabled":true,"r":16,"target_modules":["q_proj"]},"method":"sft","model":"builtin:tiny","name":"tiny","resources":{"cluster":"dev","gpus":2,"partition":"gpu"}}`},
+		{name: "a value that differs from the derived one stays", in: spec(func(s *Spec) { s.LoRA.Enabled, s.LoRA.R, s.LoRA.Alpha = true, 8, 8 }),
+			want: `{"dataset":{"path":"/d/train.jsonl"},"lora":{"alpha":8,"enabled":true},"method":"sft","model":"builtin:tiny","name":"tiny","resources":{"cluster":"dev","gpus":2,"partition":"gpu"}}`},
+	} {
+		got, err := PartialOf(tc.in)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s:\n got %s, %v\nwant %s", tc.name, got, err, tc.want)
+			continue
+		}
+		// The partial spec normalises back to the job's spec.
+		back, err := DecodeSpec(strings.NewReader(string(got)))
+		back.Normalize()
+		if err != nil || back.Hash() != tc.in.Hash() {
+			t.Errorf("%s: %s does not normalise back to the job's spec: %v", tc.name, got, err)
+		}
+	}
+	// An override of resources.gpus re-derives processes_per_node.
+	partial, _ := PartialOf(spec(nil))
+	merged, err := MergeSpec(partial, []byte(`{"resources":{"gpus":4}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, _ := DecodeSpec(strings.NewReader(string(merged)))
+	s.Normalize()
+	if err := s.Validate(); err != nil || s.Distributed.ProcessesPerNode != 4 {
+		t.Errorf("gpus override: processes_per_node %d, %v", s.Distributed.ProcessesPerNode, err)
+	}
+}

@@ -112,6 +112,27 @@ func Load(src Source) (job.Spec, error) {
 	return spec, nil
 }
 
+// Overrides turns --set key=value flags into the overrides of a submission from a
+// template: a JSON object of the spec fields they name, each value checked against
+// the field's type, and relative dataset paths resolved against dir. A value of null
+// (or ~) removes the template's value, so the gateway's default applies.
+func Overrides(sets []string, dir string) (map[string]any, error) {
+	tree := map[string]any{}
+	for _, kv := range sets {
+		if _, err := applySet(tree, kv); err != nil {
+			return nil, err
+		}
+	}
+	if ds, ok := tree["dataset"].(map[string]any); ok {
+		for _, k := range []string{"path", "eval_path"} {
+			if p, ok := ds[k].(string); ok && p != "" && !filepath.IsAbs(p) {
+				ds[k] = filepath.Join(dir, p)
+			}
+		}
+	}
+	return tree, nil
+}
+
 // Check validates a normalized copy of spec with the gateway's own rules, so most
 // mistakes are caught before anything is sent.
 func Check(spec job.Spec) error {
@@ -353,7 +374,8 @@ func editDistance(a, b string) int {
 }
 
 // applySet applies one --set key=value to tree and returns the key. Lists take
-// comma-separated values: --set lora.target_modules=q_proj,v_proj.
+// comma-separated values: --set lora.target_modules=q_proj,v_proj; null (or ~) sets
+// the field to null (its default).
 func applySet(tree map[string]any, kv string) (string, error) {
 	key, val, ok := strings.Cut(kv, "=")
 	if !ok || key == "" {
@@ -378,10 +400,12 @@ func applySet(tree map[string]any, kv string) (string, error) {
 		if i == len(parts)-1 {
 			var v any
 			var err error
-			switch ft.Kind() {
-			case reflect.Struct:
+			switch {
+			case val == "null" || val == "~":
+				// JSON null: the field's default (from a template: the template's value removed).
+			case ft.Kind() == reflect.Struct:
 				return "", cmdutil.UsageErrorf("--set %s: is a section; set one of its fields, e.g. %s.%s", key, key, slices.Sorted(maps.Keys(jsonFields(ft)))[0])
-			case reflect.Slice:
+			case ft.Kind() == reflect.Slice:
 				items := []any{}
 				for _, s := range strings.Split(val, ",") {
 					if s = strings.TrimSpace(s); s != "" {

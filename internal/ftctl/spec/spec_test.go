@@ -1,11 +1,14 @@
 package spec_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/ftctl/ftctltest"
 	"github.com/ftgate/ftgate/internal/ftctl/spec"
 	"github.com/ftgate/ftgate/internal/job"
@@ -47,6 +50,13 @@ func TestLoadSpec(t *testing.T) {
 			check: func(s job.Spec) string {
 				if s.Hyperparameters.MaxSteps != 1000 {
 					return "1e3 not read as 1000"
+				}
+				return ""
+			}},
+		{name: "set null restores the default", body: ftctltest.SFTYAML, sets: []string{"hyperparameters.learning_rate=null", "lora.target_modules=~"},
+			check: func(s job.Spec) string {
+				if s.Hyperparameters.LearningRate != 0 || s.LoRA.TargetModules != nil || !s.LoRA.Enabled {
+					return fmt.Sprintf("null not applied: learning_rate %g, target_modules %v", s.Hyperparameters.LearningRate, s.LoRA.TargetModules)
 				}
 				return ""
 			}},
@@ -109,6 +119,44 @@ func TestExamplesLoad(t *testing.T) {
 		}
 		if _, err := os.Stat(s.Dataset.Path); err != nil {
 			t.Errorf("%s: dataset.path: %v", f, err)
+		}
+	}
+}
+
+// TestOverrides: --set flags for a submission from a template become a JSON object of
+// exactly the fields they name, typed by the spec, relative dataset paths resolved.
+func TestOverrides(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		sets []string
+		want string // JSON, or the error's substring
+		err  bool
+	}{
+		{sets: nil, want: `{}`},
+		{sets: []string{"hyperparameters.max_steps=50", "model=/models/llama"}, want: `{"hyperparameters":{"max_steps":50},"model":"/models/llama"}`},
+		{sets: []string{"hyperparameters.learning_rate=3e-4", "hyperparameters.max_steps=1_000", "lora.enabled=yes"},
+			want: `{"hyperparameters":{"learning_rate":0.0003,"max_steps":1000},"lora":{"enabled":true}}`},
+		{sets: []string{"lora.target_modules=q_proj, v_proj", "name=42"}, want: `{"lora":{"target_modules":["q_proj","v_proj"]},"name":"42"}`},
+		{sets: []string{"resources.partition=null", "dataset.eval_path=~"}, want: `{"dataset":{"eval_path":null},"resources":{"partition":null}}`},
+		{sets: []string{"dataset.path=rel/train.jsonl", "dataset.eval_path=/abs/eval.jsonl"}, want: `{"dataset":{"eval_path":"/abs/eval.jsonl","path":"/work/rel/train.jsonl"}}`},
+		{sets: []string{"hyperparameters.max_steps=50", "hyperparameters.max_steps=60"}, want: `{"hyperparameters":{"max_steps":60}}`},
+		{sets: []string{"train.max_steps=50"}, err: true, want: "--set train.max_steps: unknown field train (known: checkpoints, dataset, distributed, hyperparameters,"},
+		{sets: []string{"hyperparameters.max_stepz=5"}, err: true, want: "--set hyperparameters.max_stepz: unknown field hyperparameters.max_stepz (did you mean hyperparameters.max_steps?)"},
+		{sets: []string{"resources.gpus=two"}, err: true, want: `--set resources.gpus: want an integer, got "two"`},
+		{sets: []string{"lora.enabled=maybe"}, err: true, want: `--set lora.enabled: want true or false, got "maybe"`},
+		{sets: []string{"resources=1"}, err: true, want: "--set resources: is a section"},
+		{sets: []string{"max_steps"}, err: true, want: `--set "max_steps": want key=value`},
+	} {
+		got, err := spec.Overrides(tc.sets, "/work")
+		if tc.err {
+			if err == nil || !strings.Contains(err.Error(), tc.want) || cmdutil.ExitCode(err) != cmdutil.ExitUsage {
+				t.Errorf("%q: %v, %v; want usage error %q", tc.sets, got, err, tc.want)
+			}
+			continue
+		}
+		b, _ := json.Marshal(got)
+		if err != nil || string(b) != tc.want {
+			t.Errorf("%q: %s, %v; want %s", tc.sets, b, err, tc.want)
 		}
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/submit"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/watch"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/system"
+	"github.com/ftgate/ftgate/internal/ftctl/cmd/template"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/version"
 )
@@ -73,7 +74,7 @@ func Run(f *cmdutil.Factory, args []string) int {
 }
 
 // AddJobCommands adds the job commands (submit, list, status, watch, logs, pause,
-// resume, cancel, download, system) to root.
+// resume, cancel, download, system, template) to root.
 func AddJobCommands(root *cobra.Command, f *cmdutil.Factory) {
 	cmds := []*cobra.Command{
 		submit.NewCmdSubmit(f, nil),
@@ -92,7 +93,9 @@ func AddJobCommands(root *cobra.Command, f *cmdutil.Factory) {
 			c.ValidArgsFunction = completeJobIDs(f)
 		}
 	}
+	_ = cmds[0].RegisterFlagCompletionFunc("template", template.CompleteNames(f))
 	root.AddCommand(cmds...)
+	root.AddCommand(template.NewCmdTemplate(f, completeJobIDs(f)))
 }
 
 // completeJobIDs completes a JOB argument with the caller's latest jobs.

@@ -65,6 +65,18 @@ func TestCompletion(t *testing.T) {
 	if want := "j3\ttiny-j3 queued\nj2\trunning\nj1\ttiny-j1 succeeded\n:4\n"; code != 0 || out != want {
 		t.Errorf("job id completion: exit %d\n%q\nwant\n%q", code, out, want)
 	}
+	e.Templates.Put("alice", "tiny-sft", "private", `{"model":"builtin:tiny"}`, `{"model":"builtin:tiny"}`)
+	e.Templates.Put("admin", "lab-base", "shared", `{}`)
+	e.Templates.Put("bob", "bobs", "private", `{}`)
+	for _, args := range [][]string{{"__complete", "template", "show", ""}, {"__complete", "submit", "--template", ""}} {
+		code, out, _ := e.Run(args...)
+		if want := "lab-base\tshared, v1, admin\ntiny-sft\tprivate, v2, alice\n:4\n"; code != 0 || out != want {
+			t.Errorf("template name completion %q: exit %d\n%q\nwant\n%q", args, code, out, want)
+		}
+	}
+	if code, out, _ := e.Run("__complete", "template", "save", ""); code != 0 || !strings.HasPrefix(out, "j3\t") {
+		t.Errorf("template save completes job ids: exit %d %q", code, out)
+	}
 	for _, sh := range []string{"bash", "zsh", "fish"} {
 		code, out, errOut := e.Run("completion", sh)
 		if code != 0 || !strings.Contains(out, "ftctl") || errOut != "" {

@@ -19,13 +19,17 @@ import (
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/watch"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/ftctl/spec"
+	"github.com/ftgate/ftgate/internal/job"
 )
 
 // SubmitOptions are the options of `ftctl submit`.
 type SubmitOptions struct {
-	IO         *cmdutil.IOStreams
-	Client     func() (*client.Client, error)
-	File       string
+	IO     *cmdutil.IOStreams
+	Client func() (*client.Client, error)
+	File   string
+	// Template starts the job from a template (NAME or NAME@VERSION) instead of File;
+	// Sets are then its overrides.
+	Template   string
 	Sets       []string
 	DryRun     bool
 	Watch      bool
@@ -100,14 +104,23 @@ file, line and field named. See docs/spec.md for every field and its limits.`
 func NewCmdSubmit(f *cmdutil.Factory, runF func(context.Context, *SubmitOptions) error) *cobra.Command {
 	opts := &SubmitOptions{}
 	cmd := &cobra.Command{
-		Use:   "submit -f SPEC [--set key=value]... [--dry-run] [--watch]",
-		Short: "Submit a fine-tuning job from a spec file",
-		Long:  "Submit a fine-tuning job described by a spec file.\n\n" + specHelp,
+		Use:   "submit (-f SPEC | --template NAME[@VERSION]) [--set key=value]... [--dry-run] [--watch]",
+		Short: "Submit a fine-tuning job from a spec file or a template",
+		Long: "Submit a fine-tuning job described by a spec file, or started from a template.\n\n" + specHelp + `
+
+--template NAME[@VERSION] starts from a saved template (` + "`ftctl template list`" + `) instead
+of a file: your own template NAME, else the shared one; the latest version unless
+@VERSION. Each --set then overrides one field of the template's spec (dotted path,
+the value typed by the field: numbers, true/false, lists comma-separated; null
+removes the template's value so the default applies). The gateway merges and
+validates the result like any spec, and records the template version on the job.`,
 		Example: `  ftctl submit -f examples/sft-tiny.yaml
   ftctl submit -f examples/sft-tiny.yaml --set hyperparameters.max_steps=50 --watch
   ftctl submit -f examples/dpo-tiny.yaml --set resources.gpus=2 --set lora.target_modules=q_proj,k_proj,v_proj
   ftctl submit -f spec.yaml --dry-run        # print the validated spec and the sbatch script
-  cat spec.json | ftctl submit -f -`,
+  cat spec.json | ftctl submit -f -
+  ftctl submit --template tiny-sft --set hyperparameters.max_steps=50 --set model=/models/llama-3-8b
+  ftctl submit --template tiny-sft@2 --set resources.partition=null --dry-run`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.IO = f.IO
@@ -115,8 +128,15 @@ func NewCmdSubmit(f *cmdutil.Factory, runF func(context.Context, *SubmitOptions)
 			if opts.Dir == "" {
 				opts.Dir, _ = os.Getwd()
 			}
-			if opts.File == "" {
-				return cmdutil.UsageErrorf("-f SPEC is required (a YAML or JSON spec file, or - for stdin)")
+			switch {
+			case opts.File != "" && opts.Template != "":
+				return cmdutil.UsageErrorf("-f and --template cannot be combined: override the template's fields with --set")
+			case opts.File == "" && opts.Template == "":
+				return cmdutil.UsageErrorf("-f SPEC is required (a YAML or JSON spec file, or - for stdin), or --template NAME[@VERSION]")
+			case opts.Template != "":
+				if _, _, err := job.ParseTemplateRef("--template", opts.Template); err != nil {
+					return cmdutil.UsageErrorf("%s", job.ErrorMessage(err))
+				}
 			}
 			if opts.DryRun && opts.Watch {
 				return cmdutil.UsageErrorf("--dry-run and --watch cannot be combined")
@@ -134,7 +154,8 @@ func NewCmdSubmit(f *cmdutil.Factory, runF func(context.Context, *SubmitOptions)
 		},
 	}
 	cmd.Flags().StringVarP(&opts.File, "file", "f", "", "spec file (YAML or JSON; - reads standard input)")
-	cmd.Flags().StringArrayVar(&opts.Sets, "set", nil, "override a field: key=value with a dotted key, lists comma-separated (repeatable)")
+	cmd.Flags().StringVar(&opts.Template, "template", "", "start from this template (NAME or NAME@VERSION) instead of a spec file")
+	cmd.Flags().StringArrayVar(&opts.Sets, "set", nil, "override a field: key=value with a dotted key, lists comma-separated, null for the default (repeatable)")
 	cmd.Flags().BoolVar(&opts.DryRun, "dry-run", false, "validate on the gateway and print the spec and sbatch script without submitting")
 	cmd.Flags().BoolVarP(&opts.Watch, "watch", "w", false, "follow the job live after submitting")
 	cmd.Flags().BoolVar(&opts.ExitStatus, "exit-status", false, "with --watch: exit 8 unless the job succeeds")
@@ -149,21 +170,38 @@ func newIdempotencyKey() string {
 	return "ftctl-" + hex.EncodeToString(b)
 }
 
-func runSubmit(ctx context.Context, opts *SubmitOptions) error {
+// requestBody is what runSubmit sends: the checked spec of the file, or the template
+// with the --set overrides (the gateway merges and validates them).
+func requestBody(opts *SubmitOptions) ([]byte, error) {
+	if opts.Template != "" {
+		ov, err := spec.Overrides(opts.Sets, opts.Dir)
+		if err != nil {
+			return nil, err
+		}
+		raw, err := json.Marshal(ov)
+		if err != nil {
+			return nil, fmt.Errorf("encode overrides: %w", err)
+		}
+		return json.Marshal(client.TemplateRun{Template: opts.Template, Overrides: raw})
+	}
 	sp, err := spec.Load(spec.Source{File: opts.File, Sets: opts.Sets, Stdin: opts.IO.In, Dir: opts.Dir})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := spec.Check(sp); err != nil {
+		return nil, err
+	}
+	return json.Marshal(sp)
+}
+
+func runSubmit(ctx context.Context, opts *SubmitOptions) error {
+	body, err := requestBody(opts)
+	if err != nil {
 		return err
 	}
 	c, err := opts.Client()
 	if err != nil {
 		return err
-	}
-	body, err := json.Marshal(sp)
-	if err != nil {
-		return fmt.Errorf("encode spec: %w", err)
 	}
 	// The spec goes as the JSON checked here, retried with the same idempotency key.
 	var j client.Job
@@ -201,7 +239,11 @@ func runSubmit(ctx context.Context, opts *SubmitOptions) error {
 	if j.Spec.Name != "" {
 		name = " (" + j.Spec.Name + ")"
 	}
-	fmt.Fprintf(out, "Submitted job %s%s to cluster %s; follow it with `ftctl watch %s`\n", j.ID, name, j.Cluster, j.ID)
+	from := ""
+	if j.Template != nil {
+		from = " from template " + j.Template.String()
+	}
+	fmt.Fprintf(out, "Submitted job %s%s to cluster %s%s; follow it with `ftctl watch %s`\n", j.ID, name, j.Cluster, from, j.ID)
 	if !opts.Watch {
 		return nil
 	}
@@ -225,6 +267,9 @@ func printDryRun(opts *SubmitOptions, d client.DryRun) error {
 		return fmt.Errorf("encode dry run spec: %w", err)
 	}
 	out := opts.IO.Out
+	if d.Template != nil {
+		fmt.Fprintf(out, "# From template %s (owner %s) with the --set overrides\n", d.Template, d.Template.Owner)
+	}
 	fmt.Fprintf(out, "# Validated spec (defaults filled), written as job.json:\n%s\n", spec)
 	fmt.Fprintf(out, "# sbatch script for cluster %s (job directory %s):\n%s", d.Cluster, d.JobDir, d.Script)
 	if len(d.Script) > 0 && d.Script[len(d.Script)-1] != '\n' {

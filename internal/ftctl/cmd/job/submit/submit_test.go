@@ -111,7 +111,7 @@ func TestSubmitErrors(t *testing.T) {
 		{"missing file", "", nil, 1,
 			"ftctl: spec file %s does not exist (hint: fix that field; see `ftctl submit --help` or docs/spec.md)\n"},
 		{"no -f", "", []string{"--no-file"}, 2,
-			"ftctl: -f SPEC is required (a YAML or JSON spec file, or - for stdin) (hint: see `ftctl --help` or `ftctl COMMAND --help`)\n"},
+			"ftctl: -f SPEC is required (a YAML or JSON spec file, or - for stdin), or --template NAME[@VERSION] (hint: see `ftctl --help` or `ftctl COMMAND --help`)\n"},
 		{"unknown flag", ftctltest.SFTYAML, []string{"--frobnicate"}, 2,
 			"ftctl: unknown flag: --frobnicate (hint: see `ftctl --help` or `ftctl COMMAND --help`)\n"},
 	} {
@@ -139,5 +139,57 @@ func TestSubmitErrors(t *testing.T) {
 				t.Errorf("a job was created")
 			}
 		})
+	}
+}
+
+func TestSubmitFromTemplate(t *testing.T) {
+	t.Parallel()
+	e := ftctltest.NewEnv(t)
+	e.Templates.Put("alice", "tiny-sft", job.VisibilityPrivate,
+		`{"name":"tiny","method":"sft","model":"builtin:tiny","dataset":{"path":"/data/train.jsonl"},"hyperparameters":{"max_steps":300,"learning_rate":0.003},"resources":{"partition":"urgent"}}`,
+		`{"method":"sft","model":"builtin:tiny","dataset":{"path":"/data/v2.jsonl"}}`)
+	wd, _ := os.Getwd()
+	code, out, errOut := e.Run("submit", "--template", "tiny-sft@1", "--set", "hyperparameters.max_steps=50", "--set", "dataset.eval_path=rel/eval.jsonl",
+		"--set", "resources.partition=null", "--set", "model=/models/llama")
+	if want := "Submitted job j1 (tiny) to cluster dev from template tiny-sft@1; follow it with `ftctl watch j1`\n"; code != 0 || out != want {
+		t.Fatalf("exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	j := lastJob(t, e)
+	h := j.Spec.Hyperparameters
+	if j.Template == nil || j.Template.String() != "tiny-sft@1" || h.MaxSteps != 50 || h.LearningRate != 0.003 || j.Spec.Model != "/models/llama" ||
+		j.Spec.Dataset.EvalPath != filepath.Join(wd, "rel", "eval.jsonl") || j.Spec.Resources.Partition != "gpu" {
+		t.Errorf("job from the template: template %v, spec %+v", j.Template, j.Spec)
+	}
+	// The latest version; --json answers the job.
+	code, out, _ = e.Run("submit", "--template", "tiny-sft", "--json")
+	var got job.Job
+	if code != 0 || json.Unmarshal([]byte(out), &got) != nil || got.Template == nil || got.Template.Version != 2 || got.Spec.Dataset.Path != "/data/v2.jsonl" {
+		t.Errorf("latest version: exit %d %q", code, out)
+	}
+	// A dry run names the template version.
+	created := e.Store.Created()
+	code, out, errOut = e.Run("submit", "--template", "tiny-sft@1", "--dry-run")
+	if code != 0 || !strings.HasPrefix(out, "# From template tiny-sft@1 (owner alice) with the --set overrides\n# Validated spec") ||
+		!strings.Contains(out, `"partition": "urgent"`) || e.Store.Created() != created {
+		t.Errorf("dry run: exit %d stdout %q stderr %q", code, out, errOut)
+	}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--template", "tiny-sft", "--set", "hyperparameters.max_stepz=5"}, 2,
+			"ftctl: --set hyperparameters.max_stepz: unknown field hyperparameters.max_stepz (did you mean hyperparameters.max_steps?)"},
+		{[]string{"--template", "tiny-sft", "--set", "hyperparameters.max_steps=-5"}, 1,
+			"ftctl: invalid spec: hyperparameters.max_steps: must be between 0 and 10000000, got -5 (spec from template tiny-sft@2 with the overrides) (HTTP 422)"},
+		{[]string{"--template", "tiny-sft@1", "--set", "resources.partition=debug"}, 1,
+			`ftctl: invalid spec: resources.partition: "debug" is not allowed on cluster dev (allowed: gpu, urgent) (spec from template tiny-sft@1 with the overrides) (HTTP 422)`},
+		{[]string{"--template", "nope"}, 1, `ftctl: template "nope" not found (HTTP 404)`},
+	} {
+		before := e.Store.Created()
+		code, out, errOut := e.Run(append([]string{"submit"}, tc.args...)...)
+		if code != tc.code || out != "" || !strings.HasPrefix(errOut, tc.want) || strings.Count(errOut, "\n") != 1 || e.Store.Created() != before {
+			t.Errorf("%q: exit %d stdout %q stderr %q; want exit %d and %q", tc.args, code, out, errOut, tc.code, tc.want)
+		}
 	}
 }
