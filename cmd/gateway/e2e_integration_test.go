@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
 	"github.com/ftgate/ftgate/internal/slurm"
@@ -102,6 +104,14 @@ func repoRoot() string {
 
 func startE2E(t testing.TB, mods ...func(*config.Config)) *e2e {
 	st := stacktest.Require(t)
+	pool, _ := pgtest.Open(t, st.PGURL, true)
+	return startE2EOn(t, pool, mods...)
+}
+
+// startE2EOn starts the gateway on pool, a schema of its own or one another gateway
+// of the test uses (a replica, e.g. with another config).
+func startE2EOn(t testing.TB, pool *pgxpool.Pool, mods ...func(*config.Config)) *e2e {
+	st := stacktest.Require(t)
 	cfg, err := config.Load(st.GatewayConfig, nil)
 	if err != nil {
 		t.Fatalf("load %s: %v", st.GatewayConfig, err)
@@ -115,7 +125,6 @@ func startE2E(t testing.TB, mods ...func(*config.Config)) *e2e {
 	for _, m := range mods {
 		m(cfg)
 	}
-	pool, _ := pgtest.Open(t, st.PGURL, true)
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -192,13 +201,19 @@ func dexToken(t testing.TB, st *stacktest.Stack, user string) string {
 
 func (e *e2e) do(method, path string, body any) (int, map[string]any) {
 	e.t.Helper()
+	return e.doAs(e.token, method, path, body)
+}
+
+// doAs is do with another user's bearer token.
+func (e *e2e) doAs(token, method, path string, body any) (int, map[string]any) {
+	e.t.Helper()
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
 		rd = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, e.url+path, rd)
-	req.Header.Set("Authorization", "Bearer "+e.token)
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
