@@ -366,3 +366,32 @@ export function resolvePaths(s: Record<string, any>, base: string): Record<strin
   }
   return out;
 }
+
+/** TemplateItem is one template of GET /api/templates. */
+export type TemplateItem = components["schemas"]["Template"];
+
+/** templateLabel is how the Submit page's selector names a template. */
+export function templateLabel(t: TemplateItem): string {
+  return `${t.name} v${t.latest_version} (${t.visibility === "shared" ? `shared by ${t.owner}` : "yours"})`;
+}
+
+const isObject = (v: unknown): v is Record<string, any> => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * mergeDiff returns the JSON Merge Patch (RFC 7396) that turns base into target, as the
+ * gateway applies overrides to a template: changed values and lists as they are,
+ * sections field by field, and null for each field target no longer has.
+ */
+export function mergeDiff(base: Record<string, any>, target: Record<string, any>): Record<string, any> {
+  const out: Record<string, any> = {};
+  for (const k of Object.keys(base)) if (!(k in target)) out[k] = null;
+  for (const [k, v] of Object.entries(target)) {
+    if (isObject(v) && isObject(base[k])) {
+      const d = mergeDiff(base[k], v);
+      if (Object.keys(d).length) out[k] = d;
+    } else if (JSON.stringify(v) !== JSON.stringify(base[k])) {
+      out[k] = v;
+    }
+  }
+  return out;
+}

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import {
   ApiError, actionState, age, apiError, bytes, errorText, fieldErrors, fieldLine, formFromSpec,
-  listQuery, mergeSeries, num, progressPercent, resolvePaths, safeNext, specWithForm, stateInfo, timeline,
+  listQuery, mergeDiff, mergeSeries, num, progressPercent, resolvePaths, safeNext, specWithForm, stateInfo, templateLabel, timeline,
 } from "../build/test/render.mjs";
 
 test("stateInfo: every API state has a label and tone; unknown states show as themselves", () => {
@@ -142,4 +142,38 @@ test("resolvePaths makes relative dataset paths absolute against the base direct
   assert.deepEqual(resolvePaths(s, "/repo/examples/").dataset, { path: "/repo/examples/data/t.jsonl", eval_path: "/repo/examples/data/e.jsonl" });
   assert.deepEqual(resolvePaths({ dataset: { path: "/abs/t.jsonl" } }, "/x").dataset, { path: "/abs/t.jsonl" });
   assert.equal(resolvePaths(s, "relative"), s);
+});
+
+test("mergeDiff: the overrides that turn a template's spec into the edited one (RFC 7396)", () => {
+  const base = { method: "sft", model: "builtin:tiny", hyperparameters: { max_steps: 100, learning_rate: 0.003 }, lora: { enabled: true, target_modules: ["q", "v"] }, resources: { partition: "urgent" } };
+  const cases = [
+    [structuredClone(base), {}],
+    [{ ...structuredClone(base), name: "x" }, { name: "x" }],
+    [{ ...structuredClone(base), hyperparameters: { max_steps: 50, learning_rate: 0.003 } }, { hyperparameters: { max_steps: 50 } }],
+    [{ ...structuredClone(base), lora: { enabled: true, target_modules: ["k"] } }, { lora: { target_modules: ["k"] } }],
+    [{ method: "sft", model: "builtin:tiny", hyperparameters: { max_steps: 100 }, lora: { enabled: true, target_modules: ["q", "v"] } },
+      { hyperparameters: { learning_rate: null }, resources: null }],
+    [{ ...structuredClone(base), resources: 3 }, { resources: 3 }],
+  ];
+  for (const [target, want] of cases) {
+    const got = mergeDiff(base, target);
+    assert.deepEqual(got, want, JSON.stringify(target));
+    assert.deepEqual(applyPatch(base, got), target, "applying the diff gives the target");
+  }
+});
+
+// applyPatch is the gateway's MergePatch, to check mergeDiff against.
+function applyPatch(doc, patch) {
+  if (typeof patch !== "object" || patch === null || Array.isArray(patch)) return patch;
+  const out = typeof doc === "object" && doc !== null && !Array.isArray(doc) ? { ...doc } : {};
+  for (const [k, v] of Object.entries(patch)) {
+    if (v === null) delete out[k];
+    else out[k] = applyPatch(out[k], v);
+  }
+  return out;
+}
+
+test("templateLabel names the version and who shares it", () => {
+  assert.equal(templateLabel({ name: "tiny", latest_version: 3, visibility: "private", owner: "alice" }), "tiny v3 (yours)");
+  assert.equal(templateLabel({ name: "lab", latest_version: 1, visibility: "shared", owner: "admin" }), "lab v1 (shared by admin)");
 });

@@ -143,6 +143,7 @@ export const jobPage: Page = (main, ctx) => {
       facts,
       ...fact("User", j.user ?? ""),
       ...fact("Cluster", j.cluster ?? ""),
+      ...fact("Template", j.template ? `${j.template.name}@${j.template.version} (${j.template.owner})` : "–"),
       ...fact("Slurm job", j.slurm_id ? `${j.slurm_id}${j.slurm_state ? " (" + j.slurm_state + ")" : ""}` : "–"),
       ...fact("Restarts", String(j.restart_count ?? 0)),
       ...fact("Progress", progressBar(j)),

@@ -1,10 +1,15 @@
 // Submit: a YAML/JSON spec editor validated by ?dry_run=1 (each error shown at its
 // field and line), the rendered script, and submission with an Idempotency-Key; a form
-// for the common fields writes the same spec.
+// for the common fields writes the same spec. "Start from template" loads a template's
+// spec into the editor; the job is then sent as the template plus the edits as
+// overrides, so it records the template version.
 import type * as YAML from "js-yaml";
-import { send } from "../api";
+import { get, send } from "../api";
 import { h, errorBox, replace } from "../dom";
-import { ApiError, fieldErrors, fieldLine, formFromSpec, resolvePaths, specWithForm, type FieldError, type FormFields } from "../render";
+import {
+  ApiError, fieldErrors, fieldLine, formFromSpec, mergeDiff, resolvePaths, specWithForm, templateLabel,
+  type FieldError, type FormFields, type TemplateItem,
+} from "../render";
 import type { Page } from "../main";
 
 const starter = `# A job spec (YAML or JSON). Relative dataset paths resolve against the base directory below.
@@ -104,6 +109,34 @@ function render(main: HTMLElement, ctx: Parameters<Page>[1]) {
 
   let validated = ""; // the text the last successful dry run checked
   let idemKey = "";
+
+  // Start from template: the loaded version and its spec (the base of the overrides).
+  let tmpl: { ref: string; spec: Record<string, any> } | null = null;
+  const tmplSelect = h("select", { name: "template", "data-testid": "template" }, h("option", { value: "" }, "none: write a spec")) as HTMLSelectElement;
+  const tmplNote = h("span.muted.small", { "data-testid": "template-note" });
+  void get<{ templates: TemplateItem[] }>("/api/templates?limit=200").then(
+    (l) => {
+      for (const t of l.templates) tmplSelect.append(h("option", { value: `${t.name}@${t.latest_version}` }, templateLabel(t)));
+    },
+    () => (tmplNote.textContent = "templates could not be listed"),
+  );
+  tmplSelect.addEventListener("change", async () => {
+    const ref = tmplSelect.value;
+    tmpl = null;
+    tmplNote.textContent = "";
+    if (!ref) return;
+    try {
+      const t = await get<TemplateItem>(`/api/templates/${encodeURIComponent(ref)}`);
+      tmpl = { ref, spec: (t.spec ?? {}) as Record<string, any> };
+      editor.value = `# From template ${ref}: edit any field; the job records the template.\n` + yaml.dump(tmpl.spec, { lineWidth: 120 });
+      tmplNote.textContent = `Your edits are sent as overrides of ${ref}.`;
+      changed();
+      fillForm();
+      drawGutter();
+    } catch (e) {
+      replace(result, errorBox(e));
+    }
+  });
 
   const readForm = (): FormFields => ({
     name: f.name.value, method: f.method.value, model: f.model.value, dataset_path: f.dataset_path.value, eval_path: f.eval_path.value,
@@ -205,7 +238,10 @@ function render(main: HTMLElement, ctx: Parameters<Page>[1]) {
     );
   };
 
-  const specToSend = () => resolvePaths(parseSpec(editor.value), baseDir.value.trim());
+  const specToSend = () => {
+    const spec = resolvePaths(parseSpec(editor.value), baseDir.value.trim());
+    return tmpl ? { template: tmpl.ref, overrides: mergeDiff(tmpl.spec, spec) } : spec;
+  };
 
   const validate = async () => {
     replace(result);
@@ -252,6 +288,7 @@ function render(main: HTMLElement, ctx: Parameters<Page>[1]) {
       h(
         "div",
         {},
+        h("label.block", {}, "Start from template", tmplSelect, tmplNote),
         h("label.block", {}, "Spec (YAML or JSON)", h("div.editor-wrap", {}, gutter, editor)),
         h("label.block", {}, "Base directory for relative dataset paths", baseDir),
         errors,
