@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -99,27 +98,15 @@ func AddJobCommands(root *cobra.Command, f *cmdutil.Factory) {
 }
 
 // completeJobIDs completes a JOB argument with the caller's latest jobs.
-func completeJobIDs(f *cmdutil.Factory) func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-	return func(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
-		if len(args) > 0 {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		c, err := f.APIClient()
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
-		defer cancel()
+func completeJobIDs(f *cmdutil.Factory) cobra.CompletionFunc {
+	return cmdutil.Completion(f, func(ctx context.Context, c *client.Client, prefix string) ([]string, error) {
 		page, err := c.Jobs(ctx, client.ListOptions{Limit: 50})
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
 		var out []string
 		for _, j := range page.Jobs {
 			if strings.HasPrefix(j.ID, prefix) {
 				out = append(out, j.ID+"\t"+strings.TrimSpace(j.Spec.Name+" "+string(j.State)))
 			}
 		}
-		return out, cobra.ShellCompDirectiveNoFileComp
-	}
+		return out, err
+	})
 }

@@ -354,26 +354,14 @@ func runRemove(ctx context.Context, opts *RemoveOptions) error {
 // CompleteNames completes a template NAME argument (or flag value) with the
 // templates the caller may use.
 func CompleteNames(f *cmdutil.Factory) cobra.CompletionFunc {
-	return func(cmd *cobra.Command, args []string, prefix string) ([]string, cobra.ShellCompDirective) {
-		if len(args) > 0 {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		c, err := f.APIClient()
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
-		ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
-		defer cancel()
+	return cmdutil.Completion(f, func(ctx context.Context, c *client.Client, prefix string) ([]string, error) {
 		page, err := c.Templates(ctx, client.TemplateListOptions{Limit: 200})
-		if err != nil {
-			return nil, cobra.ShellCompDirectiveNoFileComp
-		}
 		var out []string
 		for _, t := range page.Templates {
 			if strings.HasPrefix(t.Name, prefix) {
 				out = append(out, fmt.Sprintf("%s\t%s, v%d, %s", t.Name, t.Visibility, t.LatestVersion, t.Owner))
 			}
 		}
-		return out, cobra.ShellCompDirectiveNoFileComp
-	}
+		return out, err
+	})
 }
