@@ -452,7 +452,7 @@ func TestSessionAuthenticate(t *testing.T) {
 				t.Errorf("refused request has identity %+v", id)
 			}
 			if audit != nil {
-				if audit["user"] != nil || !strings.Contains(audit["reason"].(string), tt.reason) {
+				if reason, _ := audit["reason"].(string); audit["user"] != nil || !strings.Contains(reason, tt.reason) {
 					t.Errorf("audit %v: want no user and the reason %q", audit, tt.reason)
 				}
 			}
