@@ -10,6 +10,7 @@ import (
 
 	"github.com/ftgate/ftgate/internal/benchtable"
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
 )
@@ -109,7 +110,7 @@ func BenchmarkCreate(b *testing.B) {
 	j := newJob("alice", "builtin:tiny")
 	for i := 0; i < b.N; i++ {
 		j.ID = postgres.NewID()
-		if _, _, err := s.Create(ctx, j, 0); err != nil {
+		if _, _, err := s.Create(ctx, j, quota.Limits{}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ftgate/ftgate/internal/benchtable"
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
 	"github.com/ftgate/ftgate/internal/reconcile"
@@ -64,7 +65,7 @@ func BenchmarkIntegrationReconcileHeld(b *testing.B) {
 	for i, sid := range ids {
 		id := postgres.NewID()
 		j, _, err := store.Create(ctx, job.Job{ID: id, OwnerSubject: "sub-alice", User: "alice", Cluster: cl.Name,
-			Spec: spec, SpecHash: fmt.Sprint(i), JobDir: slurm.JobDir(cl.JobRoot, "alice", id)}, 0)
+			Spec: spec, SpecHash: fmt.Sprint(i), JobDir: slurm.JobDir(cl.JobRoot, "alice", id)}, quota.Limits{})
 		if err != nil {
 			b.Fatal(err)
 		}
