@@ -365,7 +365,7 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 			return l, nil
 		}}
 	srv := &api.Server{Log: log, Version: version.Version, Auth: verifier, Store: store, Metrics: m,
-		MaxBody: cfg.Limits.MaxBodyBytes, MaxActivePerUser: cfg.Limits.MaxActiveJobsPerUser, Kick: a.sub.Kick,
+		MaxBody: cfg.Limits.MaxBodyBytes, Limits: cfg.Limits, Kick: a.sub.Kick,
 		AuthConfig: authConfig(cfg.OIDC), MetricsToken: cfg.Metrics.BearerToken, MetricsSeparate: cfg.Metrics.Listen != "",
 		MaxStreamsPerUser: cfg.Limits.MaxStreamsPerUser, MaxStreams: cfg.Limits.MaxStreams}
 	if srv.Auth, srv.Web, err = dashboard(ctx, cfg, verifier, log); err != nil {

@@ -10,9 +10,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ftgate/ftgate/internal/job"
-	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 )
 
 func newJob(owner string) job.Job {
@@ -69,7 +69,10 @@ func TestIntegrationHubAcrossReplicas(t *testing.T) {
 	hubB := startHub(t, poolB, Config{}, nil)
 	ctx := context.Background()
 
-	alice, err := func() (job.Job, error) { j, _, err := storeA.Create(ctx, newJob("alice"), quota.Limits{}); return j, err }()
+	alice, err := func() (job.Job, error) {
+		j, _, err := storeA.Create(ctx, newJob("alice"), quota.Limits{})
+		return j, err
+	}()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ package jobsvc
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path"
@@ -26,6 +27,8 @@ type Store interface {
 	Transition(ctx context.Context, id string, c job.Change) (job.Job, error)
 	// Usage is what Unix account user holds now, runs in the window included.
 	Usage(ctx context.Context, user string, window time.Duration) (quota.Usage, error)
+	// ByIdempotencyKey returns owner's job created with key (ENotFound: none).
+	ByIdempotencyKey(ctx context.Context, owner, key string) (job.Job, error)
 	SetPinned(ctx context.Context, id string, pinned bool) error
 	MarkPurged(ctx context.Context, id string, at time.Time) error
 }
@@ -55,6 +58,9 @@ type Cluster struct {
 	Files Files
 	// Dir opens a job's directory for Purge.
 	Dir func(j job.Job) (Purger, error)
+	// Capacity reads what is free now, as the probe account (resources.no_wait); nil:
+	// the cluster has no probe account.
+	Capacity func(ctx context.Context) (*slurm.Capacity, error)
 }
 
 // Service runs the job operations.
@@ -120,7 +126,16 @@ func (s *Service) slurmCluster(j job.Job) (*Cluster, error) {
 // idempotency key, created false) and wakes the submitter. It is the one place jobs
 // are created: the owner's limits (with j.OwnerGroups, the caller's groups) are
 // checked here, counted by the store in the transaction that inserts the job.
+//
+// A spec with resources.no_wait is refused (EConflict, with the free GPU count) when
+// its partition has no room for it now; a repeated request (the same
+// Idempotency-Key) answers its earlier job instead, which may hold those GPUs by now.
 func (s *Service) Create(ctx context.Context, j job.Job) (job.Job, bool, error) {
+	if j.Spec.Resources.NoWait && !s.replay(ctx, j) {
+		if err := s.noWait(ctx, j); err != nil {
+			return j, false, err
+		}
+	}
 	out, created, err := s.Store.Create(ctx, j, s.limits(j))
 	if err != nil {
 		return out, false, err
@@ -129,6 +144,46 @@ func (s *Service) Create(ctx context.Context, j job.Job) (job.Job, bool, error) 
 		s.kick()
 	}
 	return out, created, nil
+}
+
+// replay reports whether j repeats an earlier request: its owner already has a job of
+// its Idempotency-Key (the store then answers it, or refuses a different body).
+func (s *Service) replay(ctx context.Context, j job.Job) bool {
+	if j.IdempotencyKey == "" {
+		return false
+	}
+	_, err := s.Store.ByIdempotencyKey(ctx, j.OwnerSubject, j.IdempotencyKey)
+	return err == nil
+}
+
+// noWait refuses j with EConflict when its partition has no room for it now: fewer
+// than resources.nodes available nodes with resources.gpus free GPUs each, as the
+// probe account reads them (a read at most seconds old). Slurm may still queue a job
+// that fits (a higher-priority job pending, a node taken meanwhile): the check is
+// about free GPUs, not the scheduler's order.
+func (s *Service) noWait(ctx context.Context, j job.Job) error {
+	cl, err := s.cluster(j)
+	if err != nil {
+		return err
+	}
+	r := j.Spec.Resources
+	if cl.Capacity == nil {
+		return job.Errorf(job.EUnavailable, "resources.no_wait: cluster %s cannot read its free GPUs (no probe account); submit without no_wait to queue", j.Cluster)
+	}
+	capa, err := cl.Capacity(ctx)
+	if err != nil {
+		return &job.Error{Code: job.EUnavailable, Err: err,
+			Message: fmt.Sprintf("resources.no_wait: cannot read the free GPUs of partition %s now; retry, or submit without no_wait to queue", r.Partition)}
+	}
+	free, fits := capa.FreeGPUs(r.Partition, r.Nodes, r.GPUs)
+	if fits {
+		return nil
+	}
+	e := job.Errorf(job.EConflict, "no room now: partition %s has %d free GPUs and this job needs %d (%d on each of %d nodes); "+
+		"resources.no_wait refuses it instead of queueing: submit later, or without no_wait to wait in the queue",
+		r.Partition, free, r.TotalGPUs(), r.GPUs, max(r.Nodes, 1))
+	e.Details = map[string]any{"free_gpus": free, "requested_gpus": r.TotalGPUs(), "cluster": j.Cluster, "partition": r.Partition}
+	return e
 }
 
 // Cancel cancels j in any non-terminal state; a cancelled job answers as it is. A job

@@ -80,6 +80,17 @@ func (s *fakeStore) Usage(_ context.Context, user string, _ time.Duration) (quot
 	return u, nil
 }
 
+func (s *fakeStore) ByIdempotencyKey(_ context.Context, owner, key string) (job.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.jobs {
+		if j.OwnerSubject == owner && j.IdempotencyKey == key {
+			return j, nil
+		}
+	}
+	return job.Job{}, job.Errorf(job.ENotFound, "job not found")
+}
+
 func (s *fakeStore) SetPinned(context.Context, string, bool) error       { return nil }
 func (s *fakeStore) MarkPurged(context.Context, string, time.Time) error { return nil }
 

@@ -10,9 +10,9 @@ import (
 
 	"github.com/ftgate/ftgate/internal/benchtable"
 	"github.com/ftgate/ftgate/internal/job"
-	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 )
 
 // BenchmarkList measures GET /api/jobs's query over 100,000 and then 1,000,000 seeded

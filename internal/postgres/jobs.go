@@ -34,8 +34,7 @@ func (s *Store) Create(ctx context.Context, j job.Job, lim quota.Limits) (job.Jo
 			return err
 		}
 		if j.IdempotencyKey != "" {
-			prev, err := scanJob(tx.QueryRow(ctx, `SELECT `+jobCols+` FROM jobs WHERE owner_subject = $1 AND idempotency_key = $2`,
-				j.OwnerSubject, j.IdempotencyKey))
+			prev, err := scanJob(tx.QueryRow(ctx, byKeySQL, j.OwnerSubject, j.IdempotencyKey))
 			switch {
 			case err == nil && prev.SpecHash == j.SpecHash:
 				out = prev
@@ -84,6 +83,14 @@ func (s *Store) Create(ctx context.Context, j job.Job, lim quota.Limits) (job.Jo
 		return job.Job{}, false, translate(err, "job")
 	}
 	return out, created, nil
+}
+
+const byKeySQL = `SELECT ` + jobCols + ` FROM jobs WHERE owner_subject = $1 AND idempotency_key = $2`
+
+// ByIdempotencyKey returns owner's job created with Idempotency-Key key.
+func (s *Store) ByIdempotencyKey(ctx context.Context, owner, key string) (job.Job, error) {
+	j, err := scanJob(s.Pool.QueryRow(ctx, byKeySQL, owner, key))
+	return j, translate(err, "job")
 }
 
 // Get returns the job with id.

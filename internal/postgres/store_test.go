@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/ftgate/ftgate/internal/job"
-	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/stacktest"
 )
 
