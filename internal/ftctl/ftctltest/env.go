@@ -361,7 +361,9 @@ type Env struct {
 	Store *MemStore
 	Slurm *FakeSlurm
 	Srv   *httptest.Server
-	Root  string // job root
+	// API is the gateway under test; a test may set its Limits before running ftctl.
+	API  *api.Server
+	Root string // job root
 	// CfgDir is FTCTL_CONFIG_DIR; Token the bearer token of the session Login writes.
 	CfgDir string
 	Token  string
@@ -395,6 +397,7 @@ func NewEnv(t *testing.T) *Env {
 		}},
 		MaxBody: 1 << 20,
 	}
+	e.API = s
 	h := s.Handler()
 	e.Srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.mu.Lock()
