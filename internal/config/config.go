@@ -116,7 +116,13 @@ type OIDC struct {
 	// UID below it is never mapped (default 1000; system accounts).
 	MinUID int `yaml:"min_uid"`
 	// MappingFile is an optional YAML map of subject -> Unix account that wins over the claim.
+	// The file is read again when its size or modification time changes (checked
+	// every MappingReloadInterval, default 5s) and on SIGHUP; a file that cannot be read
+	// or has a bad entry keeps the mapping in force (logged, and counted in
+	// ftgate_mapping_reloads_total{result="error"}).
 	MappingFile string `yaml:"mapping_file"`
+	// MappingReloadInterval is how often the mapping file is checked for changes.
+	MappingReloadInterval time.Duration `yaml:"mapping_reload_interval"`
 	// MappingMode is "claim" (default: the mapping file, else username_claim) or "file"
 	// (the mapping file only; a subject it does not list is refused). Use "file", or a
 	// username_claim users cannot change, where the provider lets users edit
@@ -353,6 +359,9 @@ func (c *Config) setDefaults() {
 	if c.OIDC.ClockSkew == 0 {
 		c.OIDC.ClockSkew = 30 * time.Second
 	}
+	if c.OIDC.MappingReloadInterval == 0 {
+		c.OIDC.MappingReloadInterval = 5 * time.Second
+	}
 	if len(c.Web.Scopes) == 0 {
 		c.Web.Scopes = []string{"openid", "profile", "email", "groups"}
 	}
@@ -461,6 +470,9 @@ func (c *Config) Validate() error {
 	}
 	if c.OIDC.MinUID < 0 {
 		bad("oidc.min_uid", "must be >= 0")
+	}
+	if c.OIDC.MappingReloadInterval < 100*time.Millisecond || c.OIDC.MappingReloadInterval > time.Hour {
+		bad("oidc.mapping_reload_interval", "must be between 100ms and 1h, got %s", c.OIDC.MappingReloadInterval)
 	}
 	if c.Limits.MaxActiveJobsPerUser < 0 {
 		bad("limits.max_active_jobs_per_user", "must be >= 0")
