@@ -48,7 +48,11 @@ func (s *Store) Create(ctx context.Context, j job.Job, lim quota.Limits) (job.Jo
 		now := s.now()
 		gpus := j.Spec.Resources.TotalGPUs()
 		if !lim.None() {
-			u, err := usage(ctx, tx, j.User, now, lim.Window)
+			window := lim.Window
+			if lim.GPUHours == 0 {
+				window = 0 // no GPU-hour limit: the runs are not needed
+			}
+			u, err := usage(ctx, tx, j.User, now, window)
 			if err != nil {
 				return err
 			}

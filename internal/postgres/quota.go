@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -32,14 +33,14 @@ func (s *Store) Usage(ctx context.Context, user string, window time.Duration) (q
 
 // usage counts user's jobs (jobs_user_live) and reads the runs in the window ending
 // at (job_runs_user_ended): the user's runs in one window, so bounded by what the
-// limits let a user run in it.
+// limits let a user run in it. A window of 0 reads no runs.
 func usage(ctx context.Context, q querier, user string, at time.Time, window time.Duration) (quota.Usage, error) {
 	u := quota.Usage{At: at}
 	err := q.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = ANY($2)), count(*) FILTER (WHERE state = ANY($3)),
 		coalesce(sum(gpus) FILTER (WHERE state = ANY($4)), 0), coalesce(sum(gpus) FILTER (WHERE state = ANY($5)), 0)
 		FROM jobs WHERE unix_user = $1 AND state NOT IN `+terminalList,
 		user, activeArg, waitingArg, inUseArg, holdingArg).Scan(&u.Active, &u.Queued, &u.GPUsInUse, &u.GPUsHeld)
-	if err != nil {
+	if err != nil || window <= 0 {
 		return u, err
 	}
 	rows, err := q.Query(ctx, `SELECT started_at, ended_at, gpus FROM job_runs
@@ -60,7 +61,7 @@ func usage(ctx context.Context, q querier, user string, at time.Time, window tim
 func (s *Store) UserGroups(ctx context.Context, user string) ([]string, error) {
 	var groups []string
 	err := s.Pool.QueryRow(ctx, `SELECT owner_groups FROM jobs WHERE unix_user = $1 ORDER BY created_at DESC LIMIT 1`, user).Scan(&groups)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
 	return groups, translate(err, "usage")
