@@ -201,6 +201,11 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	defer a.close()
+	// SIGHUP reloads the mapping file (instead of ending the process).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	a.hup = hup
 	var wg sync.WaitGroup
 	wctx, cancelWorkers := context.WithCancel(ctx)
 	defer cancelWorkers()
@@ -288,13 +293,20 @@ type app struct {
 	hub     *event.Hub
 	ret     *artifact.Retainer
 	closers []func() error
+	// verifier's mapping file is reloaded when it changes (checked every
+	// mappingInterval) and whenever hup delivers (SIGHUP; serve sets it).
+	verifier        *auth.Verifier
+	mappingInterval time.Duration
+	hup             <-chan os.Signal
 }
 
-// run runs the submitter and the reconciler until ctx ends.
+// run runs the event hub, retention, the submitter, the reconciler and the mapping
+// file's reloads until ctx ends.
 func (a *app) run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(5)
 	go func() { defer wg.Done(); _ = a.hub.Run(ctx) }()
+	go func() { defer wg.Done(); a.verifier.WatchMapping(ctx, a.mappingInterval, a.hup) }()
 	go func() {
 		defer wg.Done()
 		if len(a.ret.Clusters) > 0 {
@@ -337,7 +349,14 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 	store := postgres.New(pool)
 	ocfg := cfg.OIDC
 	ocfg.DenyUsers = append(slices.Clone(ocfg.DenyUsers), cfg.TrustedAccounts()...) // probe and service accounts are no users
-	aopts := []auth.Option{auth.WithLogger(log)}
+	m := metrics.New()
+	aopts := []auth.Option{auth.WithLogger(log), auth.WithMappingReloaded(func(err error) {
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		m.MappingReloads.WithLabelValues(result).Inc()
+	})}
 	if ocfg.PinAccounts {
 		aopts = append(aopts, auth.WithPinner(store))
 	}
@@ -345,7 +364,6 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 	if err != nil {
 		return nil, fmt.Errorf("oidc: %w", err)
 	}
-	m := metrics.New()
 	m.RegisterJobs(func(ctx context.Context) ([]metrics.JobCount, error) {
 		cs, err := store.CountByState(ctx)
 		out := make([]metrics.JobCount, len(cs))
@@ -354,7 +372,7 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		}
 		return out, err
 	})
-	a := &app{}
+	a := &app{verifier: verifier, mappingInterval: cfg.OIDC.MappingReloadInterval}
 	a.sub = &submit.Submitter{Store: store, Clusters: map[string]submit.Cluster{}, Log: log.With("worker", "submit"), Metrics: m}
 	a.rec = &reconcile.Reconciler{Store: store, Log: log.With("worker", "reconcile"), Metrics: m,
 		Lead: func(ctx context.Context) (reconcile.Lease, error) {
@@ -365,7 +383,7 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 			return l, nil
 		}}
 	srv := &api.Server{Log: log, Version: version.Version, Auth: verifier, Store: store, Metrics: m,
-		MaxBody: cfg.Limits.MaxBodyBytes, MaxActivePerUser: cfg.Limits.MaxActiveJobsPerUser, Kick: a.sub.Kick,
+		MaxBody: cfg.Limits.MaxBodyBytes, Limits: cfg.Limits, Kick: a.sub.Kick,
 		AuthConfig: authConfig(cfg.OIDC), MetricsToken: cfg.Metrics.BearerToken, MetricsSeparate: cfg.Metrics.Listen != "",
 		MaxStreamsPerUser: cfg.Limits.MaxStreamsPerUser, MaxStreams: cfg.Limits.MaxStreams}
 	if srv.Auth, srv.Web, err = dashboard(ctx, cfg, verifier, log); err != nil {

@@ -22,6 +22,7 @@ type Metrics struct {
 	Transitions       *prometheus.CounterVec   // from, to
 	ReconcileLastOK   *prometheus.GaugeVec     // cluster: unix time of the last successful pass
 	SSHDialFailures   *prometheus.CounterVec   // cluster, reason: host_key, auth, unreachable
+	MappingReloads    *prometheus.CounterVec   // result: ok, error
 }
 
 // New creates and registers the metrics, plus Go and process collectors.
@@ -59,8 +60,11 @@ func New() *Metrics {
 		SSHDialFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ftgate_ssh_dial_failures_total", Help: "SSH connections to a login node that failed, by cluster and reason (host_key, auth, unreachable).",
 		}, []string{"cluster", "reason"}),
+		MappingReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ftgate_mapping_reloads_total", Help: "Reloads of oidc.mapping_file by result (ok; error: the mapping in force was kept).",
+		}, []string{"result"}),
 	}
-	r.MustRegister(m.HTTPRequests, m.HTTPDuration, m.Submits, m.SubmitDuration, m.Reconciles, m.ReconcileDuration,
+	r.MustRegister(m.MappingReloads, m.HTTPRequests, m.HTTPDuration, m.Submits, m.SubmitDuration, m.Reconciles, m.ReconcileDuration,
 		m.Transitions, m.ReconcileLastOK, m.SSHDialFailures, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/reconcile"
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/sshconn"
@@ -111,7 +112,7 @@ for i in $(seq %d); do sb || { sleep 1; sb; } || { sleep 2; sb; } || exit 1; don
 	for i, sid := range ids {
 		id := postgres.NewID()
 		j, _, err := store.Create(ctx, job.Job{ID: id, OwnerSubject: "sub-alice", User: "alice", Cluster: cl.Name,
-			Spec: spec, SpecHash: fmt.Sprint(i), JobDir: slurm.JobDir(cl.JobRoot, "alice", id)}, 0)
+			Spec: spec, SpecHash: fmt.Sprint(i), JobDir: slurm.JobDir(cl.JobRoot, "alice", id)}, quota.Limits{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -189,6 +189,9 @@ func (r *Reconciler) cluster(ctx context.Context, c Cluster) error {
 		if u.Change != nil && u.Change.SlurmState == "" && st != nil {
 			u.Change.SlurmState = string(st.State)
 		}
+		if u.Change != nil && st != nil {
+			runTimes(u.Change, st, now)
+		}
 		if st != nil && st.Restarts > j.RestartCount && (u.Change == nil || u.Change.RestartCount == nil) {
 			n := st.Restarts
 			u.RestartCount = &n
@@ -279,6 +282,23 @@ func (r *Reconciler) poll(ctx context.Context, c Cluster, jobs []job.Job) (map[s
 		}
 	}
 	return out, errors.Join(errs...)
+}
+
+// runTimes copies into c the times Slurm reported for the job's current run (the
+// store records runs from them, for GPU-hours): the start of a job that runs or has
+// ended, the end of one that has ended. A pending job's times are Slurm's forecast and
+// are not used; times after now are not either (the store then uses the time of the
+// write).
+func runTimes(c *job.Change, st *slurm.Status, now time.Time) {
+	if st.State == slurm.StatePending || st.State == slurm.StateRequeued {
+		return
+	}
+	if !st.Start.IsZero() && !st.Start.After(now) {
+		c.RunStart = st.Start
+	}
+	if st.State.Terminal() && !st.End.IsZero() && !st.End.After(now) && !st.End.Before(st.Start) {
+		c.RunEnd = st.End
+	}
 }
 
 func contains(list []string, s string) bool {
