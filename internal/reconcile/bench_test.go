@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
 	"github.com/ftgate/ftgate/internal/reconcile"
 	"github.com/ftgate/ftgate/internal/slurm"
+	"github.com/ftgate/ftgate/internal/sshconn"
 )
 
 // countingRunner counts the remote commands the Slurm client issues.
@@ -30,10 +33,18 @@ func (c *countingRunner) Run(ctx context.Context, user string, argv []string, st
 
 // BenchmarkIntegrationReconcileHeld measures one reconciler pass over 1,000 real held
 // Slurm jobs (gateway state queued, Slurm PENDING held): wall time per pass and remote
-// commands per pass. Printed, not asserted.
+// commands per pass. Printed, not asserted. FTGATE_BENCH_RECONCILE_JOBS sets the count
+// (10000 for the 10,000-live-jobs goal; the dev clusters allow MaxJobCount=50000) and
+// FTGATE_BENCH_CLUSTER the stack's cluster (default the first).
 func BenchmarkIntegrationReconcileHeld(b *testing.B) {
-	const n = 1000
-	cl, sp := stackCluster(b)
+	n := 1000
+	if v := os.Getenv("FTGATE_BENCH_RECONCILE_JOBS"); v != "" {
+		var err error
+		if n, err = strconv.Atoi(v); err != nil || n < 1 {
+			b.Fatalf("FTGATE_BENCH_RECONCILE_JOBS=%q: want a positive count", v)
+		}
+	}
+	cl, sp := stackClusterNamed(b, os.Getenv("FTGATE_BENCH_CLUSTER"))
 	runner := &countingRunner{Runner: sp}
 	sc, err := slurm.New(runner, slurm.OptionsFromCluster(cl))
 	if err != nil {
@@ -41,10 +52,10 @@ func BenchmarkIntegrationReconcileHeld(b *testing.B) {
 	}
 	ctx := context.Background()
 
-	// 1,000 held jobs from one remote loop (one SSH session, not 1,000).
+	// n held jobs from one remote loop (one SSH session, not n).
 	start := time.Now()
-	script := fmt.Sprintf(`for i in $(seq %d); do sbatch --hold --parsable -J ftgate-bench -p %s -o /dev/null --wrap true || exit 1; done`, n, cl.DefaultPartition)
-	out, stderr, err := sp.Run(ctx, "alice", []string{"bash", "-c", script}, nil)
+	script := fmt.Sprintf(`for i in $(seq %d); do sbatch --hold --parsable -J ftgate-bench -p %s -o /dev/null --wrap true || exit 1; done`, n, sshconn.Quote(cl.DefaultPartition))
+	out, stderr, err := sp.Run(ctx, "alice", []string{"env", "SLURM_CONF=" + cl.SlurmConf, "bash", "-c", script}, nil)
 	if err != nil {
 		b.Fatalf("submit held jobs: %v: %s", err, stderr)
 	}
@@ -53,7 +64,7 @@ func BenchmarkIntegrationReconcileHeld(b *testing.B) {
 		b.Fatalf("submitted %d held jobs, want %d", len(ids), n)
 	}
 	defer func() {
-		if _, stderr, err := sp.Run(context.Background(), "alice", append([]string{"scancel"}, ids...), nil); err != nil {
+		if _, stderr, err := sp.Run(context.Background(), "alice", append([]string{"env", "SLURM_CONF=" + cl.SlurmConf, "scancel"}, ids...), nil); err != nil {
 			b.Logf("scancel: %v: %s", err, stderr)
 		}
 	}()
