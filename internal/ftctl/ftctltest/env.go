@@ -321,11 +321,12 @@ func (tokenAuth) Authenticate(r *http.Request) (job.Identity, error) {
 
 // Env is one gateway with its fakes, and ftctl's config pointing at it.
 type Env struct {
-	t     *testing.T
-	Store *MemStore
-	Slurm *FakeSlurm
-	Srv   *httptest.Server
-	Root  string // job root
+	t        *testing.T
+	Store    *MemStore
+	Webhooks *MemWebhooks
+	Slurm    *FakeSlurm
+	Srv      *httptest.Server
+	Root     string // job root
 	// CfgDir is FTCTL_CONFIG_DIR; Token the bearer token of the session Login writes.
 	CfgDir string
 	Token  string
@@ -341,7 +342,7 @@ type Env struct {
 // NewEnv starts a gateway over fakes for users alice and bob; ftctl runs as alice.
 func NewEnv(t *testing.T) *Env {
 	t.Helper()
-	e := &Env{t: t, Store: newMemStore(), Slurm: &FakeSlurm{}, Root: t.TempDir(), CfgDir: t.TempDir(), Token: "alice"}
+	e := &Env{t: t, Store: newMemStore(), Webhooks: newMemWebhooks(), Slurm: &FakeSlurm{}, Root: t.TempDir(), CfgDir: t.TempDir(), Token: "alice"}
 	for _, u := range []string{"alice", "bob"} {
 		if err := os.MkdirAll(filepath.Join(e.Root, u), 0o755); err != nil {
 			t.Fatal(err)
@@ -357,7 +358,8 @@ func NewEnv(t *testing.T) *Env {
 			Slurm:  e.Slurm,
 			Files:  localFiles{},
 		}},
-		MaxBody: 1 << 20,
+		MaxBody:  1 << 20,
+		Webhooks: api.Webhooks{Store: e.Webhooks, Check: webhookGuard().Check, MaxPerUser: 3},
 	}
 	h := s.Handler()
 	e.Srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
