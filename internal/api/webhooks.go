@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net/http"
+	"net/url"
 
 	"github.com/go-chi/chi/v5"
 
@@ -97,7 +98,8 @@ func (s *Server) createWebhook(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	s.logger().Info("webhook registered", "webhook", e.ID, "user", callerName(r), "url", e.URL, "events", e.Events)
+	// The host only: URLs may carry tokens in their path or query.
+	s.logger().Info("webhook registered", "webhook", e.ID, "user", callerName(r), "host", urlHost(e.URL), "events", e.Events)
 	w.Header().Set("Location", "/api/webhooks/"+e.ID)
 	writeJSON(w, http.StatusCreated, e)
 }
@@ -153,7 +155,7 @@ func (s *Server) deleteWebhook(w http.ResponseWriter, r *http.Request) {
 		s.Error(w, r, err)
 		return
 	}
-	s.logger().Info("webhook removed", "webhook", e.ID, "by", callerName(r), "url", e.URL)
+	s.logger().Info("webhook removed", "webhook", e.ID, "by", callerName(r), "host", urlHost(e.URL))
 	writeJSON(w, http.StatusOK, client.WebhookDeleted{ID: e.ID, Deleted: true})
 }
 
@@ -177,4 +179,13 @@ func (s *Server) webhookDeliveries(w http.ResponseWriter, r *http.Request) {
 		list = []webhook.Delivery{}
 	}
 	writeJSON(w, http.StatusOK, client.DeliveryList{WebhookID: e.ID, Deliveries: list, NextCursor: next})
+}
+
+// urlHost is the host of a stored webhook URL, for logs.
+func urlHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Host
 }
