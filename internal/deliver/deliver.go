@@ -149,11 +149,10 @@ type Worker struct {
 	// other workers (default Timeout + 30s).
 	Timeout, Lease time.Duration
 	// MaxAttempts before a delivery fails for good (default 10). The delay before
-	// retry n is Backoff(n) (default worker.Backoff from RetryMin, default 10s,
-	// doubling up to RetryMax, default 1h).
+	// retry n is worker.Backoff: RetryMin (default 10s) doubling up to RetryMax
+	// (default 1h), ±20% jitter.
 	MaxAttempts        int
 	RetryMin, RetryMax time.Duration
-	Backoff            func(attempt int) time.Duration
 	// Keep is how long finished deliveries stay in the log (default 30 days).
 	Keep    time.Duration
 	Metrics *metrics.Metrics
@@ -188,9 +187,6 @@ func (w *Worker) init() {
 		}
 		if w.RetryMax <= 0 {
 			w.RetryMax = time.Hour
-		}
-		if w.Backoff == nil {
-			w.Backoff = func(n int) time.Duration { return worker.Backoff(n, w.RetryMin, w.RetryMax) }
 		}
 		if w.Keep <= 0 {
 			w.Keep = 30 * 24 * time.Hour
@@ -278,7 +274,7 @@ func (w *Worker) sendOne(ctx context.Context, o webhook.Outgoing) {
 		r.Error = err.Error()
 		result = "retry"
 		if o.Attempt < w.MaxAttempts {
-			r.Retry = w.Backoff(o.Attempt)
+			r.Retry = worker.Backoff(o.Attempt, w.RetryMin, w.RetryMax)
 		} else {
 			result = "failed"
 		}

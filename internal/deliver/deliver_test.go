@@ -172,7 +172,7 @@ func count(m *metrics.Metrics, result string) float64 {
 
 func newWorker(store Store, g *Guard, m *metrics.Metrics) *Worker {
 	return &Worker{Store: store, Sender: &Sender{Client: NewClient(g, 2*time.Second)}, Timeout: 2 * time.Second,
-		MaxAttempts: 5, Backoff: func(int) time.Duration { return time.Minute }, Metrics: m}
+		MaxAttempts: 5, RetryMin: time.Minute, RetryMax: time.Minute, Metrics: m}
 }
 
 // TestWorkerRetriesUntilDelivered: a receiver that fails twice then accepts gets three
@@ -196,7 +196,7 @@ func TestWorkerRetriesUntilDelivered(t *testing.T) {
 		if n2, _ := w.RunOnce(ctx); n2 != 0 {
 			t.Fatalf("pass %d: a second pass before the backoff made %d attempts", i, n2)
 		}
-		ob.advance(time.Minute)
+		ob.advance(2 * time.Minute) // past the retry delay: a minute ±20%
 	}
 	got := r.requests()
 	if len(got) != 3 {
