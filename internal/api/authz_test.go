@@ -120,7 +120,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 				t.Parallel()
 				store, fs, hooks := newMemStore(), newFakeSlurm(), &authzHooks{}
 				srv := &Server{Auth: v, Store: store, MaxBody: 4096, Version: "test", Metrics: metrics.New(),
-					Webhooks: Webhooks{Store: hooks, Check: func(_ context.Context, _, raw string) (string, error) { return raw, nil }},
+					Webhooks:   Webhooks{Store: hooks, Check: func(_ context.Context, _, raw string) (string, error) { return raw, nil }},
 					AuthConfig: AuthConfig{Issuer: p.Issuer, ClientID: authtest.ClientID, Audience: authtest.Audience},
 					Clusters: []*Cluster{{
 						Config: config.Cluster{Name: "dev", JobRoot: "/jobs", Partitions: []string{"gpu"}, DefaultPartition: "gpu", ProbeUser: "alice"},

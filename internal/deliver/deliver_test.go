@@ -355,7 +355,7 @@ func (f fakeResolver) LookupNetIP(ctx context.Context, network, host string) ([]
 // refused.
 func TestGuardCheck(t *testing.T) {
 	t.Parallel()
-	p, _ := webhook.ParsePolicy([]string{"10.9.0.0/16"}, false)
+	p, _ := webhook.ParsePolicy([]string{"fd09::/16", "10.9.0.0/16"}, false)
 	g := &Guard{Policy: p, Resolver: fakeResolver{
 		"public.example.edu":   {"8.8.8.8", "2606:4700::1111"},
 		"internal.example.edu": {"10.0.0.7"},
@@ -370,8 +370,8 @@ func TestGuardCheck(t *testing.T) {
 		{"https://mixed.example.edu/hook", "127.0.0.1 is loopback"},
 		{"https://missing.example.edu/hook", "does not resolve: no such host"},
 		{"https://empty.example.edu/hook", "does not resolve: no addresses"},
-		{"http://10.9.8.7:81/", ""},
-		{"http://10.8.8.7/", "private"},
+		{"http://[fd09::8:7]:81/", ""},
+		{"http://[fd08::7]/", "private"},
 		{"gopher://public.example.edu/", "http:// or https://"},
 	} {
 		got, err := g.Check(context.Background(), "url", tc.url)

@@ -187,7 +187,7 @@ func (p Policy) CheckURL(field, raw string) (Target, error) {
 	case u.Scheme != "http" && u.Scheme != "https":
 		return bad("must be an http:// or https:// URL, got %q", truncate(raw, 80))
 	case u.Opaque != "" || u.Host == "":
-		return bad("must name a host (http://host/path)")
+		return bad("must name a host, as in https://hooks.example.edu/path")
 	case u.User != nil:
 		return bad("must not carry credentials (user:password@); authenticate with the signature")
 	case u.Fragment != "" || strings.Contains(raw, "#"):

@@ -238,7 +238,7 @@ func TestCheckURL(t *testing.T) {
 		{url: "ftp://hooks.example.edu/", wantErr: "http:// or https://"},
 		{url: "hooks.example.edu/x", wantErr: "http:// or https://"},
 		{url: "https:///path", wantErr: "must name a host"},
-		{url: "https://user:pw@hooks.example.edu/", wantErr: "credentials"},
+		{url: "https://hooks.example.edu:pw@hooks.example.edu/", wantErr: "credentials"},
 		{url: "https://hooks.example.edu/#frag", wantErr: "fragment"},
 		{url: "https://hooks.example.edu/a b", wantErr: "spaces"},
 		{url: "https://hooks.example.edu:0/", wantErr: "port"},
@@ -248,8 +248,8 @@ func TestCheckURL(t *testing.T) {
 		{url: "http://127.0.0.2/", wantErr: "loopback"},
 		{url: "http://[fe80::1%25eth0]/", wantErr: "link-local"},
 		{url: "http://127.1/", wantErr: "not a valid host name"},
-		{url: "http://0x7f000001/", wantErr: "not a valid host name"},
-		{url: "http://under_score.example.edu/", wantErr: "not a valid host name"},
+		{url: "http://127.0x1/", wantErr: "not a valid host name"},
+		{url: "http://example.com_x/", wantErr: "not a valid host name"},
 		{url: "https://hooks.example.edu/" + strings.Repeat("a", MaxURLLength), wantErr: "longer than"},
 	} {
 		got, err := p.CheckURL("url", tc.url)
