@@ -139,9 +139,8 @@ func printable(b []byte, n int) string {
 type Worker struct {
 	Store  Store
 	Sender *Sender
-	// Interval between passes (default 1s); Wake starts one at once.
+	// Interval between passes (default 1s).
 	Interval time.Duration
-	Wake     <-chan struct{}
 	// Batch is how many deliveries one claim takes (default 32), Parallel how many
 	// are sent at once (default 8).
 	Batch, Parallel int
@@ -199,7 +198,7 @@ func (w *Worker) log() *slog.Logger { return worker.Logger(w.Log) }
 // Run runs passes until ctx ends. Every replica runs one: the claims share the work.
 func (w *Worker) Run(ctx context.Context) {
 	w.init()
-	(&worker.Loop{Name: "webhooks", Interval: w.Interval, Wake: w.Wake, Pass: w.pass, Log: w.log()}).Run(ctx)
+	(&worker.Loop{Name: "webhooks", Interval: w.Interval, Pass: w.pass, Log: w.log()}).Run(ctx)
 }
 
 func (w *Worker) pass(ctx context.Context) error {
