@@ -269,6 +269,16 @@ func (c *Client) SystemStatus(ctx context.Context) (SystemStatus, error) {
 	return get[SystemStatus](ctx, c, "/api/system/status", nil)
 }
 
+// Usage is GET /api/usage: the caller's usage and limits, or (admins only) those of
+// Unix account user.
+func (c *Client) Usage(ctx context.Context, user string) (Usage, error) {
+	var q url.Values
+	if user != "" {
+		q = url.Values{"user": {user}}
+	}
+	return get[Usage](ctx, c, "/api/usage", q)
+}
+
 // Checkpoints is GET /api/training/{job_id}/checkpoints.
 func (c *Client) Checkpoints(ctx context.Context, id string) (CheckpointList, error) {
 	return get[CheckpointList](ctx, c, jobPath(id, "checkpoints"), nil)

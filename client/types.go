@@ -51,6 +51,11 @@ type (
 type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Details are structured facts beside the message, for some errors: a quota
+	// refusal (429) has limit, max, used, requested, and for gpu_hours window_seconds
+	// and frees_at; a no_wait refusal (409) has free_gpus, requested_gpus, cluster
+	// and partition.
+	Details map[string]any `json:"details,omitempty"`
 }
 
 // ErrorBody is every error answer: {"error":{"code","message"}}.
@@ -110,6 +115,40 @@ type DryRun struct {
 type JobList struct {
 	Jobs       []Job  `json:"jobs"`
 	NextCursor string `json:"next_cursor"`
+}
+
+// Usage is GET /api/usage: what one user (a Unix account) holds now against the
+// limits that apply to it.
+type Usage struct {
+	User string `json:"user"`
+	// Groups are those the limits were resolved with: the caller's token's, or for
+	// an admin's ?user= query the groups recorded with that user's latest job.
+	Groups []string  `json:"groups"`
+	Time   time.Time `json:"time"`
+	// ActiveJobs are unfinished (submitting, queued, running, pausing, paused);
+	// QueuedJobs wait to start (submitting, queued).
+	ActiveJobs int `json:"active_jobs"`
+	QueuedJobs int `json:"queued_jobs"`
+	// GPUsInUse are the GPUs of running and pausing jobs; GPUsHeld those of
+	// submitting, queued, running and pausing jobs, which limits.max_gpus counts.
+	GPUsInUse int `json:"gpus_in_use"`
+	GPUsHeld  int `json:"gpus_held"`
+	// GPUHours were used by runs in the window ending now (running ones up to now).
+	GPUHours float64 `json:"gpu_hours"`
+	// GPUHoursFreesAt, when the GPU-hour limit is reached, is when enough of the
+	// window's runs leave it for submissions to be accepted again (running jobs
+	// running on); absent when under the limit, or when running jobs alone hold it.
+	GPUHoursFreesAt *time.Time  `json:"gpu_hours_frees_at,omitempty"`
+	Limits          UsageLimits `json:"limits"`
+}
+
+// UsageLimits are the limits of a Usage; 0 is no limit.
+type UsageLimits struct {
+	MaxActiveJobs     int     `json:"max_active_jobs"`
+	MaxQueuedJobs     int     `json:"max_queued_jobs"`
+	MaxGPUs           int     `json:"max_gpus"`
+	GPUHoursPerWindow float64 `json:"gpu_hours_per_window"`
+	WindowSeconds     int64   `json:"window_seconds"`
 }
 
 // SystemStatus is GET /api/system/status.

@@ -25,6 +25,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/metrics"
 	"github.com/ftgate/ftgate/internal/postgres"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/webhook"
 )
 
@@ -62,6 +63,7 @@ var authzRoutes = []authzRoute{
 	{class: "public", method: "GET", path: "/metrics", want: [4]int{200, 200, 200, 200}},
 	{class: "user", method: "GET", path: "/api/whoami", want: [4]int{200, 200, 200, 403}},
 	{class: "user", method: "GET", path: "/api/system/status", want: [4]int{200, 200, 200, 403}},
+	{class: "user", method: "GET", path: "/api/usage", want: [4]int{200, 200, 200, 403}},
 	{class: "user", method: "POST", path: "/api/training/execute", body: authzSpec, want: [4]int{202, 202, 202, 403}},
 	{class: "user", method: "GET", path: "/api/jobs", want: [4]int{200, 200, 200, 403}, jobs: &[3]int{2, 1, 3}},
 	{class: "user", method: "GET", path: "/api/training/status/job-a", want: [4]int{200, 404, 200, 403}},
@@ -92,6 +94,7 @@ var authzRoutes = []authzRoute{
 	{class: "user", method: "DELETE", path: "/api/webhooks/" + hookA, want: [4]int{200, 404, 200, 403}},
 	{class: "user", method: "GET", path: "/api/webhooks/" + hookA + "/deliveries", want: [4]int{200, 404, 200, 403}},
 	{class: "admin", method: "GET", path: "/api/jobs?user=bob", want: [4]int{403, 200, 200, 403}, jobs: &[3]int{0, 1, 1}},
+	{class: "admin", method: "GET", path: "/api/usage?user=bob", want: [4]int{403, 200, 200, 403}},
 	{class: "admin", method: "GET", path: "/api/jobs?user=alice", want: [4]int{200, 403, 200, 403}, jobs: &[3]int{2, 0, 2}},
 }
 
@@ -224,6 +227,8 @@ type memStore struct {
 	changes []string
 	pinned  map[string]bool
 	purged  map[string]bool
+	runs    map[string][]quota.Run // by Unix user, for GPU-hours
+	groups  map[string][]string    // UserGroups' answers
 }
 
 // seedSpec is the spec of memStore's jobs: authzSpec, normalised.
@@ -258,9 +263,12 @@ func (s *memStore) changed() string {
 	return strings.Join(s.changes, "; ")
 }
 
-func (s *memStore) Create(_ context.Context, j job.Job, _ int) (job.Job, bool, error) {
+func (s *memStore) Create(_ context.Context, j job.Job, lim quota.Limits) (job.Job, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := lim.Check(s.usage(j.User), quota.Add{Active: 1, Queued: 1, GPUs: j.Spec.Resources.TotalGPUs()}); err != nil {
+		return job.Job{}, false, err
+	}
 	j.CreatedAt = time.Now()
 	s.jobs[j.ID] = j
 	s.changes = append(s.changes, "create "+j.ID)
@@ -311,16 +319,38 @@ func (s *memStore) Runs(context.Context) (map[string]postgres.Run, error) {
 
 func (s *memStore) Ping(context.Context) error { return nil }
 
-func (s *memStore) CountActive(_ context.Context, owner string) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
+// usage counts user's jobs as the Postgres store does, with the runs in s.runs.
+func (s *memStore) usage(user string) quota.Usage {
+	u := quota.Usage{At: time.Now(), Runs: s.runs[user]}
 	for _, j := range s.jobs {
-		if j.OwnerSubject == owner && j.State.Active() {
-			n++
+		if j.User == user {
+			u.Count(j.State, j.Spec.Resources.TotalGPUs())
 		}
 	}
-	return n, nil
+	return u
+}
+
+func (s *memStore) Usage(_ context.Context, user string, _ time.Duration) (quota.Usage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.usage(user), nil
+}
+
+func (s *memStore) UserGroups(_ context.Context, user string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.groups[user], nil
+}
+
+func (s *memStore) ByIdempotencyKey(_ context.Context, owner, key string) (job.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.jobs {
+		if j.OwnerSubject == owner && j.IdempotencyKey == key {
+			return j, nil
+		}
+	}
+	return job.Job{}, job.Errorf(job.ENotFound, "job not found")
 }
 
 func (s *memStore) SetPinned(_ context.Context, id string, pinned bool) error {

@@ -36,6 +36,7 @@ func (s *Server) routes() []route {
 		{method: "GET", pattern: "/api/openapi.json", public: true, handler: s.openapi},
 		{method: "GET", pattern: "/api/whoami", handler: s.whoami, responses: ok(client.Whoami{})},
 		{method: "GET", pattern: "/api/system/status", handler: s.systemStatus, responses: ok(client.SystemStatus{})},
+		{method: "GET", pattern: "/api/usage", handler: s.usage, responses: ok(client.Usage{})},
 		// Jobs.
 		{method: "POST", pattern: "/api/training/execute", handler: s.execute, request: client.Spec{},
 			responses: map[int]any{200: client.DryRun{}, 202: client.Job{}}},

@@ -16,6 +16,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/webhook"
 )
 
@@ -118,7 +119,7 @@ func (f *fixture) job(path ...job.Change) job.Job {
 	f.t.Helper()
 	ctx := context.Background()
 	j, _, err := f.store.Create(ctx, job.Job{OwnerSubject: "sub-alice", User: "alice", Cluster: "dev", JobDir: "/jobs/alice/x",
-		Spec: job.Spec{Name: "hook-test", Method: "sft", Model: "builtin:tiny", Dataset: job.Dataset{Path: "/d.jsonl"}}}, 0)
+		Spec: job.Spec{Name: "hook-test", Method: "sft", Model: "builtin:tiny", Dataset: job.Dataset{Path: "/d.jsonl"}}}, quota.Limits{})
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -102,7 +102,14 @@ type Resources struct {
 	CPUs             int    `json:"cpus"`
 	MemoryMB         int    `json:"memory_mb"`
 	TimeLimitMinutes int    `json:"time_limit_minutes"`
+	// NoWait asks the gateway to refuse the job (409, with the free GPU count) instead
+	// of queueing it when its partition has no room for it now; only on clusters
+	// whose admin allows it (clusters[].allow_no_wait), and only for GPU jobs.
+	NoWait bool `json:"no_wait,omitempty"`
 }
+
+// TotalGPUs is the GPUs the job holds in all: per node times nodes.
+func (r Resources) TotalGPUs() int { return r.GPUs * max(r.Nodes, 1) }
 
 // Spec methods, models and quantization modes.
 const (
@@ -345,6 +352,9 @@ func (s *Spec) Validate() error {
 	intIn("resources.cpus", r.CPUs, 1, 1024)
 	intIn("resources.memory_mb", r.MemoryMB, 1, 16*1024*1024)
 	intIn("resources.time_limit_minutes", r.TimeLimitMinutes, 1, 60*24*30)
+	if r.NoWait && r.GPUs == 0 {
+		bad("resources.no_wait", "needs resources.gpus > 0 (it refuses a job when its partition has no free GPU)")
+	}
 	if len(msgs) > 0 {
 		return Errorf(EUnprocessable, "invalid spec: %s", strings.Join(msgs, "; "))
 	}

@@ -22,6 +22,7 @@ type Metrics struct {
 	Transitions       *prometheus.CounterVec   // from, to
 	ReconcileLastOK   *prometheus.GaugeVec     // cluster: unix time of the last successful pass
 	SSHDialFailures   *prometheus.CounterVec   // cluster, reason: host_key, auth, unreachable
+	MappingReloads    *prometheus.CounterVec   // result: ok, error
 	WebhookDeliveries *prometheus.CounterVec   // result: delivered, retry, failed
 	WebhookDuration   prometheus.Histogram
 }
@@ -61,6 +62,9 @@ func New() *Metrics {
 		SSHDialFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ftgate_ssh_dial_failures_total", Help: "SSH connections to a login node that failed, by cluster and reason (host_key, auth, unreachable).",
 		}, []string{"cluster", "reason"}),
+		MappingReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ftgate_mapping_reloads_total", Help: "Reloads of oidc.mapping_file by result (ok; error: the mapping in force was kept).",
+		}, []string{"result"}),
 		WebhookDeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ftgate_webhook_deliveries_total", Help: "Webhook delivery attempts made by this replica, by result: delivered (2xx), retry (failed, will be retried), failed (failed, no attempt left).",
 		}, []string{"result"}),
@@ -69,7 +73,7 @@ func New() *Metrics {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
 	}
-	r.MustRegister(m.HTTPRequests, m.HTTPDuration, m.Submits, m.SubmitDuration, m.Reconciles, m.ReconcileDuration,
+	r.MustRegister(m.MappingReloads, m.HTTPRequests, m.HTTPDuration, m.Submits, m.SubmitDuration, m.Reconciles, m.ReconcileDuration,
 		m.Transitions, m.ReconcileLastOK, m.SSHDialFailures, m.WebhookDeliveries, m.WebhookDuration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/webhook"
 )
 
@@ -28,7 +29,7 @@ func endpoint(t *testing.T, s *postgres.Store, owner string, events ...string) w
 func running(t *testing.T, s *postgres.Store, owner string) job.Job {
 	t.Helper()
 	ctx := context.Background()
-	j, _, err := s.Create(ctx, newJob(owner, "m"), 0)
+	j, _, err := s.Create(ctx, newJob(owner, "m"), quota.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

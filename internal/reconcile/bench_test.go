@@ -15,6 +15,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/reconcile"
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/sshconn"
@@ -89,7 +90,9 @@ func BenchmarkIntegrationReconcileHeld(b *testing.B) {
 	var ids []string
 	for len(ids) < n {
 		k := min(250, n-len(ids))
-		script := fmt.Sprintf(`for i in $(seq %d); do sbatch --hold --parsable -J ftgate-bench -p %s -o /dev/null --wrap true || exit 1; done`, k, sshconn.Quote(cl.DefaultPartition))
+		// A busy controller may time an sbatch out: each is tried up to 3 times.
+		script := fmt.Sprintf(`sb() { sbatch --hold --parsable -J ftgate-bench -p %s -o /dev/null --wrap true; }
+for i in $(seq %d); do sb || { sleep 1; sb; } || { sleep 2; sb; } || exit 1; done`, sshconn.Quote(cl.DefaultPartition), k)
 		out, stderr, err := sp.Run(ctx, "alice", []string{"env", "SLURM_CONF=" + cl.SlurmConf, "bash", "-c", script}, nil)
 		ids = append(ids, strings.Fields(string(out))...)
 		if err != nil {
@@ -109,7 +112,7 @@ func BenchmarkIntegrationReconcileHeld(b *testing.B) {
 	for i, sid := range ids {
 		id := postgres.NewID()
 		j, _, err := store.Create(ctx, job.Job{ID: id, OwnerSubject: "sub-alice", User: "alice", Cluster: cl.Name,
-			Spec: spec, SpecHash: fmt.Sprint(i), JobDir: slurm.JobDir(cl.JobRoot, "alice", id)}, 0)
+			Spec: spec, SpecHash: fmt.Sprint(i), JobDir: slurm.JobDir(cl.JobRoot, "alice", id)}, quota.Limits{})
 		if err != nil {
 			b.Fatal(err)
 		}

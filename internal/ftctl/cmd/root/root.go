@@ -21,6 +21,7 @@ import (
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/submit"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/watch"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/system"
+	"github.com/ftgate/ftgate/internal/ftctl/cmd/usage"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/webhook"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/version"
@@ -74,7 +75,7 @@ func Run(f *cmdutil.Factory, args []string) int {
 }
 
 // AddJobCommands adds the job commands (submit, list, status, watch, logs, pause,
-// resume, cancel, download, system) to root.
+// resume, cancel, download, system, usage) to root.
 func AddJobCommands(root *cobra.Command, f *cmdutil.Factory) {
 	cmds := []*cobra.Command{
 		submit.NewCmdSubmit(f, nil),
@@ -87,6 +88,7 @@ func AddJobCommands(root *cobra.Command, f *cmdutil.Factory) {
 		control.NewCmdControl(f, "cancel", nil),
 		download.NewCmdDownload(f, nil),
 		system.NewCmdSystem(f, nil),
+		usage.NewCmdUsage(f, nil),
 	}
 	for _, c := range cmds {
 		if strings.Contains(c.Use, "JOB") {
