@@ -13,6 +13,7 @@ import (
 
 	"github.com/ftgate/ftgate/internal/artifact"
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/webhook"
 )
 
 // Domain types sent as they are.
@@ -36,6 +37,13 @@ type (
 	Manifest = artifact.Manifest
 	// ManifestFile is one file of a Manifest.
 	ManifestFile = artifact.ManifestFile
+	// Webhook is a registered webhook endpoint; only the answer of POST /api/webhooks
+	// carries its secret.
+	Webhook = webhook.Endpoint
+	// WebhookDelivery is one entry of an endpoint's delivery log.
+	WebhookDelivery = webhook.Delivery
+	// WebhookBody is what a delivery POSTs to the endpoint (docs/webhooks.md).
+	WebhookBody = webhook.Body
 )
 
 // ErrorDetail is the code and message of an error answer, and of the error message
@@ -231,4 +239,32 @@ type WSMessage struct {
 	Event *Event       `json:"event,omitempty"`
 	Log   *LogLines    `json:"log,omitempty"`
 	Error *ErrorDetail `json:"error,omitempty"`
+}
+
+// WebhookRequest is POST /api/webhooks: the receiver's URL and the events it hears
+// (job.succeeded, job.failed, job.cancelled, job.paused, job.checkpoint).
+type WebhookRequest struct {
+	URL    string   `json:"url"`
+	Events []string `json:"events"`
+}
+
+// WebhookList is one page of GET /api/webhooks, newest first; NextCursor is empty on
+// the last page.
+type WebhookList struct {
+	Webhooks   []Webhook `json:"webhooks"`
+	NextCursor string    `json:"next_cursor"`
+}
+
+// DeliveryList is one page of GET /api/webhooks/{webhook_id}/deliveries, newest
+// first; NextCursor is empty on the last page.
+type DeliveryList struct {
+	WebhookID  string            `json:"webhook_id"`
+	Deliveries []WebhookDelivery `json:"deliveries"`
+	NextCursor string            `json:"next_cursor"`
+}
+
+// WebhookDeleted is DELETE /api/webhooks/{webhook_id}.
+type WebhookDeleted struct {
+	ID      string `json:"id"`
+	Deleted bool   `json:"deleted"`
 }

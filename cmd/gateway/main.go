@@ -23,6 +23,7 @@ import (
 	"github.com/ftgate/ftgate/internal/artifact"
 	"github.com/ftgate/ftgate/internal/auth"
 	"github.com/ftgate/ftgate/internal/config"
+	"github.com/ftgate/ftgate/internal/deliver"
 	"github.com/ftgate/ftgate/internal/event"
 	"github.com/ftgate/ftgate/internal/metrics"
 	"github.com/ftgate/ftgate/internal/postgres"
@@ -292,6 +293,7 @@ type app struct {
 	rec     *reconcile.Reconciler
 	hub     *event.Hub
 	ret     *artifact.Retainer
+	hooks   *deliver.Worker
 	closers []func() error
 	// verifier's mapping file is reloaded when it changes (checked every
 	// mappingInterval) and whenever hup delivers (SIGHUP; serve sets it).
@@ -300,11 +302,12 @@ type app struct {
 	hup             <-chan os.Signal
 }
 
-// run runs the event hub, retention, the submitter, the reconciler and the mapping
-// file's reloads until ctx ends.
+// run runs the event hub, retention, the submitter, the reconciler, the webhook
+// sender and the mapping file's reloads until ctx ends.
 func (a *app) run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(5)
+	wg.Add(6)
+	go func() { defer wg.Done(); a.hooks.Run(ctx) }()
 	go func() { defer wg.Done(); _ = a.hub.Run(ctx) }()
 	go func() { defer wg.Done(); a.verifier.WatchMapping(ctx, a.mappingInterval, a.hup) }()
 	go func() {
@@ -341,6 +344,8 @@ var (
 	_ reconcile.Store         = (*postgres.Store)(nil)
 	_ reconcile.Slurm         = (*slurm.Client)(nil)
 	_ reconcile.Lease         = (*postgres.Leader)(nil)
+	_ api.WebhookStore        = (*postgres.Store)(nil)
+	_ deliver.Store           = (*postgres.Store)(nil)
 )
 
 // assemble builds the gateway on pool from cfg: OIDC verifier, one SSH pool and Slurm
@@ -372,7 +377,17 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		}
 		return out, err
 	})
-	a := &app{verifier: verifier, mappingInterval: cfg.OIDC.MappingReloadInterval}
+	m.RegisterWebhookOutbox(store.PendingDeliveries)
+	policy, err := cfg.Webhooks.Policy()
+	if err != nil {
+		return nil, fmt.Errorf("webhooks.allow: %w", err)
+	}
+	guard := &deliver.Guard{Policy: policy}
+	wh := cfg.Webhooks
+	a := &app{verifier: verifier, mappingInterval: cfg.OIDC.MappingReloadInterval,
+		hooks: &deliver.Worker{Store: store, Sender: &deliver.Sender{Client: deliver.NewClient(guard, wh.Timeout)},
+			Interval: wh.PollInterval, Timeout: wh.Timeout, MaxAttempts: wh.MaxAttempts, RetryMin: wh.RetryMin, RetryMax: wh.RetryMax,
+			Keep: wh.Keep, Metrics: m, Log: log.With("worker", "webhooks")}}
 	a.sub = &submit.Submitter{Store: store, Clusters: map[string]submit.Cluster{}, Log: log.With("worker", "submit"), Metrics: m}
 	a.rec = &reconcile.Reconciler{Store: store, Log: log.With("worker", "reconcile"), Metrics: m,
 		Lead: func(ctx context.Context) (reconcile.Lease, error) {
@@ -385,7 +400,8 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 	srv := &api.Server{Log: log, Version: version.Version, Auth: verifier, Store: store, Metrics: m,
 		MaxBody: cfg.Limits.MaxBodyBytes, Limits: cfg.Limits, Kick: a.sub.Kick,
 		AuthConfig: authConfig(cfg.OIDC), MetricsToken: cfg.Metrics.BearerToken, MetricsSeparate: cfg.Metrics.Listen != "",
-		MaxStreamsPerUser: cfg.Limits.MaxStreamsPerUser, MaxStreams: cfg.Limits.MaxStreams}
+		MaxStreamsPerUser: cfg.Limits.MaxStreamsPerUser, MaxStreams: cfg.Limits.MaxStreams,
+		Webhooks: api.Webhooks{Store: store, Check: guard.Check, MaxPerUser: wh.MaxEndpointsPerUser}}
 	if srv.Auth, srv.Web, err = dashboard(ctx, cfg, verifier, log); err != nil {
 		return nil, err
 	}

@@ -52,6 +52,8 @@ type Server struct {
 	Kick func()
 	// Streams serves event streams (see stream.go); a zero value answers 503.
 	Streams Streams
+	// Webhooks serves the webhook routes (webhooks.go); a zero value answers 503.
+	Webhooks Webhooks
 	// Web serves what no API route matches outside /api/ (the dashboard, internal/web).
 	Web http.Handler
 

@@ -26,6 +26,7 @@ import (
 	"github.com/ftgate/ftgate/internal/metrics"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/quota"
+	"github.com/ftgate/ftgate/internal/webhook"
 )
 
 // The authorization matrix: every route class (public, user job routes, admin-only)
@@ -87,6 +88,11 @@ var authzRoutes = []authzRoute{
 	{class: "user", method: "PUT", path: "/api/training/job-a/pin", want: [4]int{200, 404, 200, 403}},
 	{class: "user", method: "DELETE", path: "/api/training/job-a/pin", want: [4]int{200, 404, 200, 403}},
 	{class: "user", method: "DELETE", path: "/api/training/job-a?purge=1", want: [4]int{409, 404, 409, 403}},
+	// Webhooks: alice owns hook-a. Another user's endpoint answers 404.
+	{class: "user", method: "POST", path: "/api/webhooks", body: `{"url":"http://127.0.0.1:9/x","events":["job.failed"]}`, want: [4]int{201, 201, 201, 403}},
+	{class: "user", method: "GET", path: "/api/webhooks", want: [4]int{200, 200, 200, 403}},
+	{class: "user", method: "DELETE", path: "/api/webhooks/" + hookA, want: [4]int{200, 404, 200, 403}},
+	{class: "user", method: "GET", path: "/api/webhooks/" + hookA + "/deliveries", want: [4]int{200, 404, 200, 403}},
 	{class: "admin", method: "GET", path: "/api/jobs?user=bob", want: [4]int{403, 200, 200, 403}, jobs: &[3]int{0, 1, 1}},
 	{class: "admin", method: "GET", path: "/api/usage?user=bob", want: [4]int{403, 200, 200, 403}},
 	{class: "admin", method: "GET", path: "/api/jobs?user=alice", want: [4]int{200, 403, 200, 403}, jobs: &[3]int{2, 0, 2}},
@@ -115,8 +121,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 			t.Run(rt.class+" "+rt.method+" "+rt.path+" as "+kind, func(t *testing.T) {
 				t.Parallel()
-				store, fs := newMemStore(), newFakeSlurm()
+				store, fs, hooks := newMemStore(), newFakeSlurm(), &authzHooks{}
 				srv := &Server{Auth: v, Store: store, MaxBody: 4096, Version: "test", Metrics: metrics.New(),
+					Webhooks:   Webhooks{Store: hooks, Check: func(_ context.Context, _, raw string) (string, error) { return raw, nil }},
 					AuthConfig: AuthConfig{Issuer: p.Issuer, ClientID: authtest.ClientID, Audience: authtest.Audience},
 					Clusters: []*Cluster{{
 						Config: config.Cluster{Name: "dev", JobRoot: "/jobs", Partitions: []string{"gpu"}, DefaultPartition: "gpu", ProbeUser: "alice"},
@@ -139,7 +146,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 					if calls := fs.Calls(); calls != "" {
 						t.Errorf("refused request reached Slurm: %s", calls)
 					}
-					if changed := store.changed(); changed != "" {
+					if changed := store.changed() + hooks.changed(); changed != "" {
 						t.Errorf("refused request changed the store: %s", changed)
 					}
 				}
@@ -438,6 +445,7 @@ func TestAuthorizationMatrixCoversEveryRoute(t *testing.T) {
 			p = strings.ReplaceAll(p, "/"+id, "/{job_id}")
 		}
 		p = strings.ReplaceAll(p, "/step-10", "/{name}")
+		p = strings.ReplaceAll(p, "/"+hookA, "/{webhook_id}")
 		covered[rt.method+" "+p] = true
 	}
 	routes, ok := (&Server{}).Handler().(chi.Routes)
@@ -453,4 +461,53 @@ func TestAuthorizationMatrixCoversEveryRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// hookA is alice's webhook endpoint in the authorization matrix.
+const hookA = "00000000-0000-4000-8000-0000000000a1"
+
+// authzHooks is the matrix's webhook store: alice's hookA, and a record of changes.
+type authzHooks struct {
+	mu      sync.Mutex
+	changes []string
+}
+
+func (h *authzHooks) changed() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return strings.Join(h.changes, "; ")
+}
+
+func (h *authzHooks) CreateEndpoint(_ context.Context, e webhook.Endpoint, _ int) (webhook.Endpoint, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.changes = append(h.changes, "create "+e.OwnerSubject)
+	e.ID = "00000000-0000-4000-8000-0000000000b1"
+	return e, nil
+}
+
+func (h *authzHooks) Endpoint(_ context.Context, id string) (webhook.Endpoint, error) {
+	if id != hookA {
+		return webhook.Endpoint{}, job.Errorf(job.ENotFound, "webhook %s not found", id)
+	}
+	return webhook.Endpoint{ID: hookA, OwnerSubject: "sub-alice", User: "alice", URL: "http://127.0.0.1:9/a", Events: []string{"job.failed"}}, nil
+}
+
+func (h *authzHooks) Endpoints(_ context.Context, owner, _ string, _ int) ([]webhook.Endpoint, string, error) {
+	if owner != "sub-alice" {
+		return nil, "", nil
+	}
+	e, err := h.Endpoint(context.Background(), hookA)
+	return []webhook.Endpoint{e}, "", err
+}
+
+func (h *authzHooks) DeleteEndpoint(_ context.Context, id string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.changes = append(h.changes, "delete "+id)
+	return nil
+}
+
+func (h *authzHooks) Deliveries(_ context.Context, _, _ string, _ int) ([]webhook.Delivery, string, error) {
+	return nil, "", nil
 }

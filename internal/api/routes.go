@@ -56,6 +56,12 @@ func (s *Server) routes() []route {
 		{method: "GET", pattern: "/api/training/{job_id}/model", handler: s.getModel},
 		{method: "GET", pattern: "/api/training/{job_id}/model/manifest", handler: s.getModelManifest, responses: ok(client.Manifest{})},
 		{method: "GET", pattern: "/api/training/{job_id}/metrics", handler: s.jobMetrics, responses: ok(client.Metrics{})},
+		// Webhooks.
+		{method: "POST", pattern: "/api/webhooks", handler: s.createWebhook, request: client.WebhookRequest{},
+			responses: map[int]any{201: client.Webhook{}}},
+		{method: "GET", pattern: "/api/webhooks", handler: s.listWebhooks, responses: ok(client.WebhookList{})},
+		{method: "DELETE", pattern: "/api/webhooks/{webhook_id}", handler: s.deleteWebhook, responses: ok(client.WebhookDeleted{})},
+		{method: "GET", pattern: "/api/webhooks/{webhook_id}/deliveries", handler: s.webhookDeliveries, responses: ok(client.DeliveryList{})},
 		// Streams.
 		{method: "GET", pattern: "/api/events", handler: s.allEvents},
 		{method: "GET", pattern: "/api/training/{job_id}/events", handler: s.jobEvents},

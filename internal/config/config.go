@@ -23,6 +23,7 @@ import (
 
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/quota"
+	"github.com/ftgate/ftgate/internal/webhook"
 )
 
 // Config is the whole gateway configuration.
@@ -48,7 +49,38 @@ type Config struct {
 	Metrics  Metrics   `yaml:"metrics"`
 	Clusters []Cluster `yaml:"clusters"`
 	Web      Web       `yaml:"web"`
+	Webhooks Webhooks  `yaml:"webhooks"`
 }
+
+// Webhooks configures signed webhooks (docs/webhooks.md): which targets users may
+// register, and how the outbox is sent.
+type Webhooks struct {
+	// Allow lists addresses, CIDRs and host names ("*.example.edu" for a domain).
+	// Loopback, private, link-local, unspecified and other non-public addresses are
+	// refused unless they lie in a listed address or CIDR; a listed host name never
+	// opens a non-public address.
+	Allow []string `yaml:"allow"`
+	// OnlyListed also refuses public addresses of hosts that are not listed: webhooks
+	// reach listed targets only.
+	OnlyListed bool `yaml:"only_listed"`
+	// Timeout bounds one delivery attempt (default 10s, at most 1m).
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxAttempts before a delivery fails for good (default 10).
+	MaxAttempts int `yaml:"max_attempts"`
+	// RetryMin and RetryMax bound the exponential backoff between attempts (default
+	// 10s doubling up to 1h, with ±20% jitter).
+	RetryMin time.Duration `yaml:"retry_min"`
+	RetryMax time.Duration `yaml:"retry_max"`
+	// PollInterval is how often each replica looks for due deliveries (default 1s).
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// MaxEndpointsPerUser caps a user's registered endpoints (default 20).
+	MaxEndpointsPerUser int `yaml:"max_endpoints_per_user"`
+	// Keep is how long finished deliveries stay in the delivery log (default 720h).
+	Keep time.Duration `yaml:"keep"`
+}
+
+// Policy is the target policy of Allow and OnlyListed.
+func (w Webhooks) Policy() (webhook.Policy, error) { return webhook.ParsePolicy(w.Allow, w.OnlyListed) }
 
 // Web configures the dashboard served at / and its login: the gateway is the
 // dashboard's OIDC client (authorization code + PKCE, exchanged on the server) and keeps
@@ -386,6 +418,7 @@ func (c *Config) setDefaults() {
 	if c.Limits.Window == 0 {
 		c.Limits.Window = 168 * time.Hour
 	}
+	c.Webhooks.setDefaults()
 	for i := range c.Clusters {
 		cl := &c.Clusters[i]
 		if cl.Port == 0 {
@@ -425,6 +458,49 @@ func (c *Config) setDefaults() {
 		if cl.DefaultPartition == "" && len(cl.Partitions) > 0 {
 			cl.DefaultPartition = cl.Partitions[0]
 		}
+	}
+}
+
+func (w *Webhooks) setDefaults() {
+	defDur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defDur(&w.Timeout, 10*time.Second)
+	defDur(&w.RetryMin, 10*time.Second)
+	defDur(&w.RetryMax, time.Hour)
+	defDur(&w.PollInterval, time.Second)
+	defDur(&w.Keep, 30*24*time.Hour)
+	if w.MaxAttempts == 0 {
+		w.MaxAttempts = 10
+	}
+	if w.MaxEndpointsPerUser == 0 {
+		w.MaxEndpointsPerUser = webhook.DefaultMaxEndpoints
+	}
+}
+
+func (w Webhooks) validate(bad func(key, format string, a ...any)) {
+	if _, err := w.Policy(); err != nil {
+		bad("webhooks.allow", "%v", err)
+	}
+	if w.Timeout < 100*time.Millisecond || w.Timeout > time.Minute {
+		bad("webhooks.timeout", "must be between 100ms and 1m, got %s", w.Timeout)
+	}
+	if w.MaxAttempts < 1 || w.MaxAttempts > 100 {
+		bad("webhooks.max_attempts", "must be between 1 and 100, got %d", w.MaxAttempts)
+	}
+	if w.RetryMin < 10*time.Millisecond || w.RetryMax < w.RetryMin {
+		bad("webhooks.retry_min", "must be at least 10ms and at most webhooks.retry_max (%s), got %s", w.RetryMax, w.RetryMin)
+	}
+	if w.PollInterval < 10*time.Millisecond {
+		bad("webhooks.poll_interval", "must be at least 10ms, got %s", w.PollInterval)
+	}
+	if w.MaxEndpointsPerUser < 0 {
+		bad("webhooks.max_endpoints_per_user", "must be >= 0")
+	}
+	if w.Keep < time.Hour {
+		bad("webhooks.keep", "must be at least 1h, got %s", w.Keep)
 	}
 }
 
@@ -492,6 +568,7 @@ func (c *Config) Validate() error {
 			bad("web.session_key", "%v", err)
 		}
 	}
+	c.Webhooks.validate(bad)
 	seen := map[string]bool{}
 	for i, cl := range c.Clusters {
 		k := func(f string) string { return fmt.Sprintf("clusters[%d].%s", i, f) }

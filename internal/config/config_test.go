@@ -135,6 +135,46 @@ func TestLoadErrorsNameTheKey(t *testing.T) {
 	}
 }
 
+// TestWebhooks: defaults, YAML and FTGATE_WEBHOOKS_* overrides, and the errors that
+// name the key.
+func TestWebhooks(t *testing.T) {
+	t.Parallel()
+	c, err := Load(write(t, "c.yaml", minimal), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := c.Webhooks
+	if w.Timeout != 10*time.Second || w.MaxAttempts != 10 || w.RetryMin != 10*time.Second || w.RetryMax != time.Hour ||
+		w.PollInterval != time.Second || w.MaxEndpointsPerUser != 20 || w.Keep != 720*time.Hour || len(w.Allow) != 0 || w.OnlyListed {
+		t.Fatalf("webhook defaults: %+v", w)
+	}
+	c, err = Load(write(t, "c.yaml", minimal+"webhooks:\n  allow: [10.1.0.0/16, hooks.example.edu]\n  max_attempts: 3\n"),
+		[]string{"FTGATE_WEBHOOKS_ALLOW=127.0.0.1,*.example.edu", "FTGATE_WEBHOOKS_ONLY_LISTED=true", "FTGATE_WEBHOOKS_RETRY_MIN=100ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := c.Webhooks.Policy()
+	if err != nil || len(p.Prefixes) != 1 || p.Prefixes[0].String() != "127.0.0.1/32" || len(p.Hosts) != 1 || p.Hosts[0] != "*.example.edu" ||
+		!p.OnlyListed || c.Webhooks.MaxAttempts != 3 || c.Webhooks.RetryMin != 100*time.Millisecond {
+		t.Fatalf("overrides: %+v %+v %v", c.Webhooks, p, err)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"webhooks:\n  allow: [http://hooks.example.edu]\n", `config webhooks.allow: entry "http://hooks.example.edu" is neither an address, a CIDR nor a host name`},
+		{"webhooks:\n  allow: [10.0.0.0/40]\n", "config webhooks.allow: entry"},
+		{"webhooks:\n  timeout: 5m\n", "config webhooks.timeout: must be between 100ms and 1m"},
+		{"webhooks:\n  max_attempts: 1000\n", "config webhooks.max_attempts: must be between 1 and 100"},
+		{"webhooks:\n  retry_min: 2h\n", "config webhooks.retry_min: must be at least 10ms and at most webhooks.retry_max"},
+		{"webhooks:\n  poll_interval: 1ms\n", "config webhooks.poll_interval: must be at least 10ms"},
+		{"webhooks:\n  max_endpoints_per_user: -1\n", "config webhooks.max_endpoints_per_user: must be >= 0"},
+		{"webhooks:\n  keep: 1m\n", "config webhooks.keep: must be at least 1h"},
+		{"webhooks:\n  allowed: [127.0.0.1]\n", "field allowed not found"},
+	} {
+		if _, err := Load(write(t, "c.yaml", minimal+tc.yaml), nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+}
+
 // TestQuotaConfig: the quota keys load, the window defaults to a week, and For
 // resolves per-user limits with group (most generous) and user (wins) overrides.
 func TestQuotaConfig(t *testing.T) {

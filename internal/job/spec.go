@@ -130,19 +130,27 @@ var Precisions = []string{"auto", "bf16", "fp16", "fp32"}
 
 var moduleRE = regexp.MustCompile(`^[A-Za-z0-9_.]{1,64}$`)
 
-// DecodeSpec reads one JSON Spec strictly: unknown fields, wrong types and trailing
-// data are EInvalid errors naming the field.
+// DecodeSpec reads one JSON Spec strictly (DecodeJSON).
 func DecodeSpec(r io.Reader) (Spec, error) {
 	var s Spec
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&s); err != nil {
-		return Spec{}, jsonError(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Spec{}, Errorf(EInvalid, "body: unexpected data after the JSON object")
+	if err := DecodeJSON(r, &s); err != nil {
+		return Spec{}, err
 	}
 	return s, nil
+}
+
+// DecodeJSON reads one JSON value into v strictly: unknown fields, wrong types and
+// trailing data are EInvalid errors naming the field.
+func DecodeJSON(r io.Reader, v any) error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Errorf(EInvalid, "body: unexpected data after the JSON object")
+	}
+	return nil
 }
 
 func jsonError(err error) error {

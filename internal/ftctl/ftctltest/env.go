@@ -357,10 +357,11 @@ func (tokenAuth) Authenticate(r *http.Request) (job.Identity, error) {
 
 // Env is one gateway with its fakes, and ftctl's config pointing at it.
 type Env struct {
-	t     *testing.T
-	Store *MemStore
-	Slurm *FakeSlurm
-	Srv   *httptest.Server
+	t        *testing.T
+	Store    *MemStore
+	Webhooks *MemWebhooks
+	Slurm    *FakeSlurm
+	Srv      *httptest.Server
 	// API is the gateway under test; a test may set its Limits before running ftctl.
 	API  *api.Server
 	Root string // job root
@@ -379,7 +380,7 @@ type Env struct {
 // NewEnv starts a gateway over fakes for users alice and bob; ftctl runs as alice.
 func NewEnv(t *testing.T) *Env {
 	t.Helper()
-	e := &Env{t: t, Store: newMemStore(), Slurm: &FakeSlurm{}, Root: t.TempDir(), CfgDir: t.TempDir(), Token: "alice"}
+	e := &Env{t: t, Store: newMemStore(), Webhooks: newMemWebhooks(), Slurm: &FakeSlurm{}, Root: t.TempDir(), CfgDir: t.TempDir(), Token: "alice"}
 	for _, u := range []string{"alice", "bob"} {
 		if err := os.MkdirAll(filepath.Join(e.Root, u), 0o755); err != nil {
 			t.Fatal(err)
@@ -395,7 +396,8 @@ func NewEnv(t *testing.T) *Env {
 			Slurm:  e.Slurm,
 			Files:  localFiles{},
 		}},
-		MaxBody: 1 << 20,
+		MaxBody:  1 << 20,
+		Webhooks: api.Webhooks{Store: e.Webhooks, Check: webhookGuard().Check, MaxPerUser: 3},
 	}
 	e.API = s
 	h := s.Handler()

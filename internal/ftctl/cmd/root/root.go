@@ -22,6 +22,7 @@ import (
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/watch"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/system"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/usage"
+	"github.com/ftgate/ftgate/internal/ftctl/cmd/webhook"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/version"
 )
@@ -46,7 +47,7 @@ Exit codes: 0 success, 1 error, 2 usage mistake, 4 login needed, 8 job failed
 	}
 	root.PersistentFlags().StringVar(&f.ServerFlag, "server", "", "gateway URL (default: $FTCTL_SERVER, then the config file's server)")
 	root.SetVersionTemplate("ftctl {{.Version}}\n")
-	root.AddCommand(auth.NewCmdAuth(f))
+	root.AddCommand(auth.NewCmdAuth(f), webhook.NewCmdWebhook(f))
 	AddJobCommands(root, f)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cmdutil.UsageErrorf("%v", err) })
 	root.SetIn(f.IO.In)
