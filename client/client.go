@@ -317,6 +317,16 @@ func (c *Client) SystemStatus(ctx context.Context) (SystemStatus, error) {
 	return get[SystemStatus](ctx, c, "/api/system/status", nil)
 }
 
+// Usage is GET /api/usage: the caller's usage and limits, or (admins only) those of
+// Unix account user.
+func (c *Client) Usage(ctx context.Context, user string) (Usage, error) {
+	var q url.Values
+	if user != "" {
+		q = url.Values{"user": {user}}
+	}
+	return get[Usage](ctx, c, "/api/usage", q)
+}
+
 // Checkpoints is GET /api/training/{job_id}/checkpoints.
 func (c *Client) Checkpoints(ctx context.Context, id string) (CheckpointList, error) {
 	return get[CheckpointList](ctx, c, jobPath(id, "checkpoints"), nil)
@@ -363,6 +373,56 @@ func (c *Client) Pin(ctx context.Context, id string, pinned bool) (PinState, err
 // Purge is DELETE /api/training/{job_id}?purge=1: removes a finished job's directory.
 func (c *Client) Purge(ctx context.Context, id string) (Purged, error) {
 	return send[Purged](ctx, c, http.MethodDelete, jobPath(id), url.Values{"purge": {"1"}})
+}
+
+// PageOptions page a list: at most Limit entries (0: the gateway's default) after
+// Cursor (a NextCursor of the previous page).
+type PageOptions struct {
+	Limit  int
+	Cursor string
+}
+
+func (o PageOptions) query() url.Values {
+	q := url.Values{}
+	if o.Limit > 0 {
+		q.Set("limit", strconv.Itoa(o.Limit))
+	}
+	if o.Cursor != "" {
+		q.Set("cursor", o.Cursor)
+	}
+	return q
+}
+
+func webhookPath(id string, rest ...string) string {
+	p := "/api/webhooks/" + url.PathEscape(id)
+	for _, r := range rest {
+		p += "/" + r
+	}
+	return p
+}
+
+// CreateWebhook is POST /api/webhooks: the answer carries the endpoint's signing
+// secret, the only time it is shown.
+func (c *Client) CreateWebhook(ctx context.Context, req WebhookRequest) (Webhook, error) {
+	var out Webhook
+	err := c.Do(ctx, http.MethodPost, "/api/webhooks", nil, nil, req, &out)
+	return out, err
+}
+
+// Webhooks is GET /api/webhooks: one page of the caller's endpoints.
+func (c *Client) Webhooks(ctx context.Context, opts PageOptions) (WebhookList, error) {
+	return get[WebhookList](ctx, c, "/api/webhooks", opts.query())
+}
+
+// DeleteWebhook is DELETE /api/webhooks/{webhook_id}.
+func (c *Client) DeleteWebhook(ctx context.Context, id string) (WebhookDeleted, error) {
+	return send[WebhookDeleted](ctx, c, http.MethodDelete, webhookPath(id), nil)
+}
+
+// WebhookDeliveries is GET /api/webhooks/{webhook_id}/deliveries: one page of the
+// endpoint's delivery log.
+func (c *Client) WebhookDeliveries(ctx context.Context, id string, opts PageOptions) (DeliveryList, error) {
+	return get[DeliveryList](ctx, c, webhookPath(id, "deliveries"), opts.query())
 }
 
 // LogOptions are the parameters of Logs: Offset or Tail (not both); Follow keeps the

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ftgate/ftgate/internal/artifact"
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/webhook"
 )
 
 // Domain types sent as they are.
@@ -40,6 +41,13 @@ type (
 	Template = job.Template
 	// TemplateRef is the template version a job came from (Job.Template).
 	TemplateRef = job.TemplateRef
+	// Webhook is a registered webhook endpoint; only the answer of POST /api/webhooks
+	// carries its secret.
+	Webhook = webhook.Endpoint
+	// WebhookDelivery is one entry of an endpoint's delivery log.
+	WebhookDelivery = webhook.Delivery
+	// WebhookBody is what a delivery POSTs to the endpoint (docs/webhooks.md).
+	WebhookBody = webhook.Body
 )
 
 // ErrorDetail is the code and message of an error answer, and of the error message
@@ -47,6 +55,11 @@ type (
 type ErrorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Details are structured facts beside the message, for some errors: a quota
+	// refusal (429) has limit, max, used, requested, and for gpu_hours window_seconds
+	// and frees_at; a no_wait refusal (409) has free_gpus, requested_gpus, cluster
+	// and partition.
+	Details map[string]any `json:"details,omitempty"`
 }
 
 // ErrorBody is every error answer: {"error":{"code","message"}}.
@@ -147,6 +160,40 @@ type JobList struct {
 	NextCursor string `json:"next_cursor"`
 }
 
+// Usage is GET /api/usage: what one user (a Unix account) holds now against the
+// limits that apply to it.
+type Usage struct {
+	User string `json:"user"`
+	// Groups are those the limits were resolved with: the caller's token's, or for
+	// an admin's ?user= query the groups recorded with that user's latest job.
+	Groups []string  `json:"groups"`
+	Time   time.Time `json:"time"`
+	// ActiveJobs are unfinished (submitting, queued, running, pausing, paused);
+	// QueuedJobs wait to start (submitting, queued).
+	ActiveJobs int `json:"active_jobs"`
+	QueuedJobs int `json:"queued_jobs"`
+	// GPUsInUse are the GPUs of running and pausing jobs; GPUsHeld those of
+	// submitting, queued, running and pausing jobs, which limits.max_gpus counts.
+	GPUsInUse int `json:"gpus_in_use"`
+	GPUsHeld  int `json:"gpus_held"`
+	// GPUHours were used by runs in the window ending now (running ones up to now).
+	GPUHours float64 `json:"gpu_hours"`
+	// GPUHoursFreesAt, when the GPU-hour limit is reached, is when enough of the
+	// window's runs leave it for submissions to be accepted again (running jobs
+	// running on); absent when under the limit, or when running jobs alone hold it.
+	GPUHoursFreesAt *time.Time  `json:"gpu_hours_frees_at,omitempty"`
+	Limits          UsageLimits `json:"limits"`
+}
+
+// UsageLimits are the limits of a Usage; 0 is no limit.
+type UsageLimits struct {
+	MaxActiveJobs     int     `json:"max_active_jobs"`
+	MaxQueuedJobs     int     `json:"max_queued_jobs"`
+	MaxGPUs           int     `json:"max_gpus"`
+	GPUHoursPerWindow float64 `json:"gpu_hours_per_window"`
+	WindowSeconds     int64   `json:"window_seconds"`
+}
+
 // SystemStatus is GET /api/system/status.
 type SystemStatus struct {
 	Version  string          `json:"version"`
@@ -235,4 +282,32 @@ type WSMessage struct {
 	Event *Event       `json:"event,omitempty"`
 	Log   *LogLines    `json:"log,omitempty"`
 	Error *ErrorDetail `json:"error,omitempty"`
+}
+
+// WebhookRequest is POST /api/webhooks: the receiver's URL and the events it hears
+// (job.succeeded, job.failed, job.cancelled, job.paused, job.checkpoint).
+type WebhookRequest struct {
+	URL    string   `json:"url"`
+	Events []string `json:"events"`
+}
+
+// WebhookList is one page of GET /api/webhooks, newest first; NextCursor is empty on
+// the last page.
+type WebhookList struct {
+	Webhooks   []Webhook `json:"webhooks"`
+	NextCursor string    `json:"next_cursor"`
+}
+
+// DeliveryList is one page of GET /api/webhooks/{webhook_id}/deliveries, newest
+// first; NextCursor is empty on the last page.
+type DeliveryList struct {
+	WebhookID  string            `json:"webhook_id"`
+	Deliveries []WebhookDelivery `json:"deliveries"`
+	NextCursor string            `json:"next_cursor"`
+}
+
+// WebhookDeleted is DELETE /api/webhooks/{webhook_id}.
+type WebhookDeleted struct {
+	ID      string `json:"id"`
+	Deleted bool   `json:"deleted"`
 }

@@ -19,22 +19,33 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ftgate/ftgate/internal/config"
+	"github.com/ftgate/ftgate/internal/deliver"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/sshconn"
 	"github.com/ftgate/ftgate/internal/stacktest"
 	"github.com/ftgate/ftgate/internal/submit"
+	"github.com/ftgate/ftgate/internal/webhook"
 )
 
 // TestMain lets the crash test run this test binary as the gateway process. With
 // FTGATE_TEST_CRASH_AFTER_SBATCH=1 (read only here, in the test build) that process
 // kills itself with SIGKILL right after its first successful sbatch, before the result
 // is recorded: the window in which only the job's tag can tell that it was submitted.
+// With FTGATE_TEST_CRASH_AFTER_WEBHOOK_CLAIM=1 it kills itself right after its webhook
+// worker claims a delivery, before sending it.
 func TestMain(m *testing.M) {
 	if os.Getenv("FTGATE_TEST_SERVE") == "1" {
 		if os.Getenv("FTGATE_TEST_CRASH_AFTER_SBATCH") == "1" {
 			submit.AfterSbatch = func(jobID, slurmID string) {
 				fmt.Fprintf(os.Stderr, "test hook: crashing after sbatch of job %s as Slurm job %s\n", jobID, slurmID)
+				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+				select {}
+			}
+		}
+		if os.Getenv("FTGATE_TEST_CRASH_AFTER_WEBHOOK_CLAIM") == "1" {
+			deliver.AfterClaim = func(o webhook.Outgoing) {
+				fmt.Fprintf(os.Stderr, "test hook: crashing after claiming webhook delivery %s (attempt %d)\n", o.ID, o.Attempt)
 				_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 				select {}
 			}

@@ -117,6 +117,7 @@ func registeredMetrics(t *testing.T) map[string]bool {
 	m.RegisterJobs(func(context.Context) ([]metrics.JobCount, error) {
 		return []metrics.JobCount{{Cluster: "c", State: "queued", N: 1}}, nil
 	})
+	m.RegisterWebhookOutbox(func(context.Context) (int, error) { return 0, nil })
 	names := map[string]bool{}
 	fams, err := m.Registry.Gather()
 	if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/ftgate/ftgate/internal/artifact"
 	"github.com/ftgate/ftgate/internal/auth"
 	"github.com/ftgate/ftgate/internal/config"
+	"github.com/ftgate/ftgate/internal/deliver"
 	"github.com/ftgate/ftgate/internal/event"
 	"github.com/ftgate/ftgate/internal/metrics"
 	"github.com/ftgate/ftgate/internal/postgres"
@@ -201,6 +202,11 @@ func serve(ctx context.Context, cfg *config.Config) error {
 		return err
 	}
 	defer a.close()
+	// SIGHUP reloads the mapping file (instead of ending the process).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	a.hup = hup
 	var wg sync.WaitGroup
 	wctx, cancelWorkers := context.WithCancel(ctx)
 	defer cancelWorkers()
@@ -287,14 +293,23 @@ type app struct {
 	rec     *reconcile.Reconciler
 	hub     *event.Hub
 	ret     *artifact.Retainer
+	hooks   *deliver.Worker
 	closers []func() error
+	// verifier's mapping file is reloaded when it changes (checked every
+	// mappingInterval) and whenever hup delivers (SIGHUP; serve sets it).
+	verifier        *auth.Verifier
+	mappingInterval time.Duration
+	hup             <-chan os.Signal
 }
 
-// run runs the submitter and the reconciler until ctx ends.
+// run runs the event hub, retention, the submitter, the reconciler, the webhook
+// sender and the mapping file's reloads until ctx ends.
 func (a *app) run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Add(4)
+	wg.Add(6)
+	go func() { defer wg.Done(); a.hooks.Run(ctx) }()
 	go func() { defer wg.Done(); _ = a.hub.Run(ctx) }()
+	go func() { defer wg.Done(); a.verifier.WatchMapping(ctx, a.mappingInterval, a.hup) }()
 	go func() {
 		defer wg.Done()
 		if len(a.ret.Clusters) > 0 {
@@ -330,6 +345,8 @@ var (
 	_ reconcile.Store         = (*postgres.Store)(nil)
 	_ reconcile.Slurm         = (*slurm.Client)(nil)
 	_ reconcile.Lease         = (*postgres.Leader)(nil)
+	_ api.WebhookStore        = (*postgres.Store)(nil)
+	_ deliver.Store           = (*postgres.Store)(nil)
 )
 
 // assemble builds the gateway on pool from cfg: OIDC verifier, one SSH pool and Slurm
@@ -338,7 +355,14 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 	store := postgres.New(pool)
 	ocfg := cfg.OIDC
 	ocfg.DenyUsers = append(slices.Clone(ocfg.DenyUsers), cfg.TrustedAccounts()...) // probe and service accounts are no users
-	aopts := []auth.Option{auth.WithLogger(log)}
+	m := metrics.New()
+	aopts := []auth.Option{auth.WithLogger(log), auth.WithMappingReloaded(func(err error) {
+		result := "ok"
+		if err != nil {
+			result = "error"
+		}
+		m.MappingReloads.WithLabelValues(result).Inc()
+	})}
 	if ocfg.PinAccounts {
 		aopts = append(aopts, auth.WithPinner(store))
 	}
@@ -346,7 +370,6 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 	if err != nil {
 		return nil, fmt.Errorf("oidc: %w", err)
 	}
-	m := metrics.New()
 	m.RegisterJobs(func(ctx context.Context) ([]metrics.JobCount, error) {
 		cs, err := store.CountByState(ctx)
 		out := make([]metrics.JobCount, len(cs))
@@ -355,7 +378,17 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		}
 		return out, err
 	})
-	a := &app{}
+	m.RegisterWebhookOutbox(store.PendingDeliveries)
+	policy, err := cfg.Webhooks.Policy()
+	if err != nil {
+		return nil, fmt.Errorf("webhooks.allow: %w", err)
+	}
+	guard := &deliver.Guard{Policy: policy}
+	wh := cfg.Webhooks
+	a := &app{verifier: verifier, mappingInterval: cfg.OIDC.MappingReloadInterval,
+		hooks: &deliver.Worker{Store: store, Sender: &deliver.Sender{Client: deliver.NewClient(guard, wh.Timeout)},
+			Interval: wh.PollInterval, Timeout: wh.Timeout, MaxAttempts: wh.MaxAttempts, RetryMin: wh.RetryMin, RetryMax: wh.RetryMax,
+			Keep: wh.Keep, Metrics: m, Log: log.With("worker", "webhooks")}}
 	a.sub = &submit.Submitter{Store: store, Clusters: map[string]submit.Cluster{}, Log: log.With("worker", "submit"), Metrics: m}
 	a.rec = &reconcile.Reconciler{Store: store, Log: log.With("worker", "reconcile"), Metrics: m,
 		Lead: func(ctx context.Context) (reconcile.Lease, error) {
@@ -366,9 +399,10 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 			return l, nil
 		}}
 	srv := &api.Server{Log: log, Version: version.Version, Auth: verifier, Store: store, Templates: store, Metrics: m,
-		MaxBody: cfg.Limits.MaxBodyBytes, MaxActivePerUser: cfg.Limits.MaxActiveJobsPerUser, Kick: a.sub.Kick,
+		MaxBody: cfg.Limits.MaxBodyBytes, Limits: cfg.Limits, Kick: a.sub.Kick,
 		AuthConfig: authConfig(cfg.OIDC), MetricsToken: cfg.Metrics.BearerToken, MetricsSeparate: cfg.Metrics.Listen != "",
-		MaxStreamsPerUser: cfg.Limits.MaxStreamsPerUser, MaxStreams: cfg.Limits.MaxStreams}
+		MaxStreamsPerUser: cfg.Limits.MaxStreamsPerUser, MaxStreams: cfg.Limits.MaxStreams,
+		Webhooks: api.Webhooks{Store: store, Check: guard.Check, MaxPerUser: wh.MaxEndpointsPerUser}}
 	if srv.Auth, srv.Web, err = dashboard(ctx, cfg, verifier, log); err != nil {
 		return nil, err
 	}

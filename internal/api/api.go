@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/ftgate/ftgate/client"
+	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/metrics"
 )
@@ -38,10 +39,11 @@ type Server struct {
 	// serves /metrics only through MetricsHandler (its own listener).
 	MetricsToken    string
 	MetricsSeparate bool
-	// MaxBody caps request bodies (413 above it); MaxActivePerUser is the queue quota
-	// (429 above it; 0 means no limit).
-	MaxBody          int64
-	MaxActivePerUser int
+	// MaxBody caps request bodies (413 above it).
+	MaxBody int64
+	// Limits are the per-user limits with their group and user overrides (429 above
+	// them; a zero value limits nothing).
+	Limits config.Limits
 	// MaxStreamsPerUser and MaxStreams cap open streams (SSE, WebSocket, followed
 	// logs) per user and in all: 429 above them; 0 means no cap.
 	MaxStreamsPerUser int
@@ -50,6 +52,8 @@ type Server struct {
 	Kick func()
 	// Streams serves event streams (see stream.go); a zero value answers 503.
 	Streams Streams
+	// Webhooks serves the webhook routes (webhooks.go); a zero value answers 503.
+	Webhooks Webhooks
 	// Web serves what no API route matches outside /api/ (the dashboard, internal/web).
 	Web http.Handler
 	// Templates stores job templates; nil answers the template routes with 503.

@@ -25,6 +25,8 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/metrics"
 	"github.com/ftgate/ftgate/internal/postgres"
+	"github.com/ftgate/ftgate/internal/quota"
+	"github.com/ftgate/ftgate/internal/webhook"
 )
 
 // The authorization matrix: every route class (public, user job routes, admin-only)
@@ -61,6 +63,7 @@ var authzRoutes = []authzRoute{
 	{class: "public", method: "GET", path: "/metrics", want: [4]int{200, 200, 200, 200}},
 	{class: "user", method: "GET", path: "/api/whoami", want: [4]int{200, 200, 200, 403}},
 	{class: "user", method: "GET", path: "/api/system/status", want: [4]int{200, 200, 200, 403}},
+	{class: "user", method: "GET", path: "/api/usage", want: [4]int{200, 200, 200, 403}},
 	{class: "user", method: "POST", path: "/api/training/execute", body: authzSpec, want: [4]int{202, 202, 202, 403}},
 	{class: "user", method: "GET", path: "/api/jobs", want: [4]int{200, 200, 200, 403}, jobs: &[3]int{2, 1, 3}},
 	{class: "user", method: "GET", path: "/api/training/status/job-a", want: [4]int{200, 404, 200, 403}},
@@ -92,7 +95,13 @@ var authzRoutes = []authzRoute{
 	{class: "user", method: "PUT", path: "/api/templates/t", body: `{"spec":{}}`, want: [4]int{503, 503, 503, 403}},
 	{class: "user", method: "DELETE", path: "/api/templates/t", want: [4]int{503, 503, 503, 403}},
 	{class: "user", method: "POST", path: "/api/training/execute", body: `{"template":"t"}`, want: [4]int{503, 503, 503, 403}},
+	// Webhooks: alice owns hook-a. Another user's endpoint answers 404.
+	{class: "user", method: "POST", path: "/api/webhooks", body: `{"url":"http://127.0.0.1:9/x","events":["job.failed"]}`, want: [4]int{201, 201, 201, 403}},
+	{class: "user", method: "GET", path: "/api/webhooks", want: [4]int{200, 200, 200, 403}},
+	{class: "user", method: "DELETE", path: "/api/webhooks/" + hookA, want: [4]int{200, 404, 200, 403}},
+	{class: "user", method: "GET", path: "/api/webhooks/" + hookA + "/deliveries", want: [4]int{200, 404, 200, 403}},
 	{class: "admin", method: "GET", path: "/api/jobs?user=bob", want: [4]int{403, 200, 200, 403}, jobs: &[3]int{0, 1, 1}},
+	{class: "admin", method: "GET", path: "/api/usage?user=bob", want: [4]int{403, 200, 200, 403}},
 	{class: "admin", method: "GET", path: "/api/jobs?user=alice", want: [4]int{200, 403, 200, 403}, jobs: &[3]int{2, 0, 2}},
 }
 
@@ -119,8 +128,9 @@ func TestAuthorizationMatrix(t *testing.T) {
 			}
 			t.Run(rt.class+" "+rt.method+" "+rt.path+" as "+kind, func(t *testing.T) {
 				t.Parallel()
-				store, fs := newMemStore(), newFakeSlurm()
+				store, fs, hooks := newMemStore(), newFakeSlurm(), &authzHooks{}
 				srv := &Server{Auth: v, Store: store, MaxBody: 4096, Version: "test", Metrics: metrics.New(),
+					Webhooks:   Webhooks{Store: hooks, Check: func(_ context.Context, _, raw string) (string, error) { return raw, nil }},
 					AuthConfig: AuthConfig{Issuer: p.Issuer, ClientID: authtest.ClientID, Audience: authtest.Audience},
 					Clusters: []*Cluster{{
 						Config: config.Cluster{Name: "dev", JobRoot: "/jobs", Partitions: []string{"gpu"}, DefaultPartition: "gpu", ProbeUser: "alice"},
@@ -143,7 +153,7 @@ func TestAuthorizationMatrix(t *testing.T) {
 					if calls := fs.Calls(); calls != "" {
 						t.Errorf("refused request reached Slurm: %s", calls)
 					}
-					if changed := store.changed(); changed != "" {
+					if changed := store.changed() + hooks.changed(); changed != "" {
 						t.Errorf("refused request changed the store: %s", changed)
 					}
 				}
@@ -224,6 +234,8 @@ type memStore struct {
 	changes []string
 	pinned  map[string]bool
 	purged  map[string]bool
+	runs    map[string][]quota.Run // by Unix user, for GPU-hours
+	groups  map[string][]string    // UserGroups' answers
 }
 
 // seedSpec is the spec of memStore's jobs: authzSpec, normalised.
@@ -258,9 +270,12 @@ func (s *memStore) changed() string {
 	return strings.Join(s.changes, "; ")
 }
 
-func (s *memStore) Create(_ context.Context, j job.Job, _ int) (job.Job, bool, error) {
+func (s *memStore) Create(_ context.Context, j job.Job, lim quota.Limits) (job.Job, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := lim.Check(s.usage(j.User), quota.Add{Active: 1, Queued: 1, GPUs: j.Spec.Resources.TotalGPUs()}); err != nil {
+		return job.Job{}, false, err
+	}
 	j.CreatedAt = time.Now()
 	s.jobs[j.ID] = j
 	s.changes = append(s.changes, "create "+j.ID)
@@ -311,16 +326,38 @@ func (s *memStore) Runs(context.Context) (map[string]postgres.Run, error) {
 
 func (s *memStore) Ping(context.Context) error { return nil }
 
-func (s *memStore) CountActive(_ context.Context, owner string) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
+// usage counts user's jobs as the Postgres store does, with the runs in s.runs.
+func (s *memStore) usage(user string) quota.Usage {
+	u := quota.Usage{At: time.Now(), Runs: s.runs[user]}
 	for _, j := range s.jobs {
-		if j.OwnerSubject == owner && j.State.Active() {
-			n++
+		if j.User == user {
+			u.Count(j.State, j.Spec.Resources.TotalGPUs())
 		}
 	}
-	return n, nil
+	return u
+}
+
+func (s *memStore) Usage(_ context.Context, user string, _ time.Duration) (quota.Usage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.usage(user), nil
+}
+
+func (s *memStore) UserGroups(_ context.Context, user string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.groups[user], nil
+}
+
+func (s *memStore) ByIdempotencyKey(_ context.Context, owner, key string) (job.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.jobs {
+		if j.OwnerSubject == owner && j.IdempotencyKey == key {
+			return j, nil
+		}
+	}
+	return job.Job{}, job.Errorf(job.ENotFound, "job not found")
 }
 
 func (s *memStore) SetPinned(_ context.Context, id string, pinned bool) error {
@@ -416,6 +453,7 @@ func TestAuthorizationMatrixCoversEveryRoute(t *testing.T) {
 		}
 		p = strings.ReplaceAll(p, "/step-10", "/{name}")
 		p = strings.ReplaceAll(p, "/api/templates/t", "/api/templates/{name}")
+		p = strings.ReplaceAll(p, "/"+hookA, "/{webhook_id}")
 		covered[rt.method+" "+p] = true
 	}
 	routes, ok := (&Server{}).Handler().(chi.Routes)
@@ -431,4 +469,53 @@ func TestAuthorizationMatrixCoversEveryRoute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// hookA is alice's webhook endpoint in the authorization matrix.
+const hookA = "00000000-0000-4000-8000-0000000000a1"
+
+// authzHooks is the matrix's webhook store: alice's hookA, and a record of changes.
+type authzHooks struct {
+	mu      sync.Mutex
+	changes []string
+}
+
+func (h *authzHooks) changed() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return strings.Join(h.changes, "; ")
+}
+
+func (h *authzHooks) CreateEndpoint(_ context.Context, e webhook.Endpoint, _ int) (webhook.Endpoint, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.changes = append(h.changes, "create "+e.OwnerSubject)
+	e.ID = "00000000-0000-4000-8000-0000000000b1"
+	return e, nil
+}
+
+func (h *authzHooks) Endpoint(_ context.Context, id string) (webhook.Endpoint, error) {
+	if id != hookA {
+		return webhook.Endpoint{}, job.Errorf(job.ENotFound, "webhook %s not found", id)
+	}
+	return webhook.Endpoint{ID: hookA, OwnerSubject: "sub-alice", User: "alice", URL: "http://127.0.0.1:9/a", Events: []string{"job.failed"}}, nil
+}
+
+func (h *authzHooks) Endpoints(_ context.Context, owner, _ string, _ int) ([]webhook.Endpoint, string, error) {
+	if owner != "sub-alice" {
+		return nil, "", nil
+	}
+	e, err := h.Endpoint(context.Background(), hookA)
+	return []webhook.Endpoint{e}, "", err
+}
+
+func (h *authzHooks) DeleteEndpoint(_ context.Context, id string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.changes = append(h.changes, "delete "+id)
+	return nil
+}
+
+func (h *authzHooks) Deliveries(_ context.Context, _, _ string, _ int) ([]webhook.Delivery, string, error) {
+	return nil, "", nil
 }

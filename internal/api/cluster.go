@@ -18,6 +18,8 @@ type Slurm interface {
 	// CachedCapacity is the cluster's capacity read as the probe account (cached,
 	// one read at a time); the one capacity check is slurm.Capacity.Fits.
 	CachedCapacity(ctx context.Context) (*slurm.Capacity, error)
+	// FreshCapacity is CachedCapacity reused for seconds only (resources.no_wait).
+	FreshCapacity(ctx context.Context) (*slurm.Capacity, error)
 }
 
 // Files writes files in job directories; *sshconn.Pool implements it.
@@ -43,7 +45,7 @@ func (s *Server) cluster(name string) (*Cluster, bool) {
 
 // jobs returns the job operations over the server's store and clusters.
 func (s *Server) jobs() *jobsvc.Service {
-	return &jobsvc.Service{Store: s.Store, Cluster: s.opsCluster, MaxActivePerUser: s.MaxActivePerUser,
+	return &jobsvc.Service{Store: s.Store, Cluster: s.opsCluster, Limits: s.Limits.For,
 		Kick: s.Kick, Transitioned: s.countTransition, Log: s.logger()}
 }
 
@@ -68,6 +70,9 @@ func (s *Server) opsCluster(name string) (*jobsvc.Cluster, error) {
 	}}
 	if cl.Slurm != nil {
 		out.Slurm = cl.Slurm
+		if cl.Config.ProbeUser != "" {
+			out.Capacity = cl.Slurm.FreshCapacity
+		}
 	}
 	if cl.Files != nil {
 		out.Files = cl.Files

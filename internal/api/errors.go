@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/worker"
 )
@@ -23,7 +24,8 @@ var statusOf = map[string]int{
 	job.EInternal:      http.StatusInternalServerError,
 }
 
-// Error writes err as {"error":{"code","message"}} with the status of its code.
+// Error writes err as {"error":{"code","message"}} with the status of its code, and
+// the error's details when it has some (a quota refusal's limit and usage).
 // Internal errors are logged and shown only as "internal error".
 func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 	code := job.ErrorCode(err)
@@ -39,7 +41,7 @@ func (s *Server) Error(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="ftgate"`)
 	}
 	if errors.As(err, &e) {
-		writeError(w, status, code, e.Message)
+		writeJSON(w, status, client.ErrorBody{Error: client.ErrorDetail{Code: code, Message: e.Message, Details: e.Details}})
 		return
 	}
 	writeError(w, status, job.EInternal, "internal error")

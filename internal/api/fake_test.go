@@ -31,6 +31,7 @@ type fakeSlurm struct {
 	status   map[string]slurm.Status
 	fail     map[string]error // by method name
 	capErr   error
+	capacity *slurm.Capacity // FreshCapacity's answer when set
 	maxGPUs  int
 	nextID   int
 	rendered int
@@ -84,6 +85,15 @@ func (f *fakeSlurm) Poll(ctx context.Context, user string, ids []string) (map[st
 		}
 	}
 	return out, nil
+}
+func (f *fakeSlurm) FreshCapacity(ctx context.Context) (*slurm.Capacity, error) {
+	f.mu.Lock()
+	capa := f.capacity
+	f.mu.Unlock()
+	if capa != nil || f.capErr != nil {
+		return capa, f.capErr
+	}
+	return f.CachedCapacity(ctx)
 }
 func (f *fakeSlurm) CachedCapacity(ctx context.Context) (*slurm.Capacity, error) {
 	if f.capErr != nil {

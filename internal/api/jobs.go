@@ -24,6 +24,8 @@ type Store interface {
 	CountByState(ctx context.Context) ([]postgres.StateCount, error)
 	Runs(ctx context.Context) (map[string]postgres.Run, error)
 	Ping(ctx context.Context) error
+	// UserGroups are the groups recorded with Unix account user's latest job.
+	UserGroups(ctx context.Context, user string) ([]string, error)
 }
 
 // prepare decodes, normalises and validates a spec against the caller's cluster.
@@ -39,6 +41,10 @@ func (s *Server) prepare(ctx context.Context, id job.Identity, body []byte) (job
 	cl, err := s.place(&spec)
 	if err != nil {
 		return spec, nil, err
+	}
+	if spec.Resources.NoWait && !cl.Config.AllowNoWait {
+		return spec, nil, job.Errorf(job.EUnprocessable, "invalid spec: resources.no_wait: cluster %s does not offer it (clusters[].allow_no_wait is off); submit without it to wait in the queue",
+			cl.Config.Name)
 	}
 	if cl.Slurm != nil {
 		capa, err := cl.Slurm.CachedCapacity(ctx)
@@ -114,7 +120,7 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 	}
 	j := job.Job{
 		ID: postgres.NewID(), OwnerSubject: id.Subject, User: id.Username, Cluster: cl.Config.Name,
-		Spec: spec, SpecHash: hash, State: job.Submitting, Template: tmpl,
+		Spec: spec, SpecHash: hash, State: job.Submitting, Template: tmpl, OwnerGroups: id.Groups,
 	}
 	j.JobDir = slurm.JobDir(cl.Config.JobRoot, j.User, j.ID)
 	switch v := r.URL.Query().Get("dry_run"); v {

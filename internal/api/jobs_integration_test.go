@@ -35,7 +35,7 @@ func newHarness(t *testing.T) *harness {
 	fs := newFakeSlurm()
 	store := postgres.New(pool)
 	srv := &Server{
-		Auth: tokenAuth{}, Store: store, Metrics: metrics.New(), Version: "test", MaxBody: 4096, MaxActivePerUser: 3,
+		Auth: tokenAuth{}, Store: store, Metrics: metrics.New(), Version: "test", MaxBody: 4096, Limits: config.Limits{MaxActiveJobsPerUser: 3},
 		Clusters: []*Cluster{{
 			Config: config.Cluster{Name: "dev", JobRoot: "/jobs", Partitions: []string{"gpu", "urgent"}, DefaultPartition: "gpu", ProbeUser: "alice"},
 			Slurm:  fs, Files: fs, Ping: func(context.Context) error { return nil },

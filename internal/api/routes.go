@@ -36,6 +36,7 @@ func (s *Server) routes() []route {
 		{method: "GET", pattern: "/api/openapi.json", public: true, handler: s.openapi},
 		{method: "GET", pattern: "/api/whoami", handler: s.whoami, responses: ok(client.Whoami{})},
 		{method: "GET", pattern: "/api/system/status", handler: s.systemStatus, responses: ok(client.SystemStatus{})},
+		{method: "GET", pattern: "/api/usage", handler: s.usage, responses: ok(client.Usage{})},
 		// Jobs.
 		{method: "POST", pattern: "/api/training/execute", handler: s.execute, request: oneOf{client.Spec{}, client.TemplateRun{}},
 			responses: map[int]any{200: client.DryRun{}, 202: client.Job{}}},
@@ -62,6 +63,12 @@ func (s *Server) routes() []route {
 		{method: "GET", pattern: "/api/training/{job_id}/model", handler: s.getModel},
 		{method: "GET", pattern: "/api/training/{job_id}/model/manifest", handler: s.getModelManifest, responses: ok(client.Manifest{})},
 		{method: "GET", pattern: "/api/training/{job_id}/metrics", handler: s.jobMetrics, responses: ok(client.Metrics{})},
+		// Webhooks.
+		{method: "POST", pattern: "/api/webhooks", handler: s.createWebhook, request: client.WebhookRequest{},
+			responses: map[int]any{201: client.Webhook{}}},
+		{method: "GET", pattern: "/api/webhooks", handler: s.listWebhooks, responses: ok(client.WebhookList{})},
+		{method: "DELETE", pattern: "/api/webhooks/{webhook_id}", handler: s.deleteWebhook, responses: ok(client.WebhookDeleted{})},
+		{method: "GET", pattern: "/api/webhooks/{webhook_id}/deliveries", handler: s.webhookDeliveries, responses: ok(client.DeliveryList{})},
 		// Streams.
 		{method: "GET", pattern: "/api/events", handler: s.allEvents},
 		{method: "GET", pattern: "/api/training/{job_id}/events", handler: s.jobEvents},

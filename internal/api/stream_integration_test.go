@@ -22,6 +22,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/sshconn"
 	"github.com/ftgate/ftgate/internal/stacktest"
 )
@@ -91,7 +92,7 @@ func createJob(t testing.TB, store *postgres.Store, user, jobRoot string) job.Jo
 	s.Normalize()
 	id := postgres.NewID()
 	j, _, err := store.Create(context.Background(), job.Job{ID: id, OwnerSubject: "sub-" + user, User: user, Cluster: "dev",
-		Spec: s, SpecHash: s.Hash(), JobDir: jobRoot + "/" + user + "/" + id}, 0)
+		Spec: s, SpecHash: s.Hash(), JobDir: jobRoot + "/" + user + "/" + id}, quota.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -83,7 +83,7 @@ func (s *Server) readTemplateRequest(w http.ResponseWriter, r *http.Request, id 
 	if err != nil {
 		return req, err
 	}
-	if err := job.DecodeStrict(bytes.NewReader(body), &req); err != nil {
+	if err := job.DecodeJSON(bytes.NewReader(body), &req); err != nil {
 		return req, err
 	}
 	if req.Visibility != "" && !job.ValidVisibility(req.Visibility) {

@@ -11,6 +11,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/sshconn"
 	"github.com/ftgate/ftgate/internal/stacktest"
 )
@@ -58,7 +59,7 @@ func TestIntegrationRetention(t *testing.T) {
 		s.Normalize()
 		id := postgres.NewID()
 		j, _, err := store.Create(ctx, job.Job{ID: id, OwnerSubject: "sub-alice", User: "alice", Cluster: "dev", Spec: s,
-			SpecHash: s.Hash(), JobDir: st.JobRoot + "/alice/" + id}, 0)
+			SpecHash: s.Hash(), JobDir: st.JobRoot + "/alice/" + id}, quota.Limits{})
 		if err != nil {
 			t.Fatal(err)
 		}

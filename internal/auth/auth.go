@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
@@ -39,7 +40,8 @@ var acceptedTypes = []string{"", "jwt", "at+jwt", "application/at+jwt"}
 type Verifier struct {
 	cfg      config.OIDC
 	verifier *oidc.IDTokenVerifier
-	mapping  map[string]string
+	mapping  atomic.Pointer[map[string]string] // nil: no mapping file
+	reload   mappingReload
 	deny     map[string]bool
 	pins     Pinner
 	minUID   int
@@ -57,6 +59,7 @@ type options struct {
 	log    *slog.Logger
 	uid    func(name string) (int, bool)
 	pins   Pinner
+	onLoad func(err error)
 }
 
 // Pinner pins a Unix account to the first subject that maps to it (oidc.pin_accounts);
@@ -78,6 +81,11 @@ func WithClock(now func() time.Time) Option { return func(o *options) { o.now = 
 func WithUIDLookup(f func(name string) (uid int, ok bool)) Option {
 	return func(o *options) { o.uid = f }
 }
+
+// WithMappingReloaded is called after each reload of the mapping file with its
+// result (nil: the new mapping is in force; else the old one is kept), e.g. to count
+// reloads in a metric.
+func WithMappingReloaded(f func(err error)) Option { return func(o *options) { o.onLoad = f } }
 
 // WithLogger sets the logger for refused tokens.
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.log = l } }
@@ -133,18 +141,11 @@ func New(ctx context.Context, cfg config.OIDC, opts ...Option) (*Verifier, error
 		cfg.MinUID = defaultMinUID
 	}
 	v := &Verifier{cfg: cfg, deny: deny, pins: o.pins, minUID: cfg.MinUID, now: o.now, log: o.log,
-		uids: &uidCache{lookup: o.uid, now: o.now, m: map[string]uidEntry{}}}
+		uids: &uidCache{lookup: o.uid, now: o.now, m: map[string]uidEntry{}}, reload: mappingReload{onLoad: o.onLoad}}
 	if cfg.MappingFile != "" {
-		m, err := LoadMapping(cfg.MappingFile, deny)
-		if err != nil {
+		if err := v.loadMapping(); err != nil {
 			return nil, err
 		}
-		for sub, u := range m {
-			if err := v.CheckUsername(u); err != nil {
-				return nil, fmt.Errorf("oidc.mapping_file %s: subject %q: %s", cfg.MappingFile, sub, job.ErrorMessage(err))
-			}
-		}
-		v.mapping = m
 	}
 	cctx := oidc.ClientContext(context.WithoutCancel(ctx), o.client)
 	dctx, cancel := context.WithTimeout(cctx, 15*time.Second)
@@ -368,7 +369,11 @@ func (v *Verifier) identity(ctx context.Context, sub, email string, all map[stri
 		return job.Identity{}, job.Errorf(job.EForbidden, "token has no sub claim")
 	}
 	var user string
-	if m, ok := v.mapping[sub]; ok {
+	var mapping map[string]string
+	if m := v.mapping.Load(); m != nil {
+		mapping = *m
+	}
+	if m, ok := mapping[sub]; ok {
 		user = m
 	} else if v.cfg.MappingMode == "file" {
 		return job.Identity{}, job.Errorf(job.EForbidden, "your subject is not in the gateway's account mapping; ask an admin to map it")

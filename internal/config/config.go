@@ -10,9 +10,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,6 +22,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/quota"
+	"github.com/ftgate/ftgate/internal/webhook"
 )
 
 // Config is the whole gateway configuration.
@@ -45,7 +49,38 @@ type Config struct {
 	Metrics  Metrics   `yaml:"metrics"`
 	Clusters []Cluster `yaml:"clusters"`
 	Web      Web       `yaml:"web"`
+	Webhooks Webhooks  `yaml:"webhooks"`
 }
+
+// Webhooks configures signed webhooks (docs/webhooks.md): which targets users may
+// register, and how the outbox is sent.
+type Webhooks struct {
+	// Allow lists addresses, CIDRs and host names ("*.example.edu" for a domain).
+	// Loopback, private, link-local, unspecified and other non-public addresses are
+	// refused unless they lie in a listed address or CIDR; a listed host name never
+	// opens a non-public address.
+	Allow []string `yaml:"allow"`
+	// OnlyListed also refuses public addresses of hosts that are not listed: webhooks
+	// reach listed targets only.
+	OnlyListed bool `yaml:"only_listed"`
+	// Timeout bounds one delivery attempt (default 10s, at most 1m).
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxAttempts before a delivery fails for good (default 10).
+	MaxAttempts int `yaml:"max_attempts"`
+	// RetryMin and RetryMax bound the exponential backoff between attempts (default
+	// 10s doubling up to 1h, with ±20% jitter).
+	RetryMin time.Duration `yaml:"retry_min"`
+	RetryMax time.Duration `yaml:"retry_max"`
+	// PollInterval is how often each replica looks for due deliveries (default 1s).
+	PollInterval time.Duration `yaml:"poll_interval"`
+	// MaxEndpointsPerUser caps a user's registered endpoints (default 20).
+	MaxEndpointsPerUser int `yaml:"max_endpoints_per_user"`
+	// Keep is how long finished deliveries stay in the delivery log (default 720h).
+	Keep time.Duration `yaml:"keep"`
+}
+
+// Policy is the target policy of Allow and OnlyListed.
+func (w Webhooks) Policy() (webhook.Policy, error) { return webhook.ParsePolicy(w.Allow, w.OnlyListed) }
 
 // Web configures the dashboard served at / and its login: the gateway is the
 // dashboard's OIDC client (authorization code + PKCE, exchanged on the server) and keeps
@@ -113,7 +148,13 @@ type OIDC struct {
 	// UID below it is never mapped (default 1000; system accounts).
 	MinUID int `yaml:"min_uid"`
 	// MappingFile is an optional YAML map of subject -> Unix account that wins over the claim.
+	// The file is read again when its size or modification time changes (checked
+	// every MappingReloadInterval, default 5s) and on SIGHUP; a file that cannot be read
+	// or has a bad entry keeps the mapping in force (logged, and counted in
+	// ftgate_mapping_reloads_total{result="error"}).
 	MappingFile string `yaml:"mapping_file"`
+	// MappingReloadInterval is how often the mapping file is checked for changes.
+	MappingReloadInterval time.Duration `yaml:"mapping_reload_interval"`
 	// MappingMode is "claim" (default: the mapping file, else username_claim) or "file"
 	// (the mapping file only; a subject it does not list is refused). Use "file", or a
 	// username_claim users cannot change, where the provider lets users edit
@@ -129,16 +170,99 @@ type OIDC struct {
 	ClockSkew time.Duration `yaml:"clock_skew"`
 }
 
-// Limits are admin limits applied to every submission.
+// Limits are admin limits applied to every submission. The per-user limits count a
+// Unix account's jobs (every OIDC subject mapped to it together); Groups and Users
+// override them (see For).
 type Limits struct {
-	// MaxActiveJobsPerUser caps queued+running jobs per user.
+	// MaxActiveJobsPerUser caps a user's unfinished jobs (submitting, queued,
+	// running, pausing and paused; default 10).
 	MaxActiveJobsPerUser int `yaml:"max_active_jobs_per_user"`
+	// MaxQueuedJobsPerUser caps a user's jobs waiting to start (submitting or
+	// queued): the queue cap (0: none).
+	MaxQueuedJobsPerUser int `yaml:"max_queued_jobs_per_user"`
+	// MaxGPUsPerUser caps the GPUs of a user's submitting, queued, running and
+	// pausing jobs together, the new job's included (0: none).
+	MaxGPUsPerUser int `yaml:"max_gpus_per_user"`
+	// GPUHoursPerWindow caps the GPU-hours a user's runs used in the last Window
+	// (0: none); a new job is refused once the user has used them all.
+	GPUHoursPerWindow float64 `yaml:"gpu_hours_per_window"`
+	// Window is the rolling window of GPUHoursPerWindow (default 168h, 1h..8760h).
+	Window time.Duration `yaml:"window"`
+	// Groups override the per-user limits above for members of an OIDC group (the
+	// groups claim); in several such groups, each limit is the most generous one.
+	Groups map[string]LimitOverride `yaml:"groups"`
+	// Users override them for one Unix account, over its groups.
+	Users map[string]LimitOverride `yaml:"users"`
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxStreamsPerUser and MaxStreams cap open event streams, WebSockets and
 	// followed logs per user and in all (429 above them).
 	MaxStreamsPerUser int `yaml:"max_streams_per_user"`
 	MaxStreams        int `yaml:"max_streams"`
+}
+
+// LimitOverride replaces the limits it sets (0: no limit); unset ones stay.
+type LimitOverride struct {
+	MaxActiveJobsPerUser *int     `yaml:"max_active_jobs_per_user"`
+	MaxQueuedJobsPerUser *int     `yaml:"max_queued_jobs_per_user"`
+	MaxGPUsPerUser       *int     `yaml:"max_gpus_per_user"`
+	GPUHoursPerWindow    *float64 `yaml:"gpu_hours_per_window"`
+}
+
+// For resolves the limits of Unix account user in groups: the per-user limits, each
+// replaced by the most generous value among the user's groups that set it (0, no
+// limit, is the most generous), then by the user's own override.
+func (l Limits) For(user string, groups []string) quota.Limits {
+	out := quota.Limits{MaxActive: l.MaxActiveJobsPerUser, MaxQueued: l.MaxQueuedJobsPerUser, MaxGPUs: l.MaxGPUsPerUser,
+		GPUHours: l.GPUHoursPerWindow, Window: l.Window}
+	var set [4]bool // which limits a group set so far
+	generous := func(i int, cur *float64, v float64) {
+		if !set[i] || *cur != 0 && (v == 0 || v > *cur) {
+			*cur = v
+		}
+		set[i] = true
+	}
+	vals := [4]float64{}
+	for _, g := range groups {
+		o, ok := l.Groups[g]
+		if !ok {
+			continue
+		}
+		for i, p := range o.values() {
+			if p != nil {
+				generous(i, &vals[i], *p)
+			}
+		}
+	}
+	if o, ok := l.Users[user]; ok {
+		for i, p := range o.values() {
+			if p != nil {
+				vals[i], set[i] = *p, true
+			}
+		}
+	}
+	for i, dst := range []*int{&out.MaxActive, &out.MaxQueued, &out.MaxGPUs} {
+		if set[i] {
+			*dst = int(vals[i])
+		}
+	}
+	if set[3] {
+		out.GPUHours = vals[3]
+	}
+	return out
+}
+
+// values lists the override's limits in For's order, as float64.
+func (o LimitOverride) values() [4]*float64 {
+	var out [4]*float64
+	for i, p := range []*int{o.MaxActiveJobsPerUser, o.MaxQueuedJobsPerUser, o.MaxGPUsPerUser} {
+		if p != nil {
+			v := float64(*p)
+			out[i] = &v
+		}
+	}
+	out[3] = o.GPUHoursPerWindow
+	return out
 }
 
 // Cluster describes one Slurm cluster reached over SSH.
@@ -183,6 +307,11 @@ type Cluster struct {
 	Account string `yaml:"account"`
 	// GPUType, when set, is requested as gpu:<type>:<n>.
 	GPUType string `yaml:"gpu_type"`
+	// AllowNoWait honours a spec's resources.no_wait: such a job is refused (409,
+	// with the free GPU count) instead of queued when its partition has no room for
+	// it now, as the probe account reads the nodes (needs probe_user). Without it, a
+	// spec asking for no_wait is refused with 422.
+	AllowNoWait bool `yaml:"allow_no_wait"`
 	// Python is the interpreter on the compute nodes.
 	Python string `yaml:"python"`
 	// TrainerDir is put on PYTHONPATH so `python -m ftgate_trainer` imports.
@@ -262,6 +391,9 @@ func (c *Config) setDefaults() {
 	if c.OIDC.ClockSkew == 0 {
 		c.OIDC.ClockSkew = 30 * time.Second
 	}
+	if c.OIDC.MappingReloadInterval == 0 {
+		c.OIDC.MappingReloadInterval = 5 * time.Second
+	}
 	if len(c.Web.Scopes) == 0 {
 		c.Web.Scopes = []string{"openid", "profile", "email", "groups"}
 	}
@@ -283,6 +415,10 @@ func (c *Config) setDefaults() {
 	if c.Limits.MaxStreams == 0 {
 		c.Limits.MaxStreams = 1000
 	}
+	if c.Limits.Window == 0 {
+		c.Limits.Window = 168 * time.Hour
+	}
+	c.Webhooks.setDefaults()
 	for i := range c.Clusters {
 		cl := &c.Clusters[i]
 		if cl.Port == 0 {
@@ -322,6 +458,49 @@ func (c *Config) setDefaults() {
 		if cl.DefaultPartition == "" && len(cl.Partitions) > 0 {
 			cl.DefaultPartition = cl.Partitions[0]
 		}
+	}
+}
+
+func (w *Webhooks) setDefaults() {
+	defDur := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	defDur(&w.Timeout, 10*time.Second)
+	defDur(&w.RetryMin, 10*time.Second)
+	defDur(&w.RetryMax, time.Hour)
+	defDur(&w.PollInterval, time.Second)
+	defDur(&w.Keep, 30*24*time.Hour)
+	if w.MaxAttempts == 0 {
+		w.MaxAttempts = 10
+	}
+	if w.MaxEndpointsPerUser == 0 {
+		w.MaxEndpointsPerUser = webhook.DefaultMaxEndpoints
+	}
+}
+
+func (w Webhooks) validate(bad func(key, format string, a ...any)) {
+	if _, err := w.Policy(); err != nil {
+		bad("webhooks.allow", "%v", err)
+	}
+	if w.Timeout < 100*time.Millisecond || w.Timeout > time.Minute {
+		bad("webhooks.timeout", "must be between 100ms and 1m, got %s", w.Timeout)
+	}
+	if w.MaxAttempts < 1 || w.MaxAttempts > 100 {
+		bad("webhooks.max_attempts", "must be between 1 and 100, got %d", w.MaxAttempts)
+	}
+	if w.RetryMin < 10*time.Millisecond || w.RetryMax < w.RetryMin {
+		bad("webhooks.retry_min", "must be at least 10ms and at most webhooks.retry_max (%s), got %s", w.RetryMax, w.RetryMin)
+	}
+	if w.PollInterval < 10*time.Millisecond {
+		bad("webhooks.poll_interval", "must be at least 10ms, got %s", w.PollInterval)
+	}
+	if w.MaxEndpointsPerUser < 0 {
+		bad("webhooks.max_endpoints_per_user", "must be >= 0")
+	}
+	if w.Keep < time.Hour {
+		bad("webhooks.keep", "must be at least 1h, got %s", w.Keep)
 	}
 }
 
@@ -368,12 +547,16 @@ func (c *Config) Validate() error {
 	if c.OIDC.MinUID < 0 {
 		bad("oidc.min_uid", "must be >= 0")
 	}
+	if c.OIDC.MappingReloadInterval < 100*time.Millisecond || c.OIDC.MappingReloadInterval > time.Hour {
+		bad("oidc.mapping_reload_interval", "must be between 100ms and 1h, got %s", c.OIDC.MappingReloadInterval)
+	}
 	if c.Limits.MaxActiveJobsPerUser < 0 {
 		bad("limits.max_active_jobs_per_user", "must be >= 0")
 	}
 	if c.Limits.MaxStreamsPerUser < 0 || c.Limits.MaxStreams < 0 {
 		bad("limits.max_streams_per_user and max_streams", "must be >= 0")
 	}
+	c.Limits.validate(bad)
 	if c.Metrics.Listen != "" && c.Metrics.Listen == c.Listen {
 		bad("metrics.listen", "must differ from listen (%s); leave it empty to serve /metrics there", c.Listen)
 	}
@@ -385,6 +568,7 @@ func (c *Config) Validate() error {
 			bad("web.session_key", "%v", err)
 		}
 	}
+	c.Webhooks.validate(bad)
 	seen := map[string]bool{}
 	for i, cl := range c.Clusters {
 		k := func(f string) string { return fmt.Sprintf("clusters[%d].%s", i, f) }
@@ -454,8 +638,61 @@ func (c *Config) Validate() error {
 		if cl.RestartBudget < 0 {
 			bad(k("restart_budget"), "must be >= 0")
 		}
+		if cl.AllowNoWait && cl.ProbeUser == "" {
+			bad(k("allow_no_wait"), "needs probe_user (or service_user): the free GPUs are read as the probe account")
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// validate checks the quota limits and their overrides.
+func (l Limits) validate(bad func(key, format string, a ...any)) {
+	if l.MaxQueuedJobsPerUser < 0 {
+		bad("limits.max_queued_jobs_per_user", "must be >= 0 (0: no queue cap)")
+	}
+	if l.MaxGPUsPerUser < 0 {
+		bad("limits.max_gpus_per_user", "must be >= 0 (0: no limit)")
+	}
+	if l.GPUHoursPerWindow < 0 || math.IsNaN(l.GPUHoursPerWindow) || math.IsInf(l.GPUHoursPerWindow, 0) {
+		bad("limits.gpu_hours_per_window", "must be a number >= 0 (0: no limit)")
+	}
+	if l.Window < time.Hour || l.Window > 8760*time.Hour {
+		bad("limits.window", "must be between 1h and 8760h (a year), got %s", l.Window)
+	}
+	check := func(key string, o LimitOverride) {
+		for _, f := range []struct {
+			name string
+			v    *int
+		}{{"max_active_jobs_per_user", o.MaxActiveJobsPerUser}, {"max_queued_jobs_per_user", o.MaxQueuedJobsPerUser}, {"max_gpus_per_user", o.MaxGPUsPerUser}} {
+			if f.v != nil && *f.v < 0 {
+				bad(key+"."+f.name, "must be >= 0 (0: no limit)")
+			}
+		}
+		if h := o.GPUHoursPerWindow; h != nil && (*h < 0 || math.IsNaN(*h) || math.IsInf(*h, 0)) {
+			bad(key+".gpu_hours_per_window", "must be a number >= 0 (0: no limit)")
+		}
+	}
+	for _, g := range sortedKeys(l.Groups) {
+		if strings.TrimSpace(g) == "" {
+			bad("limits.groups", "a group name is empty")
+		}
+		check("limits.groups."+g, l.Groups[g])
+	}
+	for _, u := range sortedKeys(l.Users) {
+		if !job.UserRE.MatchString(u) {
+			bad("limits.users", "%q is not a Unix account name (must match %s)", u, job.UserRE)
+		}
+		check("limits.users."+u, l.Users[u])
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
 
 // TrustedAccounts are the clusters' probe and service accounts: never gateway users.
@@ -597,6 +834,12 @@ func set(fv reflect.Value, val string) error {
 			return fmt.Errorf("want true or false")
 		}
 		fv.SetBool(b)
+	case fv.Kind() == reflect.Float64:
+		f, err := strconv.ParseFloat(val, 64)
+		if err != nil {
+			return fmt.Errorf("want a number")
+		}
+		fv.SetFloat(f)
 	case fv.Kind() == reflect.Int || fv.Kind() == reflect.Int64:
 		n, err := strconv.ParseInt(val, 10, 64)
 		if err != nil {

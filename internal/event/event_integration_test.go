@@ -12,6 +12,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 )
 
 func newJob(owner string) job.Job {
@@ -68,11 +69,14 @@ func TestIntegrationHubAcrossReplicas(t *testing.T) {
 	hubB := startHub(t, poolB, Config{}, nil)
 	ctx := context.Background()
 
-	alice, err := func() (job.Job, error) { j, _, err := storeA.Create(ctx, newJob("alice"), 0); return j, err }()
+	alice, err := func() (job.Job, error) {
+		j, _, err := storeA.Create(ctx, newJob("alice"), quota.Limits{})
+		return j, err
+	}()
 	if err != nil {
 		t.Fatal(err)
 	}
-	bob, _, err := storeA.Create(ctx, newJob("bob"), 0)
+	bob, _, err := storeA.Create(ctx, newJob("bob"), quota.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +139,7 @@ func TestIntegrationHubReconnectBackfillsOnce(t *testing.T) {
 	hub := startHub(t, replica(t, pool), Config{}, pids)
 	pid := <-pids
 	ctx := context.Background()
-	j, _, err := store.Create(ctx, newJob("alice"), 0)
+	j, _, err := store.Create(ctx, newJob("alice"), quota.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -197,7 +201,7 @@ func TestIntegrationHubSlowSubscriberDoesNotDelayOthers(t *testing.T) {
 	store := postgres.New(pool)
 	hub := startHub(t, replica(t, pool), Config{Buffer: 16}, nil)
 	ctx := context.Background()
-	j, _, err := store.Create(ctx, newJob("alice"), 0)
+	j, _, err := store.Create(ctx, newJob("alice"), quota.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,9 @@ const (
 type Error struct {
 	Code    string
 	Message string
+	// Details are optional structured facts for clients beside the message (the limit
+	// and usage of a quota refusal); the API writes them as error.details.
+	Details map[string]any
 	Err     error // optional cause, never shown to clients
 }
 

@@ -31,6 +31,9 @@ type Job struct {
 	NextAttempt    time.Time `json:"-"`
 	// LastSeen is when Slurm last reported the job (squeue or sacct).
 	LastSeen *time.Time `json:"-"`
+	// OwnerGroups are the owner's groups (the OIDC groups claim) when the job was
+	// submitted: the group limits of a resume and of an admin's usage query.
+	OwnerGroups []string `json:"-"`
 }
 
 // Progress is the latest progress the trainer reported (progress.json).
@@ -99,6 +102,10 @@ type Change struct {
 	RestartCount *int
 	ClearPause   bool
 	SetPause     bool
+	// RunStart and RunEnd are when Slurm says the job's current run started and
+	// ended, where it reported them; zero: unknown, and the store records the run's
+	// start or end at the time of the write (see postgres job_runs).
+	RunStart, RunEnd time.Time
 }
 
 // ClearReason, as Change.Reason, empties the job's reason.

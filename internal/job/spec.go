@@ -102,7 +102,14 @@ type Resources struct {
 	CPUs             int    `json:"cpus"`
 	MemoryMB         int    `json:"memory_mb"`
 	TimeLimitMinutes int    `json:"time_limit_minutes"`
+	// NoWait asks the gateway to refuse the job (409, with the free GPU count) instead
+	// of queueing it when its partition has no room for it now; only on clusters
+	// whose admin allows it (clusters[].allow_no_wait), and only for GPU jobs.
+	NoWait bool `json:"no_wait,omitempty"`
 }
+
+// TotalGPUs is the GPUs the job holds in all: per node times nodes.
+func (r Resources) TotalGPUs() int { return r.GPUs * max(r.Nodes, 1) }
 
 // Spec methods, models and quantization modes.
 const (
@@ -123,19 +130,18 @@ var Precisions = []string{"auto", "bf16", "fp16", "fp32"}
 
 var moduleRE = regexp.MustCompile(`^[A-Za-z0-9_.]{1,64}$`)
 
-// DecodeSpec reads one JSON Spec strictly: unknown fields, wrong types and trailing
-// data are EInvalid errors naming the field.
+// DecodeSpec reads one JSON Spec strictly (DecodeJSON).
 func DecodeSpec(r io.Reader) (Spec, error) {
 	var s Spec
-	if err := DecodeStrict(r, &s); err != nil {
+	if err := DecodeJSON(r, &s); err != nil {
 		return Spec{}, err
 	}
 	return s, nil
 }
 
-// DecodeStrict reads one JSON value into v as DecodeSpec reads a spec: unknown
-// fields, wrong types and trailing data are EInvalid errors naming the field.
-func DecodeStrict(r io.Reader, v any) error {
+// DecodeJSON reads one JSON value into v strictly: unknown fields, wrong types and
+// trailing data are EInvalid errors naming the field.
+func DecodeJSON(r io.Reader, v any) error {
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -364,6 +370,9 @@ func (s *Spec) problems() []problem {
 	intIn("resources.cpus", r.CPUs, 1, 1024)
 	intIn("resources.memory_mb", r.MemoryMB, 1, 16*1024*1024)
 	intIn("resources.time_limit_minutes", r.TimeLimitMinutes, 1, 60*24*30)
+	if r.NoWait && r.GPUs == 0 {
+		bad("resources.no_wait", "needs resources.gpus > 0 (it refuses a job when its partition has no free GPU)")
+	}
 	return ps
 }
 

@@ -6,24 +6,29 @@ package jobsvc
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"path"
 	"time"
 
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/worker"
 )
 
 // Store is what the operations need from the job store; *postgres.Store implements it.
 type Store interface {
-	Create(ctx context.Context, j job.Job, maxActive int) (job.Job, bool, error)
+	// Create stores j unless it passes one of lim (ETooMany), checked and counted in
+	// the same transaction.
+	Create(ctx context.Context, j job.Job, lim quota.Limits) (job.Job, bool, error)
 	Get(ctx context.Context, id string) (job.Job, error)
 	Transition(ctx context.Context, id string, c job.Change) (job.Job, error)
-	// CountActive counts the owner's jobs that hold a place in the quota
-	// (job.State.CountsToQuota).
-	CountActive(ctx context.Context, owner string) (int, error)
+	// Usage is what Unix account user holds now, runs in the window included.
+	Usage(ctx context.Context, user string, window time.Duration) (quota.Usage, error)
+	// ByIdempotencyKey returns owner's job created with key (ENotFound: none).
+	ByIdempotencyKey(ctx context.Context, owner, key string) (job.Job, error)
 	SetPinned(ctx context.Context, id string, pinned bool) error
 	MarkPurged(ctx context.Context, id string, at time.Time) error
 }
@@ -53,6 +58,9 @@ type Cluster struct {
 	Files Files
 	// Dir opens a job's directory for Purge.
 	Dir func(j job.Job) (Purger, error)
+	// Capacity reads what is free now, as the probe account (resources.no_wait); nil:
+	// the cluster has no probe account.
+	Capacity func(ctx context.Context) (*slurm.Capacity, error)
 }
 
 // Service runs the job operations.
@@ -61,14 +69,23 @@ type Service struct {
 	// Cluster returns a job's cluster, or an EUnavailable error when the gateway does
 	// not serve it.
 	Cluster func(name string) (*Cluster, error)
-	// MaxActivePerUser is the quota (0: none); ETooMany above it.
-	MaxActivePerUser int
+	// Limits resolves a user's limits from the Unix account and its groups
+	// (config.Limits.For); nil: no limits. ETooMany above them.
+	Limits func(user string, groups []string) quota.Limits
 	// Kick wakes the submitter after a job is queued for submission (may be nil).
 	Kick func()
 	// Transitioned is called after each state change the service writes (metrics).
 	Transitioned func(from, to job.State)
 	Log          *slog.Logger
 	Now          func() time.Time
+}
+
+// limits are j's owner's limits, with the groups recorded at its submission.
+func (s *Service) limits(j job.Job) quota.Limits {
+	if s.Limits == nil {
+		return quota.Limits{}
+	}
+	return s.Limits(j.User, j.OwnerGroups)
 }
 
 func (s *Service) log() *slog.Logger { return worker.Logger(s.Log) }
@@ -106,9 +123,20 @@ func (s *Service) slurmCluster(j job.Job) (*Cluster, error) {
 }
 
 // Create stores a new job in submitting (or answers the earlier job of the same
-// idempotency key, created false) and wakes the submitter.
+// idempotency key, created false) and wakes the submitter. It is the one place jobs
+// are created: the owner's limits (with j.OwnerGroups, the caller's groups) are
+// checked here, counted by the store in the transaction that inserts the job.
+//
+// A spec with resources.no_wait is refused (EConflict, with the free GPU count) when
+// its partition has no room for it now; a repeated request (the same
+// Idempotency-Key) answers its earlier job instead, which may hold those GPUs by now.
 func (s *Service) Create(ctx context.Context, j job.Job) (job.Job, bool, error) {
-	out, created, err := s.Store.Create(ctx, j, s.MaxActivePerUser)
+	if j.Spec.Resources.NoWait && !s.replay(ctx, j) {
+		if err := s.noWait(ctx, j); err != nil {
+			return j, false, err
+		}
+	}
+	out, created, err := s.Store.Create(ctx, j, s.limits(j))
 	if err != nil {
 		return out, false, err
 	}
@@ -116,6 +144,46 @@ func (s *Service) Create(ctx context.Context, j job.Job) (job.Job, bool, error) 
 		s.kick()
 	}
 	return out, created, nil
+}
+
+// replay reports whether j repeats an earlier request: its owner already has a job of
+// its Idempotency-Key (the store then answers it, or refuses a different body).
+func (s *Service) replay(ctx context.Context, j job.Job) bool {
+	if j.IdempotencyKey == "" {
+		return false
+	}
+	_, err := s.Store.ByIdempotencyKey(ctx, j.OwnerSubject, j.IdempotencyKey)
+	return err == nil
+}
+
+// noWait refuses j with EConflict when its partition has no room for it now: fewer
+// than resources.nodes available nodes with resources.gpus free GPUs each, as the
+// probe account reads them (a read at most seconds old). Slurm may still queue a job
+// that fits (a higher-priority job pending, a node taken meanwhile): the check is
+// about free GPUs, not the scheduler's order.
+func (s *Service) noWait(ctx context.Context, j job.Job) error {
+	cl, err := s.cluster(j)
+	if err != nil {
+		return err
+	}
+	r := j.Spec.Resources
+	if cl.Capacity == nil {
+		return job.Errorf(job.EUnavailable, "resources.no_wait: cluster %s cannot read its free GPUs (no probe account); submit without no_wait to queue", j.Cluster)
+	}
+	capa, err := cl.Capacity(ctx)
+	if err != nil {
+		return &job.Error{Code: job.EUnavailable, Err: err,
+			Message: fmt.Sprintf("resources.no_wait: cannot read the free GPUs of partition %s now; retry, or submit without no_wait to queue", r.Partition)}
+	}
+	free, fits := capa.FreeGPUs(r.Partition, r.Nodes, r.GPUs)
+	if fits {
+		return nil
+	}
+	e := job.Errorf(job.EConflict, "no room now: partition %s has %d free GPUs and this job needs %d (%d on each of %d nodes); "+
+		"resources.no_wait refuses it instead of queueing: submit later, or without no_wait to wait in the queue",
+		r.Partition, free, r.TotalGPUs(), r.GPUs, max(r.Nodes, 1))
+	e.Details = map[string]any{"free_gpus": free, "requested_gpus": r.TotalGPUs(), "cluster": j.Cluster, "partition": r.Partition}
+	return e
 }
 
 // Cancel cancels j in any non-terminal state; a cancelled job answers as it is. A job
@@ -203,7 +271,8 @@ func (s *Service) Pause(ctx context.Context, j job.Job, by string) (out job.Job,
 // Resume resumes a paused job: it clears the pause request in the control file, then
 // releases the held Slurm job, or, when Slurm no longer holds it (finished with its
 // checkpoint, or purged from Slurm's memory), queues the same job directory for a new
-// submission. A user over the quota cannot resume (ETooMany).
+// submission. A resume that would pass the owner's limits is refused (ETooMany): the
+// job waits to start again and holds its GPUs again.
 func (s *Service) Resume(ctx context.Context, j job.Job, by string) (job.Job, error) {
 	switch j.State {
 	case job.Paused:
@@ -214,16 +283,14 @@ func (s *Service) Resume(ctx context.Context, j job.Job, by string) (job.Job, er
 	default:
 		return j, job.Errorf(job.EConflict, "job already %s; a finished job cannot be resumed (submit it again)", j.State)
 	}
-	if s.MaxActivePerUser > 0 {
-		// The paused job itself is counted: more than the quota means the user is
-		// over it (the quota was lowered, or jobs were paused before paused jobs
-		// counted).
-		n, err := s.Store.CountActive(ctx, j.OwnerSubject)
+	if lim := s.limits(j); !lim.None() {
+		// The paused job itself is counted among the unfinished ones (Add.Active 0).
+		u, err := s.Store.Usage(ctx, j.User, lim.Window)
 		if err != nil {
 			return j, err
 		}
-		if n > s.MaxActivePerUser {
-			return j, job.Errorf(job.ETooMany, "quota exceeded: you have %d unfinished jobs (paused ones included), the limit is %d; cancel one before resuming", n, s.MaxActivePerUser)
+		if err := lim.Check(u, quota.Add{Queued: 1, GPUs: j.Spec.Resources.TotalGPUs()}); err != nil {
+			return j, err
 		}
 	}
 	cl, err := s.slurmCluster(j)

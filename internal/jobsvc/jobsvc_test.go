@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/slurm"
 )
 
@@ -25,7 +26,7 @@ type fakeStore struct {
 	failRevert   bool
 }
 
-func (s *fakeStore) Create(_ context.Context, j job.Job, maxActive int) (job.Job, bool, error) {
+func (s *fakeStore) Create(_ context.Context, j job.Job, _ quota.Limits) (job.Job, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.jobs[j.ID] = j
@@ -67,16 +68,27 @@ func (s *fakeStore) Transition(_ context.Context, id string, c job.Change) (job.
 	return j, nil
 }
 
-func (s *fakeStore) CountActive(_ context.Context, owner string) (int, error) {
+func (s *fakeStore) Usage(_ context.Context, user string, _ time.Duration) (quota.Usage, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
+	u := quota.Usage{At: time.Now()}
 	for _, j := range s.jobs {
-		if j.OwnerSubject == owner && j.State.Active() {
-			n++
+		if j.User == user {
+			u.Count(j.State, j.Spec.Resources.TotalGPUs())
 		}
 	}
-	return n, nil
+	return u, nil
+}
+
+func (s *fakeStore) ByIdempotencyKey(_ context.Context, owner, key string) (job.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.jobs {
+		if j.OwnerSubject == owner && j.IdempotencyKey == key {
+			return j, nil
+		}
+	}
+	return job.Job{}, job.Errorf(job.ENotFound, "job not found")
 }
 
 func (s *fakeStore) SetPinned(context.Context, string, bool) error       { return nil }
@@ -218,6 +230,7 @@ func TestResume(t *testing.T) {
 		slurmState slurm.State // "" : Slurm does not know the job
 		others     []job.State // alice's other jobs
 		max        int
+		maxQueued  int
 		want       job.State
 		code       string
 		calls      string
@@ -234,6 +247,11 @@ func TestResume(t *testing.T) {
 			calls: `WriteFile /jobs/alice/j/control.json {"action":"run"}; Poll 7; Release 7`},
 		{name: "over the quota: refused", state: job.Paused, slurmState: slurm.StatePending,
 			others: []job.State{job.Running, job.Paused, job.Succeeded}, max: 2, want: job.Paused, code: job.ETooMany},
+		{name: "queue cap: refused (the resumed job would wait again)", state: job.Paused, slurmState: slurm.StatePending,
+			others: []job.State{job.Queued, job.Submitting}, maxQueued: 2, want: job.Paused, code: job.ETooMany},
+		{name: "under the queue cap: resumes", state: job.Paused, slurmState: slurm.StatePending,
+			others: []job.State{job.Queued, job.Running}, maxQueued: 2, want: job.Queued,
+			calls: `WriteFile /jobs/alice/j/control.json {"action":"run"}; Poll 7; Release 7`},
 		{name: "pausing", state: job.Pausing, want: job.Pausing, code: job.EConflict},
 		{name: "running", state: job.Running, want: job.Running, code: job.EConflict},
 		{name: "finished", state: job.Failed, want: job.Failed, code: job.EConflict},
@@ -246,7 +264,7 @@ func TestResume(t *testing.T) {
 				jobs = append(jobs, job.Job{ID: fmt.Sprintf("o%d", i), State: st})
 			}
 			e := newEnv(t, jobs...)
-			e.svc.MaxActivePerUser = tt.max
+			e.svc.Limits = func(string, []string) quota.Limits { return quota.Limits{MaxActive: tt.max, MaxQueued: tt.maxQueued} }
 			if tt.slurmState != "" {
 				e.slurm.status["7"] = slurm.Status{State: tt.slurmState}
 			}

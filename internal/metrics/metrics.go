@@ -22,6 +22,9 @@ type Metrics struct {
 	Transitions       *prometheus.CounterVec   // from, to
 	ReconcileLastOK   *prometheus.GaugeVec     // cluster: unix time of the last successful pass
 	SSHDialFailures   *prometheus.CounterVec   // cluster, reason: host_key, auth, unreachable
+	MappingReloads    *prometheus.CounterVec   // result: ok, error
+	WebhookDeliveries *prometheus.CounterVec   // result: delivered, retry, failed
+	WebhookDuration   prometheus.Histogram
 }
 
 // New creates and registers the metrics, plus Go and process collectors.
@@ -59,9 +62,19 @@ func New() *Metrics {
 		SSHDialFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ftgate_ssh_dial_failures_total", Help: "SSH connections to a login node that failed, by cluster and reason (host_key, auth, unreachable).",
 		}, []string{"cluster", "reason"}),
+		MappingReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ftgate_mapping_reloads_total", Help: "Reloads of oidc.mapping_file by result (ok; error: the mapping in force was kept).",
+		}, []string{"result"}),
+		WebhookDeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ftgate_webhook_deliveries_total", Help: "Webhook delivery attempts made by this replica, by result: delivered (2xx), retry (failed, will be retried), failed (failed, no attempt left).",
+		}, []string{"result"}),
+		WebhookDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ftgate_webhook_delivery_duration_seconds", Help: "Duration of one webhook delivery attempt.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
 	}
-	r.MustRegister(m.HTTPRequests, m.HTTPDuration, m.Submits, m.SubmitDuration, m.Reconciles, m.ReconcileDuration,
-		m.Transitions, m.ReconcileLastOK, m.SSHDialFailures, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.MustRegister(m.MappingReloads, m.HTTPRequests, m.HTTPDuration, m.Submits, m.SubmitDuration, m.Reconciles, m.ReconcileDuration,
+		m.Transitions, m.ReconcileLastOK, m.SSHDialFailures, m.WebhookDeliveries, m.WebhookDuration, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 
@@ -95,4 +108,31 @@ func (c *jobsCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, n := range counts {
 		ch <- prometheus.MustNewConstMetric(jobsDesc, prometheus.GaugeValue, float64(n.N), n.Cluster, n.State)
 	}
+}
+
+// RegisterWebhookOutbox exports ftgate_webhook_outbox_pending, the deliveries waiting
+// for an attempt, counted by count at each scrape.
+func (m *Metrics) RegisterWebhookOutbox(count func(ctx context.Context) (int, error)) {
+	m.Registry.MustRegister(&gaugeCollector{desc: outboxDesc, count: count})
+}
+
+var outboxDesc = prometheus.NewDesc("ftgate_webhook_outbox_pending", "Webhook deliveries waiting for an attempt (due or retrying).", nil, nil)
+
+// gaugeCollector is one unlabelled gauge counted at each scrape.
+type gaugeCollector struct {
+	desc  *prometheus.Desc
+	count func(ctx context.Context) (int, error)
+}
+
+func (c *gaugeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *gaugeCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n, err := c.count(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.desc, err)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n))
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 )
 
 // BenchmarkList measures GET /api/jobs's query over 100,000 and then 1,000,000 seeded
@@ -134,7 +135,7 @@ func BenchmarkCreate(b *testing.B) {
 	j := newJob("alice", "builtin:tiny")
 	for i := 0; i < b.N; i++ {
 		j.ID = postgres.NewID()
-		if _, _, err := s.Create(ctx, j, 0); err != nil {
+		if _, _, err := s.Create(ctx, j, quota.Limits{}); err != nil {
 			b.Fatal(err)
 		}
 	}

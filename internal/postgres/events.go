@@ -22,7 +22,8 @@ type execer interface {
 // appendEvent adds an event to a job's log, bumps its per-job event id and queues a
 // NOTIFY that Postgres delivers on commit. The event's time is clock_timestamp() at
 // the insert, taken while the job row is locked, so within a job event times rise
-// with ids (the all-jobs stream resumes by time; see event.Feed).
+// with ids (the all-jobs stream resumes by time; see event.Feed). The webhook
+// deliveries the event triggers join the outbox in the same transaction.
 func appendEvent(ctx context.Context, tx execer, j job.Job, kind string, data any) (int64, error) {
 	b, err := json.Marshal(data)
 	if err != nil {
@@ -34,8 +35,12 @@ func appendEvent(ctx context.Context, tx execer, j job.Job, kind string, data an
 		return 0, err
 	}
 	state := string(j.State)
-	if _, err := tx.Exec(ctx, `INSERT INTO job_events (job_id, id, kind, state, data, at) VALUES ($1, $2, $3, $4, $5, clock_timestamp())`,
-		j.ID, id, kind, state, b); err != nil {
+	var at time.Time
+	if err := tx.QueryRow(ctx, `INSERT INTO job_events (job_id, id, kind, state, data, at) VALUES ($1, $2, $3, $4, $5, clock_timestamp())
+		RETURNING at`, j.ID, id, kind, state, b).Scan(&at); err != nil {
+		return 0, err
+	}
+	if err := enqueueWebhooks(ctx, tx, j, kind, id, at, data); err != nil {
 		return 0, err
 	}
 	payload, _ := json.Marshal(map[string]any{"job_id": j.ID, "event_id": id, "owner": j.OwnerSubject, "user": j.User, "kind": kind, "state": state})

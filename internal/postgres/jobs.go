@@ -13,23 +13,28 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/quota"
 )
 
 // Create inserts j in state submitting. With an idempotency key, an existing job of
 // the same owner and key is returned (created false) when its spec hash matches, and
-// an EConflict otherwise. It fails with ETooMany when the owner already has
-// maxActive active jobs (0: no limit).
-func (s *Store) Create(ctx context.Context, j job.Job, maxActive int) (job.Job, bool, error) {
+// an EConflict otherwise. It fails with ETooMany when the job would pass one of lim
+// (quota.Limits.Check), counted in the same transaction.
+//
+// Race: each Unix account's submissions are serialised by a transaction-scoped
+// advisory lock, so two concurrent submissions cannot both take the last place (the
+// counts of unfinished, waiting and GPU-holding jobs change only through this path or
+// by going down). GPU-hours are written by the reconciler without that lock: a run
+// that starts during the check is counted by the next submission.
+func (s *Store) Create(ctx context.Context, j job.Job, lim quota.Limits) (job.Job, bool, error) {
 	var out job.Job
 	created := false
 	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		// Serialise one owner's submissions so the quota check cannot race.
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('ftgate.owner:' || $1, 0))`, j.OwnerSubject); err != nil {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('ftgate.user:' || $1, 0))`, j.User); err != nil {
 			return err
 		}
 		if j.IdempotencyKey != "" {
-			prev, err := scanJob(tx.QueryRow(ctx, `SELECT `+jobCols+` FROM jobs WHERE owner_subject = $1 AND idempotency_key = $2`,
-				j.OwnerSubject, j.IdempotencyKey))
+			prev, err := scanJob(tx.QueryRow(ctx, byKeySQL, j.OwnerSubject, j.IdempotencyKey))
 			switch {
 			case err == nil && prev.SpecHash == j.SpecHash:
 				out = prev
@@ -40,13 +45,19 @@ func (s *Store) Create(ctx context.Context, j job.Job, maxActive int) (job.Job, 
 				return err
 			}
 		}
-		if maxActive > 0 {
-			var n int
-			if err := tx.QueryRow(ctx, countActiveSQL, j.OwnerSubject, activeStates).Scan(&n); err != nil {
+		now := s.now()
+		gpus := j.Spec.Resources.TotalGPUs()
+		if !lim.None() {
+			window := lim.Window
+			if lim.GPUHours == 0 {
+				window = 0 // no GPU-hour limit: the runs are not needed
+			}
+			u, err := usage(ctx, tx, j.User, now, window)
+			if err != nil {
 				return err
 			}
-			if n >= maxActive {
-				return job.Errorf(job.ETooMany, "quota exceeded: you have %d unfinished jobs (paused ones included), the limit is %d; wait for one to finish or cancel one", n, maxActive)
+			if err := lim.Check(u, quota.Add{Active: 1, Queued: 1, GPUs: gpus}); err != nil {
+				return err
 			}
 		}
 		spec, err := json.Marshal(j.Spec)
@@ -57,15 +68,18 @@ func (s *Store) Create(ctx context.Context, j job.Job, maxActive int) (job.Job, 
 		if j.IdempotencyKey != "" {
 			key = &j.IdempotencyKey
 		}
+		groups := j.OwnerGroups
+		if groups == nil {
+			groups = []string{}
+		}
 		var tmpl job.TemplateRef
 		if j.Template != nil {
 			tmpl = *j.Template
 		}
-		now := s.now()
 		out, err = scanJob(tx.QueryRow(ctx, `INSERT INTO jobs (id, owner_subject, unix_user, cluster, name, model, spec, spec_hash, state,
-			idempotency_key, job_dir, created_at, updated_at, next_attempt_at, template_name, template_version, template_owner)
-			VALUES (coalesce(nullif($1, '')::uuid, gen_random_uuid()), $2, $3, $4, $5, $6, $7, $8, 'submitting', $9, $10, $11, $11, $11, $12, $13, $14)
-			RETURNING `+jobCols, j.ID, j.OwnerSubject, j.User, j.Cluster, j.Spec.Name, j.Spec.Model, spec, j.SpecHash, key, j.JobDir, now,
+			idempotency_key, job_dir, created_at, updated_at, next_attempt_at, gpus, owner_groups, template_name, template_version, template_owner)
+			VALUES (coalesce(nullif($1, '')::uuid, gen_random_uuid()), $2, $3, $4, $5, $6, $7, $8, 'submitting', $9, $10, $11, $11, $11, $12, $13, $14, $15, $16)
+			RETURNING `+jobCols, j.ID, j.OwnerSubject, j.User, j.Cluster, j.Spec.Name, j.Spec.Model, spec, j.SpecHash, key, j.JobDir, now, gpus, groups,
 			tmpl.Name, tmpl.Version, tmpl.Owner))
 		if err != nil {
 			return err
@@ -80,18 +94,12 @@ func (s *Store) Create(ctx context.Context, j job.Job, maxActive int) (job.Job, 
 	return out, created, nil
 }
 
-// activeStates are the states that count against the quota, as a query argument.
-var activeStates = stateNames(job.ActiveStates())
+const byKeySQL = `SELECT ` + jobCols + ` FROM jobs WHERE owner_subject = $1 AND idempotency_key = $2`
 
-const countActiveSQL = `SELECT count(*) FROM jobs WHERE owner_subject = $1 AND state = ANY($2)`
-
-// CountActive counts the owner's jobs that count against the quota (job.State.Active).
-func (s *Store) CountActive(ctx context.Context, owner string) (int, error) {
-	var n int
-	if err := s.Pool.QueryRow(ctx, countActiveSQL, owner, activeStates).Scan(&n); err != nil {
-		return 0, translate(err, "job")
-	}
-	return n, nil
+// ByIdempotencyKey returns owner's job created with Idempotency-Key key.
+func (s *Store) ByIdempotencyKey(ctx context.Context, owner, key string) (job.Job, error) {
+	j, err := scanJob(s.Pool.QueryRow(ctx, byKeySQL, owner, key))
+	return j, translate(err, "job")
 }
 
 // Get returns the job with id.
@@ -347,6 +355,9 @@ func transition(ctx context.Context, tx pgx.Tx, id string, c job.Change, now tim
 	}
 	if err != nil {
 		return job.Job{}, err
+	}
+	if err := recordRun(ctx, tx, id, c, now); err != nil {
+		return job.Job{}, fmt.Errorf("record run: %w", err)
 	}
 	_, err = appendEvent(ctx, tx, j, job.EventState, map[string]any{"from": c.From, "to": c.To, "reason": j.Reason, "slurm_id": j.SlurmID, "slurm_state": j.SlurmState})
 	return j, err

@@ -11,6 +11,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 )
 
 // TestIntegrationListSort pages through every sort in both directions over 400 jobs
@@ -115,7 +116,7 @@ func TestIntegrationListSort(t *testing.T) {
 	}
 	// The eval loss the reconciler records is what sort=eval_loss reads.
 	j := newJob("user0", "builtin:tiny")
-	if _, _, err := s.Create(ctx, j, 0); err != nil {
+	if _, _, err := s.Create(ctx, j, quota.Limits{}); err != nil {
 		t.Fatal(err)
 	}
 	low := -1.0

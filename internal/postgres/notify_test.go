@@ -9,6 +9,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 )
 
 func TestIntegrationNotifyOnCommit(t *testing.T) {
@@ -24,7 +25,7 @@ func TestIntegrationNotifyOnCommit(t *testing.T) {
 	if _, err := conn.Exec(ctx, "LISTEN "+postgres.Channel); err != nil {
 		t.Fatal(err)
 	}
-	j, _, err := s.Create(ctx, newJob("alice", "m"), 0)
+	j, _, err := s.Create(ctx, newJob("alice", "m"), quota.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

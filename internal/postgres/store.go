@@ -101,7 +101,7 @@ func translate(err error, what string) error {
 const jobCols = `id::text, owner_subject, unix_user, cluster, name, spec, spec_hash, state, slurm_id, slurm_state, reason,
  restart_count, coalesce(idempotency_key, ''), job_dir, submit_attempts, next_attempt_at, pause_requested_at, last_seen_at,
  created_at, updated_at, started_at, ended_at, progress_phase, progress_step, progress_total, progress_epoch, progress_loss,
- progress_tps, progress_eta, progress_checkpoint, progress_error, progress_at, progress_lr, progress_gpus, progress_eval_loss,
+ progress_tps, progress_eta, progress_checkpoint, progress_error, progress_at, progress_lr, progress_gpus, progress_eval_loss, owner_groups,
  template_name, template_version, template_owner`
 
 func scanJob(row pgx.Row) (job.Job, error) {
@@ -113,7 +113,7 @@ func scanJob(row pgx.Row) (job.Job, error) {
 	err := row.Scan(&j.ID, &j.OwnerSubject, &j.User, &j.Cluster, &j.Name, &spec, &j.SpecHash, &state, &j.SlurmID,
 		&j.SlurmState, &j.Reason, &j.RestartCount, &j.IdempotencyKey, &j.JobDir, &j.SubmitAttempts, &j.NextAttempt,
 		&j.PauseRequested, &j.LastSeen, &j.CreatedAt, &j.UpdatedAt, &j.StartedAt, &j.EndedAt, &p.Phase, &p.Step,
-		&p.TotalSteps, &p.Epoch, &p.Loss, &p.TokensPerSecond, &p.ETASeconds, &p.LatestCheckpoint, &p.Error, &p.UpdatedAt, &p.LearningRate, &gpus, &p.EvalLoss,
+		&p.TotalSteps, &p.Epoch, &p.Loss, &p.TokensPerSecond, &p.ETASeconds, &p.LatestCheckpoint, &p.Error, &p.UpdatedAt, &p.LearningRate, &gpus, &p.EvalLoss, &j.OwnerGroups,
 		&tmpl.Name, &tmpl.Version, &tmpl.Owner)
 	if err != nil {
 		return j, err

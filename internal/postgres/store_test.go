@@ -13,6 +13,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/stacktest"
 )
 
@@ -64,13 +65,13 @@ func TestIntegrationStoreCreateAndIdempotency(t *testing.T) {
 	ctx := context.Background()
 	j := newJob("alice", "builtin:tiny")
 	j.IdempotencyKey = "k1"
-	a, created, err := s.Create(ctx, j, 10)
+	a, created, err := s.Create(ctx, j, quota.Limits{MaxActive: 10})
 	if err != nil || !created || a.State != job.Submitting {
 		t.Fatalf("Create = %+v, %v, %v", a, created, err)
 	}
 	j2 := j
 	j2.ID = postgres.NewID()
-	b, created, err := s.Create(ctx, j2, 10)
+	b, created, err := s.Create(ctx, j2, quota.Limits{MaxActive: 10})
 	if err != nil || created || b.ID != a.ID {
 		t.Fatalf("same key and body: got %s created=%v err=%v, want job %s", b.ID, created, err, a.ID)
 	}
@@ -78,13 +79,13 @@ func TestIntegrationStoreCreateAndIdempotency(t *testing.T) {
 	j3.Spec.Hyperparameters.Seed = 9
 	j3.SpecHash = j3.Spec.Hash()
 	j3.IdempotencyKey = "k1"
-	if _, _, err := s.Create(ctx, j3, 10); job.ErrorCode(err) != job.EConflict {
+	if _, _, err := s.Create(ctx, j3, quota.Limits{MaxActive: 10}); job.ErrorCode(err) != job.EConflict {
 		t.Fatalf("same key, different body: %v, want conflict", err)
 	}
 	// Another owner may reuse the key.
 	j4 := newJob("bob", "builtin:tiny")
 	j4.IdempotencyKey = "k1"
-	if _, created, err := s.Create(ctx, j4, 10); err != nil || !created {
+	if _, created, err := s.Create(ctx, j4, quota.Limits{MaxActive: 10}); err != nil || !created {
 		t.Fatalf("other owner, same key: %v %v", created, err)
 	}
 	if _, err := s.Get(ctx, postgres.NewID()); job.ErrorCode(err) != job.ENotFound {
@@ -105,7 +106,7 @@ func TestIntegrationStoreQuotaRace(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _, err := s.Create(ctx, newJob("alice", "m"), 3)
+			_, _, err := s.Create(ctx, newJob("alice", "m"), quota.Limits{MaxActive: 3})
 			mu.Lock()
 			defer mu.Unlock()
 			switch job.ErrorCode(err) {
@@ -131,7 +132,7 @@ func TestIntegrationStoreQuotaCountsPaused(t *testing.T) {
 	ctx := context.Background()
 	var ids []string
 	for range 2 {
-		j, _, err := s.Create(ctx, newJob("alice", "m"), 2)
+		j, _, err := s.Create(ctx, newJob("alice", "m"), quota.Limits{MaxActive: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -142,16 +143,16 @@ func TestIntegrationStoreQuotaCountsPaused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n, err := s.CountActive(ctx, "alice"); err != nil || n != 2 {
-		t.Fatalf("CountActive with one paused and one submitting job: %d %v, want 2", n, err)
+	if u, err := s.Usage(ctx, "alice", time.Hour); err != nil || u.Active != 2 || u.Queued != 1 {
+		t.Fatalf("Usage with one paused and one submitting job: %+v %v, want 2 active, 1 waiting", u, err)
 	}
-	if _, _, err := s.Create(ctx, newJob("alice", "m"), 2); job.ErrorCode(err) != job.ETooMany {
+	if _, _, err := s.Create(ctx, newJob("alice", "m"), quota.Limits{MaxActive: 2}); job.ErrorCode(err) != job.ETooMany {
 		t.Fatalf("Create over the quota with a paused job: %v, want too_many", err)
 	}
 	if _, err := s.Transition(ctx, ids[0], job.Change{From: job.Paused, To: job.Cancelled}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := s.Create(ctx, newJob("alice", "m"), 2); err != nil {
+	if _, _, err := s.Create(ctx, newJob("alice", "m"), quota.Limits{MaxActive: 2}); err != nil {
 		t.Fatalf("Create after a cancel: %v", err)
 	}
 }
@@ -159,7 +160,7 @@ func TestIntegrationStoreQuotaCountsPaused(t *testing.T) {
 func TestIntegrationStoreTransitionsAndEvents(t *testing.T) {
 	s := postgres.New(pgtest.Schema(t))
 	ctx := context.Background()
-	j, _, err := s.Create(ctx, newJob("alice", "m"), 0)
+	j, _, err := s.Create(ctx, newJob("alice", "m"), quota.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +227,7 @@ func TestIntegrationStoreList(t *testing.T) {
 			model = "/models/Llama-3_8B"
 		}
 		s.Now = func() time.Time { return base.Add(time.Duration(i) * time.Minute) }
-		if _, _, err := s.Create(ctx, newJob(owner, model), 0); err != nil {
+		if _, _, err := s.Create(ctx, newJob(owner, model), quota.Limits{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -302,7 +303,7 @@ func TestIntegrationLeaderAndClaims(t *testing.T) {
 
 	s := postgres.New(pool)
 	for range 3 {
-		if _, _, err := s.Create(ctx, newJob("alice", "m"), 0); err != nil {
+		if _, _, err := s.Create(ctx, newJob("alice", "m"), quota.Limits{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -328,7 +329,7 @@ func TestIntegrationLeaderAndClaims(t *testing.T) {
 func TestIntegrationStoreProgressGPUs(t *testing.T) {
 	s := postgres.New(pgtest.Schema(t))
 	ctx := context.Background()
-	j, _, err := s.Create(ctx, newJob("alice", "m"), 0)
+	j, _, err := s.Create(ctx, newJob("alice", "m"), quota.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

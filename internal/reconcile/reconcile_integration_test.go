@@ -12,6 +12,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/reconcile"
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/sshconn"
@@ -76,14 +77,14 @@ func TestIntegrationSubmitAndReconcile(t *testing.T) {
 	}
 	id := postgres.NewID()
 	j, _, err := store.Create(ctx, job.Job{ID: id, OwnerSubject: "sub-alice", User: "alice", Cluster: cl.Name, Spec: spec,
-		SpecHash: spec.Hash(), JobDir: slurm.JobDir(cl.JobRoot, "alice", id)}, 0)
+		SpecHash: spec.Hash(), JobDir: slurm.JobDir(cl.JobRoot, "alice", id)}, quota.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A job whose Slurm id Slurm never had: failed as lost after the grace.
 	lostID := postgres.NewID()
 	lost, _, err := store.Create(ctx, job.Job{ID: lostID, OwnerSubject: "sub-alice", User: "alice", Cluster: cl.Name, Spec: spec,
-		SpecHash: spec.Hash(), JobDir: slurm.JobDir(cl.JobRoot, "alice", lostID)}, 0)
+		SpecHash: spec.Hash(), JobDir: slurm.JobDir(cl.JobRoot, "alice", lostID)}, quota.Limits{})
 	if err != nil {
 		t.Fatal(err)
 	}

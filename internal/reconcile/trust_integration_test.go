@@ -13,6 +13,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/reconcile"
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/stacktest"
@@ -112,7 +113,7 @@ func TestIntegrationLyingShellCannotChangeAnotherUsersJob(t *testing.T) {
 			mk := func(owner, slurmID string) job.Job {
 				id := postgres.NewID()
 				j, _, err := store.Create(ctx, job.Job{ID: id, OwnerSubject: "sub-" + owner, User: owner, Cluster: cl.Name, Spec: spec,
-					SpecHash: spec.Hash(), JobDir: slurm.JobDir(cl.JobRoot, owner, id)}, 0)
+					SpecHash: spec.Hash(), JobDir: slurm.JobDir(cl.JobRoot, owner, id)}, quota.Limits{})
 				if err != nil {
 					t.Fatal(err)
 				}

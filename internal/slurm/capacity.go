@@ -8,8 +8,12 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 )
 
-// capacityTTL is how long a capacity read is reused.
-const capacityTTL = 30 * time.Second
+// capacityTTL is how long a capacity read is reused; freshCapacityTTL is that for
+// FreshCapacity.
+const (
+	capacityTTL      = 30 * time.Second
+	freshCapacityTTL = 2 * time.Second
+)
 
 // capacityTimeout bounds one capacity read (two scontrol commands).
 const capacityTimeout = 10 * time.Second
@@ -41,11 +45,21 @@ type capFlight struct {
 // share one read (no lock is held across the remote call); a failed read is not
 // cached. Without a probe account it returns ErrNoProbe.
 func (c *Client) CachedCapacity(ctx context.Context) (*Capacity, error) {
+	return c.capacityWithin(ctx, capacityTTL)
+}
+
+// FreshCapacity is CachedCapacity reused for 2 s only: for decisions on what is free
+// right now (a spec's resources.no_wait), where a read 30 s old would mislead.
+func (c *Client) FreshCapacity(ctx context.Context) (*Capacity, error) {
+	return c.capacityWithin(ctx, freshCapacityTTL)
+}
+
+func (c *Client) capacityWithin(ctx context.Context, ttl time.Duration) (*Capacity, error) {
 	if c.opts.ProbeUser == "" {
 		return nil, fmt.Errorf("capacity: %w (set clusters[].probe_user)", ErrNoProbe)
 	}
 	c.mu.Lock()
-	if c.capCache != nil && c.opts.Now().Sub(c.capAt) < capacityTTL {
+	if c.capCache != nil && c.opts.Now().Sub(c.capAt) < ttl {
 		capy := c.capCache
 		c.mu.Unlock()
 		return capy, nil
@@ -118,4 +132,40 @@ func (c *Capacity) Fits(part string, nodes, cpus, gpus, memoryMB int) error {
 		return tooBig("memory_mb", memoryMB, p.MaxNodeMemoryMB, "MB")
 	}
 	return nil
+}
+
+// FreeGPUs counts the GPUs free now in partition part, on its nodes that can start
+// jobs, and reports whether a job of nodes nodes with gpus GPUs each could start now
+// as far as GPUs go: that many such nodes each have gpus free. Without node details it
+// counts the partition's totals. An unknown partition, or one not UP, has none.
+func (c *Capacity) FreeGPUs(part string, nodes, gpus int) (free int, fits bool) {
+	p, ok := c.Partition(part)
+	if !ok || (p.State != "" && p.State != "UP") {
+		return 0, false // a partition that is down starts nothing
+	}
+	byName := map[string]*Node{}
+	for i := range c.Nodes {
+		byName[c.Nodes[i].Name] = &c.Nodes[i]
+	}
+	roomy, counted := 0, 0
+	for _, name := range p.Nodes {
+		n, ok := byName[name]
+		if !ok {
+			continue
+		}
+		counted++
+		if !n.Available {
+			continue
+		}
+		f := max(n.GPUs-n.GPUsAlloc, 0)
+		free += f
+		if f >= gpus {
+			roomy++
+		}
+	}
+	if counted == 0 {
+		free = max(p.GPUs-p.GPUsAlloc, 0)
+		return free, free >= nodes*gpus
+	}
+	return free, roomy >= max(nodes, 1)
 }

@@ -118,3 +118,37 @@ func TestFitsIsTheOneCheck(t *testing.T) {
 		}
 	}
 }
+
+// TestFreeGPUs: free GPUs count on available nodes only; a job fits when enough
+// nodes each have its per-node GPUs free; a partition that is not UP has none.
+func TestFreeGPUs(t *testing.T) {
+	t.Parallel()
+	c := &Capacity{
+		Nodes: []Node{{Name: "a", Available: true, GPUs: 4, GPUsAlloc: 1}, {Name: "b", Available: true, GPUs: 4, GPUsAlloc: 2},
+			{Name: "c", Available: false, GPUs: 8}, {Name: "d", Available: true, GPUs: 2, GPUsAlloc: 2}},
+		Partitions: []Partition{{Name: "gpu", State: "UP", Nodes: []string{"a", "b", "c", "d"}, GPUs: 18, GPUsAlloc: 5},
+			{Name: "down", State: "DOWN", Nodes: []string{"a"}, GPUs: 4},
+			{Name: "bare", State: "UP", GPUs: 8, GPUsAlloc: 6}},
+	}
+	for _, tt := range []struct {
+		part        string
+		nodes, gpus int
+		free        int
+		fits        bool
+	}{
+		{"gpu", 1, 3, 5, true},   // a has 3 free
+		{"gpu", 1, 4, 5, false},  // c has 8 but is down
+		{"gpu", 2, 2, 5, true},   // a and b
+		{"gpu", 2, 3, 5, false},  // only a has 3
+		{"gpu", 3, 1, 5, false},  // d is full, c down
+		{"down", 1, 1, 0, false}, // not UP
+		{"bare", 1, 2, 2, true},  // no node details: the partition's totals
+		{"bare", 1, 3, 2, false},
+		{"nope", 1, 1, 0, false},
+	} {
+		free, fits := c.FreeGPUs(tt.part, tt.nodes, tt.gpus)
+		if free != tt.free || fits != tt.fits {
+			t.Errorf("FreeGPUs(%s, %d, %d) = %d %v, want %d %v", tt.part, tt.nodes, tt.gpus, free, fits, tt.free, tt.fits)
+		}
+	}
+}

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/metrics"
 	"github.com/ftgate/ftgate/internal/slurm"
+	"github.com/ftgate/ftgate/internal/worker"
 )
 
 // Store is the part of the job store the submitter uses.
@@ -103,11 +103,7 @@ func (s *Submitter) setDefaults() {
 }
 
 // Backoff is the default retry delay: 1s doubling per attempt up to 5m, ±20% jitter.
-func Backoff(attempt int) time.Duration {
-	d := time.Second << min(max(attempt-1, 0), 9)
-	d = min(d, 5*time.Minute)
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
-}
+func Backoff(attempt int) time.Duration { return worker.Backoff(attempt, time.Second, 5*time.Minute) }
 
 // Kick wakes the worker for a new job without waiting for the interval.
 func (s *Submitter) Kick() {

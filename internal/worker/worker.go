@@ -7,6 +7,7 @@ package worker
 import (
 	"context"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 )
 
@@ -142,3 +143,15 @@ func (ReleaseFunc) Check(context.Context) error { return nil }
 
 // Release implements Lease.
 func (f ReleaseFunc) Release() { f() }
+
+// Backoff is the delay before retry number attempt (1 for the first retry): lo
+// doubling per attempt up to hi, with ±20% jitter so that failures at the same moment
+// do not retry in step.
+func Backoff(attempt int, lo, hi time.Duration) time.Duration {
+	d := lo
+	for i := 1; i < attempt && d < hi; i++ {
+		d *= 2
+	}
+	d = min(d, hi)
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}

@@ -71,3 +71,27 @@ func TestWake(t *testing.T) {
 		t.Fatalf("%d passes (%v), want 3 through wakes within the hour-long interval", passes.Load(), ctx.Err())
 	}
 }
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		attempt int
+		lo, hi  time.Duration
+		want    time.Duration
+	}{
+		{1, time.Second, time.Hour, time.Second},
+		{2, time.Second, time.Hour, 2 * time.Second},
+		{5, time.Second, time.Hour, 16 * time.Second},
+		{0, time.Second, time.Hour, time.Second},
+		{13, 10 * time.Second, time.Hour, time.Hour},
+		{1000, 10 * time.Second, time.Hour, time.Hour},
+		{3, 100 * time.Millisecond, 250 * time.Millisecond, 250 * time.Millisecond},
+	} {
+		for range 20 {
+			got := Backoff(tc.attempt, tc.lo, tc.hi)
+			if got < tc.want*8/10 || got > tc.want*12/10 {
+				t.Fatalf("Backoff(%d, %s, %s) = %s, want %s ±20%%", tc.attempt, tc.lo, tc.hi, got, tc.want)
+			}
+		}
+	}
+}

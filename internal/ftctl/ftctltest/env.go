@@ -30,6 +30,7 @@ import (
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
+	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/slurm"
 )
 
@@ -42,6 +43,7 @@ var T0 = time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
 type MemStore struct {
 	mu   sync.Mutex
 	jobs map[string]*job.Job
+	runs map[string][]quota.Run // by Unix user
 	next int
 	gets int
 	now  func() time.Time
@@ -51,9 +53,12 @@ func newMemStore() *MemStore {
 	return &MemStore{jobs: map[string]*job.Job{}, now: func() time.Time { return T0 }}
 }
 
-func (s *MemStore) Create(ctx context.Context, j job.Job, maxActive int) (job.Job, bool, error) {
+func (s *MemStore) Create(ctx context.Context, j job.Job, lim quota.Limits) (job.Job, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := lim.Check(s.usage(j.User), quota.Add{Active: 1, Queued: 1, GPUs: j.Spec.Resources.TotalGPUs()}); err != nil {
+		return job.Job{}, false, err
+	}
 	if j.IdempotencyKey != "" {
 		for _, p := range s.jobs {
 			if p.OwnerSubject == j.OwnerSubject && p.IdempotencyKey == j.IdempotencyKey {
@@ -186,18 +191,46 @@ func (s *MemStore) Created() int {
 	return s.next
 }
 
-// CountActive, SetPinned and MarkPurged complete api.Store; the ftctl tests do not
-// use pins or purges.
-func (s *MemStore) CountActive(ctx context.Context, owner string) (int, error) {
+// AddRun records a run of user's for GPU-hours (the Postgres store writes them as
+// the reconciler sees runs start and end).
+func (s *MemStore) AddRun(user string, r quota.Run) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
+	if s.runs == nil {
+		s.runs = map[string][]quota.Run{}
+	}
+	s.runs[user] = append(s.runs[user], r)
+}
+
+func (s *MemStore) usage(user string) quota.Usage {
+	u := quota.Usage{At: s.now(), Runs: s.runs[user]}
 	for _, j := range s.jobs {
-		if j.OwnerSubject == owner && j.State.Active() {
-			n++
+		if j.User == user {
+			u.Count(j.State, j.Spec.Resources.TotalGPUs())
 		}
 	}
-	return n, nil
+	return u
+}
+
+// Usage, UserGroups, ByIdempotencyKey, SetPinned and MarkPurged complete api.Store;
+// the ftctl tests do not use pins or purges.
+func (s *MemStore) Usage(ctx context.Context, user string, window time.Duration) (quota.Usage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.usage(user), nil
+}
+
+func (s *MemStore) UserGroups(ctx context.Context, user string) ([]string, error) { return nil, nil }
+
+func (s *MemStore) ByIdempotencyKey(ctx context.Context, owner, key string) (job.Job, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, j := range s.jobs {
+		if j.OwnerSubject == owner && j.IdempotencyKey == key {
+			return *j, nil
+		}
+	}
+	return job.Job{}, job.Errorf(job.ENotFound, "job not found")
 }
 
 func (s *MemStore) SetPinned(ctx context.Context, id string, pinned bool) error { return nil }
@@ -247,6 +280,9 @@ func (f *FakeSlurm) Poll(ctx context.Context, user string, ids []string) (map[st
 		out[id] = slurm.Status{ID: id, State: "PENDING", Held: true, RequeuedHeld: true}
 	}
 	return out, nil
+}
+func (f *FakeSlurm) FreshCapacity(ctx context.Context) (*slurm.Capacity, error) {
+	return f.CachedCapacity(ctx)
 }
 func (f *FakeSlurm) CachedCapacity(ctx context.Context) (*slurm.Capacity, error) {
 	return &slurm.Capacity{Partitions: []slurm.Partition{
@@ -325,9 +361,12 @@ type Env struct {
 	t         *testing.T
 	Store     *MemStore
 	Templates *apitest.MemTemplates
+	Webhooks  *MemWebhooks
 	Slurm     *FakeSlurm
 	Srv       *httptest.Server
-	Root      string // job root
+	// API is the gateway under test; a test may set its Limits before running ftctl.
+	API  *api.Server
+	Root string // job root
 	// CfgDir is FTCTL_CONFIG_DIR; Token the bearer token of the session Login writes.
 	CfgDir string
 	Token  string
@@ -343,7 +382,8 @@ type Env struct {
 // NewEnv starts a gateway over fakes for users alice and bob; ftctl runs as alice.
 func NewEnv(t *testing.T) *Env {
 	t.Helper()
-	e := &Env{t: t, Store: newMemStore(), Templates: apitest.NewMemTemplates(func() time.Time { return T0 }), Slurm: &FakeSlurm{}, Root: t.TempDir(), CfgDir: t.TempDir(), Token: "alice"}
+	e := &Env{t: t, Store: newMemStore(), Templates: apitest.NewMemTemplates(func() time.Time { return T0 }), Webhooks: newMemWebhooks(),
+		Slurm: &FakeSlurm{}, Root: t.TempDir(), CfgDir: t.TempDir(), Token: "alice"}
 	for _, u := range []string{"alice", "bob"} {
 		if err := os.MkdirAll(filepath.Join(e.Root, u), 0o755); err != nil {
 			t.Fatal(err)
@@ -360,8 +400,10 @@ func NewEnv(t *testing.T) *Env {
 			Slurm:  e.Slurm,
 			Files:  localFiles{},
 		}},
-		MaxBody: 1 << 20,
+		MaxBody:  1 << 20,
+		Webhooks: api.Webhooks{Store: e.Webhooks, Check: webhookGuard().Check, MaxPerUser: 3},
 	}
+	e.API = s
 	h := s.Handler()
 	e.Srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		e.mu.Lock()

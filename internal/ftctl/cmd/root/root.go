@@ -21,6 +21,8 @@ import (
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/job/watch"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/system"
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/template"
+	"github.com/ftgate/ftgate/internal/ftctl/cmd/usage"
+	"github.com/ftgate/ftgate/internal/ftctl/cmd/webhook"
 	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/version"
 )
@@ -45,7 +47,7 @@ Exit codes: 0 success, 1 error, 2 usage mistake, 4 login needed, 8 job failed
 	}
 	root.PersistentFlags().StringVar(&f.ServerFlag, "server", "", "gateway URL (default: $FTCTL_SERVER, then the config file's server)")
 	root.SetVersionTemplate("ftctl {{.Version}}\n")
-	root.AddCommand(auth.NewCmdAuth(f))
+	root.AddCommand(auth.NewCmdAuth(f), webhook.NewCmdWebhook(f))
 	AddJobCommands(root, f)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cmdutil.UsageErrorf("%v", err) })
 	root.SetIn(f.IO.In)
@@ -73,7 +75,7 @@ func Run(f *cmdutil.Factory, args []string) int {
 }
 
 // AddJobCommands adds the job commands (submit, list, status, watch, logs, pause,
-// resume, cancel, download, system, template) to root.
+// resume, cancel, download, system, usage, template) to root.
 func AddJobCommands(root *cobra.Command, f *cmdutil.Factory) {
 	cmds := []*cobra.Command{
 		submit.NewCmdSubmit(f, nil),
@@ -86,6 +88,7 @@ func AddJobCommands(root *cobra.Command, f *cmdutil.Factory) {
 		control.NewCmdControl(f, "cancel", nil),
 		download.NewCmdDownload(f, nil),
 		system.NewCmdSystem(f, nil),
+		usage.NewCmdUsage(f, nil),
 	}
 	for _, c := range cmds {
 		if strings.Contains(c.Use, "JOB") {

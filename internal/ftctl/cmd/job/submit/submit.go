@@ -90,6 +90,8 @@ model and dataset.path are required; every other field has a default.
     memory_mb: 4096             # default 4096
     time_limit_minutes: 60      # default 60; the job checkpoints before the limit
                                 # and continues from there
+    no_wait: false              # true: refused (409, free GPUs named) instead of queued
+                                # when the partition has no room now (allow_no_wait clusters)
   distributed:
     strategy: ddp               # ddp (default) or fsdp (full fine-tuning, sharded)
     processes_per_node: 1       # default: gpus (one per GPU), or 1; CPU processes use gloo

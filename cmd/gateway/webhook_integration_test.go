@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ftgate/ftgate/internal/stacktest"
+	"github.com/ftgate/ftgate/internal/webhook"
+)
+
+// TestIntegrationWebhookSurvivesKill registers a webhook through the gateway's API,
+// makes a job event that triggers it (a queued job cancelled), and kills the gateway
+// with SIGKILL at the point where its webhook worker has claimed the delivery and not
+// sent it (a test hook in this binary). The restarted gateway delivers it from the
+// outbox: the receiver on 127.0.0.1 gets one signed request, and the delivery log
+// shows two attempts, the first interrupted.
+func TestIntegrationWebhookSurvivesKill(t *testing.T) {
+	st := stacktest.Require(t)
+	var mu sync.Mutex
+	var secret string
+	var got []webhook.Body
+	var bad []string
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if err := webhook.Verify(secret, r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), body, time.Now(), webhook.ReplayWindow); err != nil {
+			bad = append(bad, err.Error())
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var b webhook.Body
+		_ = json.Unmarshal(body, &b)
+		got = append(got, b)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(recv.Close)
+	gp := newGatewayProc(t, st, "FTGATE_TEST_CRASH_AFTER_WEBHOOK_CLAIM=1", "FTGATE_WEBHOOKS_ALLOW=127.0.0.1",
+		"FTGATE_WEBHOOKS_POLL_INTERVAL=100ms", "FTGATE_WEBHOOKS_RETRY_MIN=100ms")
+	gw := gp.start()
+	t.Cleanup(func() { _ = gw.Process.Kill(); _, _ = gw.Process.Wait() })
+	exited := make(chan *os.ProcessState, 1)
+	go func() { ps, _ := gw.Process.Wait(); exited <- ps }()
+
+	code, hook, err := gp.call("POST", "/api/webhooks", map[string]any{"url": recv.URL + "/ftgate", "events": []string{"job.cancelled"}})
+	if err != nil || code != http.StatusCreated {
+		t.Fatalf("register: %d %v %v", code, hook, err)
+	}
+	hookID := hook["id"].(string)
+	mu.Lock()
+	secret = hook["secret"].(string)
+	mu.Unlock()
+	code, m, err := gp.call("POST", "/api/training/execute", (&e2e{}).spec(50, 0))
+	if err != nil || code != http.StatusAccepted {
+		t.Fatalf("execute: %d %v %v", code, m, err)
+	}
+	id := m["id"].(string)
+	// Cancel once Slurm has the job, so the cancel reaches Slurm before the crash.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		code, m, err = gp.call("GET", "/api/training/status/"+id, nil)
+		if err != nil || code != 200 {
+			t.Fatalf("status: %d %v", code, err)
+		}
+		if m["state"] != "submitting" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job still submitting after a minute: %v", m["reason"])
+		}
+	}
+	if code, m, err = gp.call("POST", "/api/training/cancel/"+id, nil); err != nil || code != 200 || m["state"] != "cancelled" {
+		t.Fatalf("cancel: %d %v %v", code, m, err)
+	}
+	select {
+	case ps := <-exited:
+		if ws, ok := ps.Sys().(syscall.WaitStatus); !ok || ws.Signal() != syscall.SIGKILL {
+			b, _ := os.ReadFile(gp.logPath)
+			t.Fatalf("gateway exited with %v, want killed by its hook:\n%s", ps, b)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the gateway's webhook worker never claimed the delivery")
+	}
+	log, _ := os.ReadFile(gp.logPath)
+	if !strings.Contains(string(log), "test hook: crashing after claiming webhook delivery") {
+		t.Fatalf("no hook line in the gateway log:\n%s", log)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var attempts int
+	var delivered bool
+	if err := gp.pool.QueryRow(ctx, `SELECT attempts, delivered_at IS NOT NULL FROM webhook_deliveries WHERE endpoint_id = $1`, hookID).Scan(&attempts, &delivered); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	n := len(got)
+	mu.Unlock()
+	if attempts != 1 || delivered || n != 0 {
+		t.Fatalf("after the kill: attempts %d delivered %v, receiver got %d; want 1 claimed attempt, nothing sent", attempts, delivered, n)
+	}
+	// End the dead process's claim lease (timeout + 30 s) instead of waiting it out;
+	// that leases expire is TestIntegrationWebhookClaims' concern.
+	if _, err := gp.pool.Exec(ctx, `UPDATE webhook_deliveries SET next_attempt_at = now() WHERE endpoint_id = $1`, hookID); err != nil {
+		t.Fatal(err)
+	}
+	env := gp.env[:0:0]
+	for _, kv := range gp.env {
+		if !strings.HasPrefix(kv, "FTGATE_TEST_CRASH_AFTER_WEBHOOK_CLAIM=") {
+			env = append(env, kv)
+		}
+	}
+	gp.env = env
+	gw = gp.start()
+	var d map[string]any
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, m, err := gp.call("GET", "/api/webhooks/"+hookID+"/deliveries", nil)
+		if err != nil || code != 200 {
+			t.Fatalf("deliveries: %d %v %v", code, m, err)
+		}
+		ds, _ := m["deliveries"].([]any)
+		if len(ds) != 1 {
+			t.Fatalf("delivery log %v, want one entry", m)
+		}
+		if d = ds[0].(map[string]any); d["state"] == "delivered" {
+			break
+		}
+		if time.Now().After(deadline) {
+			b, _ := os.ReadFile(gp.logPath)
+			t.Fatalf("not delivered 30 s after the restart: %v\ngateway log:\n%s", d, b)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(bad) > 0 || len(got) != 1 || got[0].Event != "job.cancelled" || got[0].Job.ID != id || got[0].ID != d["id"] {
+		t.Fatalf("receiver got %+v (bad signatures %v); want one job.cancelled of job %s", got, bad, id)
+	}
+	if d["attempts"] != 2.0 || d["last_status"] != 204.0 || d["delivered_at"] == nil || d["event"] != "job.cancelled" {
+		t.Errorf("delivery log entry %v, want 2 attempts (the first interrupted by the kill), delivered with 204", d)
+	}
+	t.Logf("killed the gateway after it claimed delivery %s; the restarted gateway delivered it: %s", d["id"], fmt.Sprint(d))
+}

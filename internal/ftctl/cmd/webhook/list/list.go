@@ -1,0 +1,88 @@
+// Package list is `ftctl webhook list`.
+package list
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ftgate/ftgate/client"
+	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
+	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
+	"github.com/ftgate/ftgate/internal/ftctl/render"
+)
+
+// ListOptions are the options of `ftctl webhook list`.
+type ListOptions struct {
+	IO     *cmdutil.IOStreams
+	Client func() (*client.Client, error)
+	Now    func() time.Time
+	Limit  int
+	Cursor string
+	JSON   bool
+}
+
+// NewCmdList returns `ftctl webhook list`.
+func NewCmdList(f *cmdutil.Factory, runF func(context.Context, *ListOptions) error) *cobra.Command {
+	opts := &ListOptions{}
+	cmd := &cobra.Command{
+		Use:     "list [--limit N] [--cursor C]",
+		Aliases: []string{"ls"},
+		Short:   "List your webhook endpoints",
+		Long: `List your webhook endpoints, newest first: id, URL, events and age. Secrets are
+never shown again; to replace a lost one, add the URL again and remove the old
+endpoint.`,
+		Example: `  ftctl webhook list
+  ftctl webhook list --json | jq -r '.webhooks[].id'`,
+		Args: cmdutil.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			opts.IO, opts.Client, opts.Now = f.IO, f.APIClient, f.Clock()
+			if opts.Limit < 1 || opts.Limit > 200 {
+				return cmdutil.UsageErrorf("--limit must be between 1 and 200, got %d", opts.Limit)
+			}
+			if runF != nil {
+				return runF(cmd.Context(), opts)
+			}
+			return runList(cmd.Context(), opts)
+		},
+	}
+	cmd.Flags().IntVarP(&opts.Limit, "limit", "L", 50, "endpoints per page (1-200)")
+	cmd.Flags().StringVar(&opts.Cursor, "cursor", "", "continue after a previous page")
+	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the gateway's JSON answer")
+	return cmd
+}
+
+func runList(ctx context.Context, opts *ListOptions) error {
+	c, err := opts.Client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, apiclient.DefaultTimeout)
+	defer cancel()
+	page, err := c.Webhooks(ctx, client.PageOptions{Limit: opts.Limit, Cursor: opts.Cursor})
+	if err != nil {
+		return err
+	}
+	if opts.JSON {
+		return cmdutil.PrintJSON(opts.IO.Out, page)
+	}
+	if len(page.Webhooks) == 0 {
+		fmt.Fprintln(opts.IO.ErrOut, "No webhooks. Add one with ftctl webhook add URL --event job.succeeded")
+		return nil
+	}
+	now := opts.Now()
+	t := render.NewTable("ID", "URL", "EVENTS", "AGE")
+	for _, w := range page.Webhooks {
+		t.Row(w.ID, w.URL, strings.Join(w.Events, ","), render.FormatAge(w.CreatedAt, now))
+	}
+	if err := t.Render(opts.IO.Out); err != nil {
+		return err
+	}
+	if page.NextCursor != "" {
+		fmt.Fprintf(opts.IO.ErrOut, "More webhooks: add --cursor %s\n", page.NextCursor)
+	}
+	return nil
+}
