@@ -300,3 +300,39 @@ func jsonFields(typ reflect.Type) map[string]jsonField {
 	}
 	return out
 }
+
+// TestOpenAPIPartialSpecIsSpec: the partial spec of templates and overrides is the
+// Spec schema with nothing required (the document cannot say so by reference), so the
+// two cannot drift apart.
+func TestOpenAPIPartialSpecIsSpec(t *testing.T) {
+	t.Parallel()
+	doc := loadOpenAPI(t)
+	var strip func(v any) any
+	strip = func(v any) any {
+		switch x := v.(type) {
+		case map[string]any:
+			out := map[string]any{}
+			for k, e := range x {
+				if k != "required" && k != "description" {
+					out[k] = strip(e)
+				}
+			}
+			return out
+		case []any:
+			out := make([]any, len(x))
+			for i, e := range x {
+				out[i] = strip(e)
+			}
+			return out
+		}
+		return v
+	}
+	spec, _ := json.Marshal(strip(doc.Components.Schemas["Spec"]))
+	partial, _ := json.Marshal(strip(doc.Components.Schemas["PartialSpec"]))
+	if string(spec) != string(partial) {
+		t.Errorf("PartialSpec is not Spec without required fields:\nSpec        %s\nPartialSpec %s", spec, partial)
+	}
+	if raw, _ := json.Marshal(doc.Components.Schemas["PartialSpec"]); strings.Contains(string(raw), `"required"`) {
+		t.Error("PartialSpec requires a field")
+	}
+}

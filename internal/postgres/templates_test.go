@@ -11,6 +11,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
+	"github.com/ftgate/ftgate/internal/quota"
 )
 
 func tmpl(owner, name, vis, spec string) job.Template {
@@ -143,7 +144,7 @@ func TestIntegrationTemplates(t *testing.T) {
 	// Delete removes every version; a job started from it keeps its record.
 	j := newJob("alice", "builtin:tiny")
 	j.Template = &job.TemplateRef{Name: "base", Version: 8, Owner: "alice"}
-	created, _, err := s.Create(ctx, j, 0)
+	created, _, err := s.Create(ctx, j, quota.Limits{})
 	if err != nil || created.Template == nil || *created.Template != *j.Template {
 		t.Fatalf("job from a template: %+v, %v", created.Template, err)
 	}
@@ -162,7 +163,7 @@ func TestIntegrationTemplates(t *testing.T) {
 	if again, err := s.Get(ctx, created.ID); err != nil || again.Template == nil || again.Template.String() != "base@8" {
 		t.Errorf("job after its template was deleted: %+v, %v", again.Template, err)
 	}
-	plain, _, err := s.Create(ctx, newJob("alice", "builtin:tiny"), 0)
+	plain, _, err := s.Create(ctx, newJob("alice", "builtin:tiny"), quota.Limits{})
 	if err != nil || plain.Template != nil {
 		t.Errorf("job without a template: %+v, %v", plain.Template, err)
 	}

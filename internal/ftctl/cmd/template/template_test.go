@@ -103,7 +103,6 @@ func TestTemplateSaveShowListRemove(t *testing.T) {
 	}
 	e.Token = "carol"
 	e.Login()
-	e.Templates = nil
 	if code, _, errOut := e.Run("template", "list", "--visibility", "private"); code != 0 || !strings.HasPrefix(errOut, "No templates yet") {
 		t.Errorf("empty list: exit %d %q", code, errOut)
 	}
