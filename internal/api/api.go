@@ -102,15 +102,21 @@ func writeError(w http.ResponseWriter, status int, code, msg string) {
 // load returns the caller's job, answering 404 for other users' jobs (admins see all).
 func (s *Server) load(r *http.Request) (job.Job, job.Identity, error) {
 	id, _ := IdentityFrom(r.Context())
-	jobID := chi.URLParam(r, "job_id")
-	j, err := s.Store.Get(r.Context(), jobID)
+	j, err := s.visibleJob(r.Context(), id, chi.URLParam(r, "job_id"))
+	return j, id, err
+}
+
+// visibleJob returns job jobID when id may see it: its owner or an admin; anyone
+// else gets the 404 of a missing job.
+func (s *Server) visibleJob(ctx context.Context, id job.Identity, jobID string) (job.Job, error) {
+	j, err := s.Store.Get(ctx, jobID)
 	if err != nil {
-		return j, id, err
+		return j, err
 	}
 	if !id.Admin && j.OwnerSubject != id.Subject {
-		return job.Job{}, id, job.Errorf(job.ENotFound, "job %s not found", jobID)
+		return job.Job{}, job.Errorf(job.ENotFound, "job %s not found", jobID)
 	}
-	return j, id, nil
+	return j, nil
 }
 
 func callerName(r *http.Request) string {

@@ -49,16 +49,14 @@ func (s *Server) templateCaller(r *http.Request) (job.Identity, Templates, error
 // spec of job req.FromJob, which the caller must see (their own; admins: any). Its
 // cluster and partition, when set, must be allowed now, as for a job.
 func (s *Server) templateSpec(ctx context.Context, id job.Identity, req client.TemplateRequest) (json.RawMessage, error) {
-	hasSpec := len(bytes.TrimSpace(req.Spec)) > 0 && string(bytes.TrimSpace(req.Spec)) != "null"
+	given := bytes.TrimSpace(req.Spec)
+	hasSpec := len(given) > 0 && string(given) != "null"
 	if hasSpec == (req.FromJob != "") {
 		return nil, job.Errorf(job.EInvalid, "give spec (a partial spec) or from_job (the id of one of your jobs), exactly one of the two")
 	}
 	raw := []byte(req.Spec)
 	if req.FromJob != "" {
-		j, err := s.Store.Get(ctx, req.FromJob)
-		if err == nil && !id.Admin && j.OwnerSubject != id.Subject {
-			err = job.Errorf(job.ENotFound, "job %s not found", req.FromJob)
-		}
+		j, err := s.visibleJob(ctx, id, req.FromJob)
 		if err != nil {
 			return nil, err
 		}
