@@ -194,3 +194,20 @@ func TestPartialOf(t *testing.T) {
 		t.Errorf("gpus override: processes_per_node %d, %v", s.Distributed.ProcessesPerNode, err)
 	}
 }
+
+func TestTemplateRefAndVisibility(t *testing.T) {
+	t.Parallel()
+	if got := (TemplateRef{Name: "tiny", Version: 12, Owner: "alice"}).String(); got != "tiny@12" {
+		t.Errorf("String() = %q", got)
+	}
+	for v, want := range map[string]bool{"private": true, "shared": true, "": false, "public": false, "Shared": false} {
+		if ValidVisibility(v) != want {
+			t.Errorf("ValidVisibility(%q) = %v", v, !want)
+		}
+	}
+	// A long reference is cut in the message.
+	_, _, err := ParseTemplateRef("template", strings.Repeat("x", 200)+"@1")
+	if msg := ErrorMessage(err); !strings.Contains(msg, `"`+strings.Repeat("x", 80)+`..."`) || len(msg) > 200 {
+		t.Errorf("long reference: %q", msg)
+	}
+}
