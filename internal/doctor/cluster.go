@@ -377,7 +377,11 @@ func (c *clusterCheck) trainer(ctx context.Context) Result {
 		res.Detail += "; " + oneLine(strings.Join(errs, "; "))
 	case len(rep.Missing) > 0:
 		res.Status = Warn
-		res.Fix = "install " + strings.Join(rep.Missing, " and ") + " in the trainer venv: Hugging Face models need them (the tiny model runs without)"
+		if len(rep.Missing) == 1 && rep.Missing[0] == "bitsandbytes" {
+			res.Fix = "optional: install bitsandbytes (the trainer's quant extra, CUDA only) in the trainer venv for 8/4-bit QLoRA"
+		} else {
+			res.Fix = "install " + strings.Join(rep.Missing, " and ") + " in the trainer venv: Hugging Face models need them (the tiny model runs without)"
+		}
 	default:
 		res.Status = OK
 	}

@@ -66,6 +66,11 @@ func TestIntegrationDoctor(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := base()
+			if tc.fails != "" {
+				// One cluster is enough to see one breakage; every cluster's checks
+				// (a trainer job on each) run in the healthy case.
+				m["clusters"] = m["clusters"].([]any)[:1]
+			}
 			tc.break_(m)
 			f := filepath.Join(t.TempDir(), "gateway.yaml")
 			out, err := yaml.Marshal(m)
@@ -89,6 +94,13 @@ func TestIntegrationDoctor(t *testing.T) {
 					failed = append(failed, r.Name)
 					if r.Fix == "" {
 						t.Errorf("%s failed without a fix: %v", r.Name, r)
+					}
+				}
+			}
+			if tc.fails == "" {
+				for _, c := range m["clusters"].([]any) {
+					if name := c.(map[string]any)["name"].(string); !strings.Contains(printed.String(), name+": trainer") {
+						t.Errorf("no trainer check for cluster %s", name)
 					}
 				}
 			}
