@@ -23,6 +23,7 @@ import (
 	"github.com/ftgate/ftgate/internal/sshconn"
 	"github.com/ftgate/ftgate/internal/stacktest"
 	"github.com/ftgate/ftgate/internal/submit"
+	"github.com/ftgate/ftgate/internal/wiring"
 )
 
 // e2e is the whole gateway in-process against the real stack: Postgres (own schema),
@@ -136,7 +137,7 @@ func startE2E(t testing.TB, mods ...func(*config.Config)) *e2e {
 		<-done
 		a.close()
 	})
-	scfg, err := sshconn.ConfigFromCluster(cl)
+	scfg, err := wiring.SSHConfig(cl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +146,7 @@ func startE2E(t testing.TB, mods ...func(*config.Config)) *e2e {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sp.Close() })
-	sc, err := slurm.New(sp, slurm.OptionsFromCluster(cl))
+	sc, err := slurm.New(sp, wiring.SlurmOptions(cl))
 	if err != nil {
 		t.Fatal(err)
 	}

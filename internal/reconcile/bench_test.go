@@ -15,6 +15,7 @@ import (
 	"github.com/ftgate/ftgate/internal/postgres/pgtest"
 	"github.com/ftgate/ftgate/internal/reconcile"
 	"github.com/ftgate/ftgate/internal/slurm"
+	"github.com/ftgate/ftgate/internal/wiring"
 )
 
 // countingRunner counts the remote commands the Slurm client issues.
@@ -35,7 +36,7 @@ func BenchmarkIntegrationReconcileHeld(b *testing.B) {
 	const n = 1000
 	cl, sp := stackCluster(b)
 	runner := &countingRunner{Runner: sp}
-	sc, err := slurm.New(runner, slurm.OptionsFromCluster(cl))
+	sc, err := slurm.New(runner, wiring.SlurmOptions(cl))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -35,7 +35,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/job"
 )
 
@@ -62,7 +61,8 @@ var (
 	ErrNoProbe          = errors.New("no probe account configured")
 )
 
-// Options are a cluster's Slurm settings (see config.Cluster).
+// Options are a cluster's Slurm settings (built from config.Cluster by
+// internal/wiring; this package does not import config).
 type Options struct {
 	Cluster          string        // cluster name, for messages
 	SlurmConf        string        // exported as SLURM_CONF for every command when set
@@ -80,27 +80,6 @@ type Options struct {
 	RestartBudget    int           // requeues the batch script may do itself on exit 75
 	ProbeUser        string        // trusted account for capacity reads ("" = no capacity check)
 	Now              func() time.Time
-}
-
-// OptionsFromCluster maps a cluster's configuration to Options.
-func OptionsFromCluster(cl *config.Cluster) Options {
-	return Options{
-		Cluster:          cl.Name,
-		SlurmConf:        cl.SlurmConf,
-		JobRoot:          cl.JobRoot,
-		Partitions:       cl.Partitions,
-		DefaultPartition: cl.DefaultPartition,
-		Account:          cl.Account,
-		GPUType:          cl.GPUType,
-		Python:           cl.Python,
-		TrainerDir:       cl.TrainerDir,
-		GPUStat:          cl.GPUStat,
-		TemplateDir:      cl.TemplateDir,
-		CheckpointSignal: cl.CheckpointSignal,
-		SignalLead:       cl.SignalLead,
-		RestartBudget:    cl.RestartBudget,
-		ProbeUser:        cl.ProbeUser,
-	}
 }
 
 // Request is one job's Slurm request: the typed values the template receives.
