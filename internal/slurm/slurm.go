@@ -84,7 +84,7 @@ type Options struct {
 
 // Request is one job's Slurm request: the typed values the template receives.
 type Request struct {
-	JobID            string // gateway job id (tag): ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$
+	JobID            string // gateway job id (tag), job.IDRE
 	User             string // Unix account; the job directory is <job_root>/<user>/<job-id>
 	Partition        string // "" = Options.DefaultPartition; must be in Options.Partitions
 	QOS              string // optional, ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$
@@ -220,7 +220,6 @@ type File struct {
 }
 
 var (
-	jobIDRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 	signalRE = regexp.MustCompile(`^(USR1|USR2|TERM|INT|HUP|URG)$`)
 	// safePathRE: absolute paths the batch script may name in #SBATCH lines.
 	safePathRE = regexp.MustCompile(`^(/[A-Za-z0-9_.+@-]+)+/?$|^/$`)
