@@ -2,9 +2,7 @@ package wiring
 
 import (
 	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/pem"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -33,18 +31,12 @@ func TestClusterPackagesDoNotImportConfig(t *testing.T) {
 
 func testCluster(t *testing.T) *config.Cluster {
 	t.Helper()
-	_, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, priv, _ := ed25519.GenerateKey(nil)
 	block, err := ssh.MarshalPrivateKey(priv, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := filepath.Join(t.TempDir(), "ca")
-	if err := os.WriteFile(key, pem.EncodeToMemory(block), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	key := string(pem.EncodeToMemory(block)) // inline PEM, as LoadSigner accepts
 	return &config.Cluster{
 		Name: "dev", Host: "127.0.0.1", Port: 2222, KnownHosts: "/etc/known_hosts", UserCAKey: key,
 		CertTTL: 7 * time.Minute, ServiceUser: "svc", ProbeUser: "probe", MaxSessions: 5,
