@@ -61,7 +61,10 @@ type Health struct {
 // Ready is GET /ready: "ready" (200) or "not ready" (503, with Error). The details
 // of a failed check are logged by the gateway, never sent.
 type Ready struct {
-	Status string       `json:"status"`
+	Status string `json:"status"`
+	// Failed names the failed checks ("postgres", "cluster NAME"); their errors are
+	// only logged, /ready being unauthenticated.
+	Failed []string     `json:"failed,omitempty"`
 	Error  *ErrorDetail `json:"error,omitempty"`
 }
 

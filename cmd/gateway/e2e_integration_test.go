@@ -40,12 +40,18 @@ type e2e struct {
 	hooks *submitHooks
 }
 
-// submitHooks is the submitter's Slurm with test hooks around Submit, per gateway job.
+// submitHooks holds test hooks around the submitter's sbatch, per gateway job; each
+// cluster's Slurm is wrapped in its own hookedSlurm sharing them.
 type submitHooks struct {
-	submit.Slurm
 	mu     sync.Mutex
 	before map[string]func()               // runs before sbatch
 	after  map[string]func(slurmID string) // runs after a successful sbatch
+}
+
+// hookedSlurm is one cluster's submitter Slurm with the shared hooks around Submit.
+type hookedSlurm struct {
+	submit.Slurm
+	h *submitHooks
 }
 
 func (h *submitHooks) hook(jobID string) (func(), func(string)) {
@@ -62,12 +68,12 @@ func (h *submitHooks) onSubmit(before func(), after func(slurmID string)) {
 	h.before["*"], h.after["*"] = before, after
 }
 
-func (h *submitHooks) Submit(ctx context.Context, user string, req slurm.Request) (slurm.Submitted, error) {
-	return h.around(req, func() (slurm.Submitted, error) { return h.Slurm.Submit(ctx, user, req) })
+func (s hookedSlurm) Submit(ctx context.Context, user string, req slurm.Request) (slurm.Submitted, error) {
+	return s.h.around(req, func() (slurm.Submitted, error) { return s.Slurm.Submit(ctx, user, req) })
 }
 
-func (h *submitHooks) SubmitInDir(ctx context.Context, user string, req slurm.Request, dir string, jobJSON []byte) (slurm.Submitted, error) {
-	return h.around(req, func() (slurm.Submitted, error) { return h.Slurm.SubmitInDir(ctx, user, req, dir, jobJSON) })
+func (s hookedSlurm) SubmitInDir(ctx context.Context, user string, req slurm.Request, dir string, jobJSON []byte) (slurm.Submitted, error) {
+	return s.h.around(req, func() (slurm.Submitted, error) { return s.Slurm.SubmitInDir(ctx, user, req, dir, jobJSON) })
 }
 
 // around runs sbatch (one of the two ways) between the job's hooks.
@@ -124,8 +130,7 @@ func startE2E(t testing.TB, mods ...func(*config.Config)) *e2e {
 	a.sub.Interval = 300 * time.Millisecond
 	hooks := &submitHooks{before: map[string]func(){}, after: map[string]func(string){}}
 	for name, c := range a.sub.Clusters {
-		hooks.Slurm = c.Slurm
-		c.Slurm = hooks
+		c.Slurm = hookedSlurm{Slurm: c.Slurm, h: hooks}
 		a.sub.Clusters[name] = c
 	}
 	done := make(chan struct{})

@@ -78,6 +78,7 @@ func TestFaults(t *testing.T) {
 		return
 	}
 	t.Run("slurmctld stopped 60s", func(t *testing.T) { faultSlurmctld(t, st, tab) })
+	t.Run("second cluster's slurmctld stopped", func(t *testing.T) { faultSecondCluster(t, st, tab) })
 	t.Run("slurmd and job steps killed", func(t *testing.T) { faultSlurmd(t, st, tab) })
 	t.Run("postgres restarted", func(t *testing.T) { faultDaemonRestart(t, st, tab, "postgres") })
 	t.Run("sshd restarted", func(t *testing.T) { faultDaemonRestart(t, st, tab, "sshd") })
@@ -651,5 +652,86 @@ func faultSlurmd(t *testing.T, st *stacktest.Stack, tab *faultTable) {
 		stepAtKill, ckptAtKill, killed, strings.Join(states, " > "), minStepAfter, resumed, restoreIn.Round(time.Second))
 	if !ok {
 		t.Errorf("slurmd kill: see the table")
+	}
+}
+
+// faultSecondCluster: the second cluster's controller is stopped. /ready names that
+// cluster only, a job for it waits (submitting, not failed) and reaches its Slurm once
+// the controller is back, and the first cluster's jobs run to the end meanwhile.
+func faultSecondCluster(t *testing.T, st *stacktest.Stack, tab *faultTable) {
+	gp := newGatewayProc(t, st, "FTGATE_CLUSTERS_1_POLL_INTERVAL=1s")
+	gw := gp.start()
+	t.Cleanup(func() { _ = gw.Process.Kill(); _, _ = gw.Process.Wait() })
+	cfg, err := config.Load(st.GatewayConfig, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := secondCluster(t, st, cfg).Name
+	status := func(id string) map[string]any {
+		_, m, _, _ := gp.callTimed("GET", "/api/training/status/"+id, nil, nil, 15*time.Second)
+		return m
+	}
+	execute := func(cluster string, steps int) string {
+		spec := (&e2e{}).spec(steps, 0)
+		if cluster != "" {
+			spec["resources"].(map[string]any)["cluster"] = cluster
+		}
+		code, m, _, err := gp.callTimed("POST", "/api/training/execute", spec, nil, 15*time.Second)
+		if err != nil || code != http.StatusAccepted {
+			t.Fatalf("execute on %q: %d %v %v", cluster, code, m, err)
+		}
+		return m["id"].(string)
+	}
+	var ids []string
+	t.Cleanup(func() {
+		for _, id := range ids {
+			_, _, _, _ = gp.callTimed("POST", "/api/training/cancel/"+id, nil, nil, 15*time.Second)
+		}
+	})
+
+	stopDaemon(t, st, "slurmctld2")
+	var failed []any
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		code, m, _, _ := gp.callTimed("GET", "/ready", nil, nil, 20*time.Second)
+		if f, _ := m["failed"].([]any); code == http.StatusServiceUnavailable && len(f) > 0 {
+			failed = f
+			break
+		}
+	}
+	readyOK := len(failed) == 1 && failed[0] == "cluster "+second
+	waiting := execute(second, 20)
+	firstJob := execute("", 20)
+	ids = append(ids, waiting, firstJob)
+	var firstState, waitingState any
+	for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		firstState = status(firstJob)["state"]
+		if firstState == "succeeded" || firstState == "failed" {
+			break
+		}
+	}
+	waitingState = status(waiting)["state"]
+	degraded := map[string]bool{}
+	if _, m, _, _ := gp.callTimed("GET", "/api/system/status", nil, nil, 20*time.Second); m != nil {
+		cls, _ := m["clusters"].([]any)
+		for _, c := range cls {
+			c, _ := c.(map[string]any)
+			name, _ := c["name"].(string)
+			degraded[name], _ = c["degraded"].(bool)
+		}
+	}
+	restoreIn := restoreStack(t, st)
+	var after any
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline); time.Sleep(time.Second) {
+		after = status(waiting)["state"]
+		if after != "submitting" {
+			break
+		}
+	}
+	ok := readyOK && firstState == "succeeded" && waitingState == "submitting" && degraded[second] && !degraded[cfg.Clusters[0].Name] &&
+		(after == "queued" || after == "running" || after == "succeeded")
+	tab.add("second cluster's slurmctld stopped", verdict(ok), "/ready failed %v; first cluster's job %v during the outage; second cluster's job %v, then %v after restore; degraded %v; restore %s",
+		failed, firstState, waitingState, after, degraded, restoreIn.Round(time.Second))
+	if !ok {
+		t.Errorf("second cluster outage: see the table")
 	}
 }

@@ -14,13 +14,17 @@ import (
 )
 
 // TestReadyCachedStatusOnly: /ready pings once per readyTTL however often it is asked,
-// answers with the status only, and logs what failed.
+// answers with the status and the failed checks' names only (the failed cluster, not
+// the healthy one; no error text), and logs what failed.
 func TestReadyCachedStatusOnly(t *testing.T) {
 	t.Parallel()
 	var pings atomic.Int32
 	var logs bytes.Buffer
 	srv := &Server{Store: newMemStore(), Log: slog.New(slog.NewTextHandler(&logs, nil)), Clusters: []*Cluster{{
 		Config: config.Cluster{Name: "dev"},
+		Ping:   func(context.Context) error { return nil },
+	}, {
+		Config: config.Cluster{Name: "dev2"},
 		Ping: func(context.Context) error {
 			pings.Add(1)
 			return errors.New("ssh: dial login.internal.example:22 as svc-ftgate: connection refused")
@@ -30,14 +34,14 @@ func TestReadyCachedStatusOnly(t *testing.T) {
 	for range 20 {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/ready", nil))
-		if rec.Code != 503 || rec.Body.String() != `{"status":"not ready","error":{"code":"unavailable","message":"not ready"}}`+"\n" {
+		if rec.Code != 503 || rec.Body.String() != `{"status":"not ready","failed":["cluster dev2"],"error":{"code":"unavailable","message":"not ready: cluster dev2"}}`+"\n" {
 			t.Fatalf("ready: %d %s", rec.Code, rec.Body)
 		}
 	}
 	if n := pings.Load(); n != 1 {
 		t.Errorf("20 requests within the cache time pinged the cluster %d times, want 1", n)
 	}
-	if !strings.Contains(logs.String(), "login.internal.example") || !strings.Contains(logs.String(), "cluster dev") {
+	if !strings.Contains(logs.String(), "login.internal.example") || !strings.Contains(logs.String(), "cluster dev2") {
 		t.Errorf("log lacks the failed check's detail: %s", logs.String())
 	}
 	srv.readyCache.at = srv.readyCache.at.Add(-readyTTL)

@@ -147,9 +147,9 @@ const readyTTL = 5 * time.Second
 
 // readyCache holds the last readiness check; one check runs at a time.
 type readyCache struct {
-	mu    sync.Mutex
-	at    time.Time
-	ready bool
+	mu     sync.Mutex
+	at     time.Time
+	failed []string // the failed checks' names; none: ready
 }
 
 // ready is GET /ready: 200 {"status":"ready"} or 503 {"status":"not ready"}. What
@@ -158,21 +158,22 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	c := &s.readyCache
 	c.mu.Lock()
 	if c.at.IsZero() || time.Since(c.at) >= readyTTL {
-		c.ready = s.checkReady(r.Context())
+		c.failed = s.checkReady(r.Context())
 		c.at = time.Now()
 	}
-	ok := c.ready
+	failed := c.failed
 	c.mu.Unlock()
-	if !ok {
-		writeJSON(w, http.StatusServiceUnavailable, client.Ready{Status: "not ready",
-			Error: &client.ErrorDetail{Code: job.EUnavailable, Message: "not ready"}})
+	if len(failed) > 0 {
+		writeJSON(w, http.StatusServiceUnavailable, client.Ready{Status: "not ready", Failed: failed,
+			Error: &client.ErrorDetail{Code: job.EUnavailable, Message: "not ready: " + strings.Join(failed, ", ")}})
 		return
 	}
 	writeJSON(w, http.StatusOK, client.Ready{Status: "ready"})
 }
 
-// checkReady pings Postgres and every cluster and logs what failed.
-func (s *Server) checkReady(ctx context.Context) bool {
+// checkReady pings Postgres and every cluster, logs what failed and returns the failed
+// checks' names ("postgres", "cluster NAME"), sorted; the errors stay in the log.
+func (s *Server) checkReady(ctx context.Context) []string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	var mu sync.Mutex
@@ -201,7 +202,7 @@ func (s *Server) checkReady(ctx context.Context) bool {
 	}
 	wg.Wait()
 	if len(failed) == 0 {
-		return true
+		return nil
 	}
 	var names []string
 	for k := range failed {
@@ -212,5 +213,5 @@ func (s *Server) checkReady(ctx context.Context) bool {
 		s.logger().Warn("not ready", "check", k, "err", failed[k])
 	}
 	s.logger().Warn("readiness check failed", "failed", strings.Join(names, ", "))
-	return false
+	return names
 }

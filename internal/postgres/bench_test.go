@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,12 +21,18 @@ import (
 // jobs (10 owners, 3 models, all states; three in four with a loss, one in three with
 // an eval loss, all but the queued started): first page, a deep keyset page, filtered
 // lists and one line per sort and direction, with p50 and p99 per query.
+// FTGATE_BENCH_LIST_ROWS overrides the sizes (comma-separated, ascending), e.g.
+// 10000000 for the 10M-row goal (about 4 GB in Postgres and minutes of seeding).
 func BenchmarkList(b *testing.B) {
+	sizes, err := listSizes(os.Getenv("FTGATE_BENCH_LIST_ROWS"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	pool := pgtest.Schema(b)
 	ctx := context.Background()
 	spec, _ := json.Marshal(job.Spec{Method: "sft", Model: "builtin:tiny"})
 	seeded := 0
-	for _, size := range []int{100000, 1000000} {
+	for _, size := range sizes {
 		start := time.Now()
 		_, err := pool.Exec(ctx, `INSERT INTO jobs (id, owner_subject, unix_user, cluster, model, spec, spec_hash, state, created_at,
 				started_at, ended_at, progress_loss, progress_eval_loss)
@@ -99,6 +108,22 @@ func BenchmarkList(b *testing.B) {
 				Value: worst, Unit: "ms", Reference: "goal", RefValue: 10, Goal: 1})
 		}
 	}
+}
+
+// listSizes parses FTGATE_BENCH_LIST_ROWS ("" is the default 100k then 1M).
+func listSizes(v string) ([]int, error) {
+	if v == "" {
+		return []int{100000, 1000000}, nil
+	}
+	var sizes []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || (len(sizes) > 0 && n <= sizes[len(sizes)-1]) {
+			return nil, fmt.Errorf("FTGATE_BENCH_LIST_ROWS=%q: want ascending positive row counts", v)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes, nil
 }
 
 // BenchmarkCreate measures the insert path of POST /api/training/execute (quota check

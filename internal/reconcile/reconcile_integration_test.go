@@ -22,12 +22,23 @@ import (
 
 // stackCluster returns the stack's cluster config and an SSH pool to it, closed with tb.
 func stackCluster(tb testing.TB) (*config.Cluster, *sshconn.Pool) {
+	return stackClusterNamed(tb, "")
+}
+
+// stackClusterNamed is stackCluster for the stack's cluster name ("": the first).
+func stackClusterNamed(tb testing.TB, name string) (*config.Cluster, *sshconn.Pool) {
 	st := stacktest.Require(tb)
 	cfg, err := config.Load(st.GatewayConfig, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	cl := &cfg.Clusters[0]
+	if name != "" {
+		var ok bool
+		if cl, ok = cfg.Cluster(name); !ok {
+			tb.Fatalf("no cluster %q in %s", name, st.GatewayConfig)
+		}
+	}
 	if d := st.Env["STACK_TRAINER_DIR"]; d != "" {
 		cl.TrainerDir = d
 	}

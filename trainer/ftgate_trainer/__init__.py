@@ -1,6 +1,6 @@
 """ftgate's trainer: runs one fine-tuning job in a job directory (see trainer/README.md)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 # Exit codes: the batch script and the gateway act on them.
 EXIT_OK = 0  # completed, or paused on request
