@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"os/exec"
@@ -53,6 +52,10 @@ func (f *faultTable) print(t *testing.T) {
 	t.Log(b.String())
 	fmt.Fprint(os.Stderr, b.String())
 }
+
+// faultMinKills is the fewest gateway kills, each with submissions in flight, that the
+// kill -9 cell accepts as having tested anything.
+const faultMinKills = 5
 
 func verdict(ok bool) string {
 	if ok {
@@ -149,11 +152,16 @@ func slurmNames(t *testing.T, st *stacktest.Stack, since time.Time) map[string]i
 }
 
 // faultGatewayKill: retrying clients submit N jobs (Idempotency-Key each) while the
-// gateway is killed with SIGKILL at random moments and restarted.
+// gateway is killed with SIGKILL and restarted on a schedule tied to progress, not to
+// the clock (on an idle machine 200 submissions can finish before any timer fires):
+// the submissions run in batches of N/10, kill k comes once k batches are accepted,
+// with the next batch's requests in flight, and batch k+1 starts only after kill k.
+// So every kill lands during submissions, however fast they go; the cell fails with
+// fewer than faultMinKills kills that found requests in flight.
 func faultGatewayKill(t *testing.T, st *stacktest.Stack, tab *faultTable) {
 	n := 200
 	if v, err := strconv.Atoi(os.Getenv("FTGATE_FAULT_SUBMISSIONS")); err == nil && v > 0 {
-		n = v
+		n = max(v, 2*faultMinKills) // fewer submissions cannot hold faultMinKills batches
 	}
 	start := time.Now()
 	gp := newGatewayProc(t, st, fmt.Sprintf("FTGATE_LIMITS_MAX_ACTIVE_JOBS_PER_USER=%d", n+10))
@@ -162,8 +170,13 @@ func faultGatewayKill(t *testing.T, st *stacktest.Stack, tab *faultTable) {
 	t.Cleanup(func() { gwMu.Lock(); _ = gw.Process.Kill(); _, _ = gw.Process.Wait(); gwMu.Unlock() })
 	spec := faultSpec(2000)
 	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	every := max(1, n/10) // submissions per batch
+	batches := (n + every - 1) / every
 	var accepted sync.Map // key -> job id
-	var hung, retries, bad atomic.Int64
+	// resolved: submissions accepted or refused; inFlight: requests sent and not answered.
+	var hung, retries, bad, resolved, inFlight, killsDone atomic.Int64
+	var stop atomic.Bool // releases waiting workers once the killer is done (or gave up)
+	defer stop.Store(true)
 	var wg sync.WaitGroup
 	next := atomic.Int64{}
 	for w := 0; w < 10; w++ {
@@ -175,18 +188,27 @@ func faultGatewayKill(t *testing.T, st *stacktest.Stack, tab *faultTable) {
 				if i >= int64(n) {
 					return
 				}
+				// Batch b waits for kill b-1: the killer is never more than a batch
+				// behind, so the clients cannot finish before the kills.
+				for b := i / int64(every); b-1 > killsDone.Load() && !stop.Load(); {
+					time.Sleep(2 * time.Millisecond)
+				}
 				key := fmt.Sprintf("fault-%s-%d", run, i)
 				for attempt := 0; ; attempt++ {
+					inFlight.Add(1)
 					code, m, h, err := gp.callTimed("POST", "/api/training/execute", spec, map[string]string{"Idempotency-Key": key}, 15*time.Second)
+					inFlight.Add(-1)
 					if h {
 						hung.Add(1)
 					}
 					if err == nil && (code == http.StatusAccepted || code == http.StatusOK) {
 						accepted.Store(key, m["id"])
+						resolved.Add(1)
 						break
 					}
 					if err == nil && code < 500 && code != http.StatusTooManyRequests {
 						bad.Add(1)
+						resolved.Add(1)
 						t.Errorf("execute %s: %d %v", key, code, m)
 						break
 					}
@@ -196,24 +218,40 @@ func faultGatewayKill(t *testing.T, st *stacktest.Stack, tab *faultTable) {
 			}
 		}()
 	}
-	// The killer: SIGKILL at random moments while clients submit, then restart.
-	kills := 0
+	// The killer: kill k once k batches are accepted and some request is in flight
+	// (waiting at most 2 s for one), then restart and release batch k+1.
+	kills, busyKills, submittingAtKills := 0, 0, 0
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
 loop:
-	for {
-		select {
-		case <-done:
-			break loop
-		case <-time.After(time.Duration(300+rand.IntN(1200)) * time.Millisecond):
+	for k := 1; k < batches; k++ {
+		for resolved.Load() < int64(k*every) {
+			select {
+			case <-done:
+				break loop
+			case <-time.After(2 * time.Millisecond):
+			}
 		}
+		for wait := time.Now().Add(2 * time.Second); inFlight.Load() == 0 && time.Now().Before(wait); {
+			time.Sleep(time.Millisecond)
+		}
+		busy := inFlight.Load() > 0
+		var submitting int
+		_ = gp.pool.QueryRow(context.Background(), `SELECT count(*) FROM jobs WHERE state = 'submitting'`).Scan(&submitting)
 		gwMu.Lock()
 		_ = gw.Process.Signal(syscall.SIGKILL)
 		_, _ = gw.Process.Wait()
 		kills++
+		if busy {
+			busyKills++
+		}
+		submittingAtKills += submitting
 		gw = gp.start()
 		gwMu.Unlock()
+		killsDone.Store(int64(kills))
 	}
+	stop.Store(true) // no batch waits for a kill that will not come
+	<-done
 	var ids []string
 	accepted.Range(func(_, v any) bool { ids = append(ids, v.(string)); return true })
 	// Cancel each job as soon as Slurm has it (they would hold the node), and wait until
@@ -263,9 +301,12 @@ loop:
 			dup++
 		}
 	}
-	ok := len(ids) == n && lost == 0 && dup == 0 && dbJobs == n && failed == 0 && hung.Load() == 0 && len(pending) == 0
-	tab.add("gateway kill -9", verdict(ok), "%d submissions, %d kills, %d client retries; accepted %d, gateway jobs %d (keys %d), Slurm jobs by tag: lost %d, duplicated %d; failed %d, hung requests %d, still submitting %d (%s)",
-		n, kills, retries.Load(), len(ids), dbJobs, distinctKeys, lost, dup, failed, hung.Load(), len(pending), time.Since(start).Round(time.Second))
+	ok := len(ids) == n && lost == 0 && dup == 0 && dbJobs == n && failed == 0 && hung.Load() == 0 && len(pending) == 0 && busyKills >= faultMinKills
+	tab.add("gateway kill -9", verdict(ok), "%d submissions, %d kills (%d with requests in flight, want >= %d; %d jobs submitting at the kills), %d client retries; accepted %d, gateway jobs %d (keys %d), Slurm jobs by tag: lost %d, duplicated %d; failed %d, hung requests %d, still submitting %d (%s)",
+		n, kills, busyKills, faultMinKills, submittingAtKills, retries.Load(), len(ids), dbJobs, distinctKeys, lost, dup, failed, hung.Load(), len(pending), time.Since(start).Round(time.Second))
+	if busyKills < faultMinKills {
+		t.Errorf("gateway kill -9: %d kills with requests in flight (of %d), want at least %d", busyKills, kills, faultMinKills)
+	}
 	if !ok {
 		t.Errorf("gateway kill -9: see the table")
 	}

@@ -90,7 +90,9 @@ func BenchmarkIntegrationReconcileHeld(b *testing.B) {
 	var ids []string
 	for len(ids) < n {
 		k := min(250, n-len(ids))
-		script := fmt.Sprintf(`for i in $(seq %d); do sbatch --hold --parsable -J ftgate-bench -p %s -o /dev/null --wrap true || exit 1; done`, k, sshconn.Quote(cl.DefaultPartition))
+		// A busy controller may time an sbatch out: each is tried up to 3 times.
+		script := fmt.Sprintf(`sb() { sbatch --hold --parsable -J ftgate-bench -p %s -o /dev/null --wrap true; }
+for i in $(seq %d); do sb || { sleep 1; sb; } || { sleep 2; sb; } || exit 1; done`, sshconn.Quote(cl.DefaultPartition), k)
 		out, stderr, err := sp.Run(ctx, "alice", []string{"env", "SLURM_CONF=" + cl.SlurmConf, "bash", "-c", script}, nil)
 		ids = append(ids, strings.Fields(string(out))...)
 		if err != nil {

@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"path"
 	"slices"
@@ -173,22 +174,26 @@ func (r *Reconciler) cluster(ctx context.Context, c Cluster) error {
 		if polled.found {
 			s := polled.Status
 			st = &s
-			u.Seen = true
-			u.SlurmState = string(s.State)
+			// Only what changed is written: rewriting every live row every pass made
+			// the write 7 s of a 14 s pass over 10,000 held jobs.
+			u.Seen = seenDue(j, now, c.Policy)
+			if string(s.State) != j.SlurmState {
+				u.SlurmState = string(s.State)
+			}
 		}
 		if !havePos {
 			p = j.Progress
 		}
 		d := Decide(j, st, p, c.Policy, now)
 		u.Change = r.act(ctx, c, j, d)
-		if u.Change != nil && u.Change.SlurmState == "" {
-			u.Change.SlurmState = u.SlurmState
+		if u.Change != nil && u.Change.SlurmState == "" && st != nil {
+			u.Change.SlurmState = string(st.State)
 		}
 		if st != nil && st.Restarts > j.RestartCount && (u.Change == nil || u.Change.RestartCount == nil) {
 			n := st.Restarts
 			u.RestartCount = &n
 		}
-		if u.Change != nil || u.Progress != nil || u.Seen {
+		if u.Change != nil || u.Progress != nil || u.Seen || u.SlurmState != "" || u.RestartCount != nil {
 			ups = append(ups, u)
 		}
 	}
@@ -208,6 +213,23 @@ func (r *Reconciler) cluster(ctx context.Context, c Cluster) error {
 		return fmt.Errorf("poll: %w", pollErr)
 	}
 	return nil
+}
+
+// seenDue reports whether a pass that found j in Slurm records it as seen now. LastSeen
+// only has to be fresh to within a fraction of LostGrace (it decides when a vanished job
+// is lost), so it is rewritten once it is older than a per-job threshold between 1/8 and
+// 1/4 of LostGrace; spreading the thresholds by job id keeps thousands of jobs seen
+// together from being rewritten in the same pass again. A job seen for the first time,
+// or with no LostGrace, is always recorded.
+func seenDue(j job.Job, now time.Time, pol Policy) bool {
+	if j.LastSeen == nil || pol.LostGrace <= 0 {
+		return true
+	}
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(j.ID))
+	eighth := pol.LostGrace / 8
+	threshold := eighth + time.Duration(h.Sum64()%uint64(eighth+1))
+	return now.Sub(*j.LastSeen) >= threshold
 }
 
 // polled is what the poll of a pass says about one job.

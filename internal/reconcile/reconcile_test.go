@@ -16,9 +16,11 @@ import (
 
 // memStore is an in-memory Store that enforces the transition table.
 type memStore struct {
-	mu   sync.Mutex
-	jobs map[string]*job.Job
-	runs int
+	mu     sync.Mutex
+	jobs   map[string]*job.Job
+	runs   int
+	writes int       // updates Apply received, over all passes
+	now    time.Time // the time Apply records as LastSeen
 }
 
 func (m *memStore) Live(ctx context.Context, cluster string) ([]job.Job, error) {
@@ -37,8 +39,13 @@ func (m *memStore) Apply(ctx context.Context, ups []postgres.Update) ([]string, 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var conflicts []string
+	m.writes += len(ups)
 	for _, u := range ups {
 		j := m.jobs[u.ID]
+		if u.Seen {
+			at := m.now
+			j.LastSeen = &at
+		}
 		if u.SlurmState != "" {
 			j.SlurmState = u.SlurmState
 		}
@@ -295,6 +302,90 @@ func TestParseGPUs(t *testing.T) {
 	} {
 		if got := len(ParseGPUs([]byte(in))); got != want {
 			t.Errorf("ParseGPUs(%s): %d GPUs, want %d", in, got, want)
+		}
+	}
+}
+
+func TestSeenDue(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	pol := Policy{LostGrace: 80 * time.Second} // thresholds between 10 s and 20 s
+	at := func(d time.Duration) *time.Time { x := now.Add(-d); return &x }
+	for _, c := range []struct {
+		name string
+		seen *time.Time
+		pol  Policy
+		want bool
+	}{
+		{"never seen", nil, pol, true},
+		{"no lost grace", at(time.Second), Policy{}, true},
+		{"seen a second ago", at(time.Second), pol, false},
+		{"seen just under an eighth ago", at(10*time.Second - time.Nanosecond), pol, false},
+		{"seen a quarter ago", at(20 * time.Second), pol, true},
+		{"seen a lost grace ago", at(80 * time.Second), pol, true},
+	} {
+		for _, id := range []string{"a", "job-1", "9f0c"} {
+			if got := seenDue(job.Job{ID: id, LastSeen: c.seen}, now, c.pol); got != c.want {
+				t.Errorf("%s (job %s): seenDue = %v, want %v", c.name, id, got, c.want)
+			}
+		}
+	}
+	// The thresholds differ between jobs: of 200 jobs seen 15 s ago, some are due, some not.
+	due := 0
+	for i := range 200 {
+		if seenDue(job.Job{ID: fmt.Sprint("job-", i), LastSeen: at(15 * time.Second)}, now, pol) {
+			due++
+		}
+	}
+	if due == 0 || due == 200 {
+		t.Errorf("of 200 jobs seen 15 s ago %d are due: the thresholds are not spread", due)
+	}
+}
+
+// TestRunOnceWritesOnlyChanges: a second pass over held jobs that Slurm reports
+// unchanged writes nothing; a state change and a due LastSeen refresh are written.
+func TestRunOnceWritesOnlyChanges(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	st := &memStore{jobs: map[string]*job.Job{}, now: now}
+	fs := &fakeSlurm{status: map[string]slurm.Status{}, files: map[string]string{}}
+	clock := now
+	r := &Reconciler{Store: st, Now: func() time.Time { return clock },
+		Clusters: []Cluster{{Name: "dev", Slurm: fs, Policy: Policy{RestartBudget: 1, PauseGrace: time.Minute, LostGrace: time.Minute}}}}
+	for i := range 50 {
+		id := fmt.Sprint("q", i)
+		st.jobs[id] = &job.Job{ID: id, Cluster: "dev", User: "alice", State: job.Queued, SlurmID: fmt.Sprint(100 + i), JobDir: "/jobs/alice/" + id}
+		fs.status[fmt.Sprint(100+i)] = slurm.Status{State: slurm.StatePending, Held: true}
+	}
+	pass := func() int {
+		before := st.writes
+		if err := r.RunOnce(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return st.writes - before
+	}
+	if n := pass(); n != 50 {
+		t.Fatalf("first pass wrote %d updates, want 50 (state and first sighting)", n)
+	}
+	clock = now.Add(time.Second)
+	if n := pass(); n != 0 {
+		t.Fatalf("an unchanged pass a second later wrote %d updates, want 0", n)
+	}
+	fs.status["101"] = slurm.Status{State: slurm.StateCancelled}
+	if n := pass(); n != 1 {
+		t.Fatalf("a pass with one job cancelled in Slurm wrote %d updates, want 1", n)
+	}
+	if j := st.jobs["q1"]; j.State != job.Cancelled || j.SlurmState != string(slurm.StateCancelled) {
+		t.Fatalf("cancelled in Slurm: state %s, slurm state %s", j.State, j.SlurmState)
+	}
+	clock = now.Add(time.Minute) // past every job's refresh threshold (at most LostGrace/4)
+	st.now = clock
+	if n := pass(); n != 49 {
+		t.Fatalf("a pass a minute later wrote %d updates, want the 49 live jobs' LastSeen", n)
+	}
+	for _, j := range st.jobs {
+		if j.State == job.Queued && (j.LastSeen == nil || !j.LastSeen.Equal(clock)) {
+			t.Fatalf("job %s: LastSeen %v after the refresh, want %v", j.ID, j.LastSeen, clock)
 		}
 	}
 }

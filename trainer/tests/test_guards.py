@@ -1,15 +1,19 @@
 """Guards of checkpoint verification and resume that a bug would silently drop: a
 manifest may only name files inside its checkpoint (at most one directory down), and a checkpoint is only resumed by
-the job that wrote it (same method, model, LoRA setting and dataset size)."""
+the job that wrote it (same method, model, LoRA setting and dataset size), and a tensor file
+holding a pickled object is refused without running it."""
 
 import hashlib
+import io
 import json
 import os
+import pickle
 import shutil
 
 import pytest
+import torch
 
-from ftgate_trainer import checkpoint
+from ftgate_trainer import EXIT_FAILURE, checkpoint
 from helpers import progress, run_inprocess, sft_rows
 
 
@@ -88,3 +92,70 @@ def test_resume_of_own_checkpoint_continues(make_job, small_model):
     assert run_inprocess(d) == 0
     prog = progress(d)
     assert prog["resumed_from"] == "checkpoints/step-4" and prog["step"] == 8
+
+
+class _OpensAFile:
+    """Pickles as a call of open(marker, "w"): unpickling it runs that call."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _pickled(payload):
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("shape", ["top level", "dict value", "beside tensors", "inside a list"])
+def test_load_tensors_refuses_a_pickled_callable(tmp_path, shape):
+    """A tensor file holding a pickled callable is refused and the callable does not run
+    (torch.load with weights_only=True); the same file under a plain torch.load does run
+    it, so the payload is live."""
+    marker = str(tmp_path / "ran")
+    evil = _OpensAFile(marker)
+    payload = {
+        "top level": evil,
+        "dict value": {"w": evil},
+        "beside tensors": {"w": torch.zeros(2), "b": torch.ones(3), "x": evil},
+        "inside a list": {"order": [torch.zeros(1), evil]},
+    }[shape]
+    path = str(tmp_path / "model.pt")
+    with open(path, "wb") as f:
+        f.write(_pickled(payload))
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        checkpoint.load_tensors(path)
+    assert not os.path.exists(marker), "load_tensors ran a pickled callable"
+    # The control: an unrestricted load runs the callable.
+    torch.load(path, weights_only=False)
+    assert os.path.exists(marker)
+
+
+def test_load_tensors_reads_tensor_files():
+    """What the checkpoint code writes (flat dicts of tensors) still loads."""
+    tensors = {"w": torch.arange(6.0).reshape(2, 3), "order": torch.tensor([2, 0, 1])}
+    got = checkpoint.load_tensors(io.BytesIO(checkpoint.tensor_bytes(tensors)))
+    assert sorted(got) == ["order", "w"] and torch.equal(got["w"], tensors["w"]) and got["order"].tolist() == [2, 0, 1]
+
+
+def test_resume_refuses_a_checkpoint_holding_a_pickled_callable(make_job, small_model, tmp_path):
+    """A verified checkpoint whose tensor file holds a pickled callable (e.g. written
+    by a user into their job dir, manifest re-signed) fails the resume: the callable does
+    not run and nothing is trained from it."""
+    ckpts = _checkpointed(make_job)
+    for i, name in enumerate(["model.pt", "optimizer.pt", "data.pt", "rng.pt"]):
+        marker = str(tmp_path / ("ran-%d" % i))
+        d = make_job("sft", name="resume-%d" % i, hyperparameters__max_steps=8, logging__save_every=2)
+        shutil.copytree(ckpts, os.path.join(d, "checkpoints"))
+        ck = os.path.join(d, "checkpoints", "step-4")
+        real = checkpoint.load_tensors(os.path.join(ck, name))
+        real["x"] = _OpensAFile(marker)
+        _resign(ck, name, _pickled(real))
+        assert run_inprocess(d) == EXIT_FAILURE, name
+        prog = progress(d)
+        assert prog["phase"] == "failed" and "UnpicklingError" in prog["error"], (name, prog.get("error"))
+        assert not os.path.exists(marker), "resume ran a pickled callable from %s" % name
+        assert not os.path.exists(os.path.join(d, "model")), "a refused resume trained anyway"
