@@ -488,7 +488,7 @@ type EventOptions struct {
 }
 
 // Events is GET /api/training/{job_id}/events (id != "") or GET /api/events (id
-// == ""): a Server-Sent Events stream. Read it with NewSSEReader; the caller closes
+// == ""): a Server-Sent Events stream. Read it with ReadSSE; the caller closes
 // the body.
 func (c *Client) Events(ctx context.Context, id string, opts EventOptions) (*http.Response, error) {
 	p, q, hdr := "/api/events", url.Values{}, http.Header{"Accept": {"text/event-stream"}}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -38,13 +39,45 @@ func TestErrorAnswer(t *testing.T) {
 
 func TestReadSSE(t *testing.T) {
 	t.Parallel()
-	in := "retry: 3000\n\n: ping\n\nid: 4\nevent: state\ndata: {\"a\":1}\n\nevent: log\ndata: l1\ndata: l2\n\n"
-	var got []string
-	err := ReadSSE(strings.NewReader(in), func(e SSEEvent) error {
-		got = append(got, e.ID+"|"+e.Event+"|"+e.Data)
-		return nil
-	})
-	if err != io.EOF || strings.Join(got, ";") != `4|state|{"a":1};4|log|l1`+"\n"+`l2` {
-		t.Fatalf("%v %q", err, got)
+	for _, tt := range []struct {
+		name, in string
+		want     []string // ID|Event|Data of each emitted event
+	}{
+		{"fields, comments and multi-line data",
+			"retry: 3000\n\n: ping\n\nid: 4\nevent: state\ndata: {\"a\":1}\n\nevent: log\ndata: l1\ndata: l2\n\n",
+			[]string{`4|state|{"a":1}`, "4|log|l1\nl2"}},
+		{"id-only event updates the last event id",
+			"id: 7\nevent: state\ndata: {}\n\nid: c-9\n\n",
+			[]string{"7|state|{}", "c-9||"}},
+		{"id-only event then data: the data event carries the new id",
+			"id: c-1\n\nevent: progress\ndata: x\n\n",
+			[]string{"c-1||", "c-1|progress|x"}},
+		{"id with an event name but no data dispatches only the id",
+			"id: 5\nevent: state\n\n",
+			[]string{"5||"}},
+		{"empty id resets the last event id",
+			"id: 3\ndata: a\n\nid\n\ndata: b\n\n",
+			[]string{"3||a", "||", "||b"}},
+		{"id with NUL is ignored",
+			"id: 2\ndata: a\n\nid: 9\x00\ndata: b\n\n",
+			[]string{"2||a", "2||b"}},
+		{"block without id or data emits nothing",
+			"event: state\n\nretry: 10\n\n: comment\n\n",
+			nil},
+		{"unterminated event is not emitted",
+			"id: 8\ndata: partial\n",
+			nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var got []string
+			err := ReadSSE(strings.NewReader(tt.in), func(e SSEEvent) error {
+				got = append(got, e.ID+"|"+e.Event+"|"+e.Data)
+				return nil
+			})
+			if err != io.EOF || !slices.Equal(got, tt.want) {
+				t.Fatalf("ReadSSE(%q) = %q, %v; want %q, EOF", tt.in, got, err, tt.want)
+			}
+		})
 	}
 }

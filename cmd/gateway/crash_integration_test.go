@@ -26,6 +26,7 @@ import (
 	"github.com/ftgate/ftgate/internal/stacktest"
 	"github.com/ftgate/ftgate/internal/submit"
 	"github.com/ftgate/ftgate/internal/webhook"
+	"github.com/ftgate/ftgate/internal/wiring"
 )
 
 // TestMain lets the crash test run this test binary as the gateway process. With
@@ -238,7 +239,7 @@ func TestIntegrationCrashSafety(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	scfg, err := sshconn.ConfigFromCluster(&cfg.Clusters[0])
+	scfg, err := wiring.SSHConfig(&cfg.Clusters[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,7 +272,7 @@ func stackSlurm(t *testing.T, st *stacktest.Stack) (*sshconn.Pool, *slurm.Client
 	if err != nil {
 		t.Fatal(err)
 	}
-	scfg, err := sshconn.ConfigFromCluster(&cfg.Clusters[0])
+	scfg, err := wiring.SSHConfig(&cfg.Clusters[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +281,7 @@ func stackSlurm(t *testing.T, st *stacktest.Stack) (*sshconn.Pool, *slurm.Client
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sp.Close() })
-	sc, err := slurm.New(sp, slurm.OptionsFromCluster(&cfg.Clusters[0]))
+	sc, err := slurm.New(sp, wiring.SlurmOptions(&cfg.Clusters[0]))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/ftgate/ftgate/internal/sshconn"
 	"github.com/ftgate/ftgate/internal/stacktest"
 	"github.com/ftgate/ftgate/internal/submit"
+	"github.com/ftgate/ftgate/internal/wiring"
 )
 
 // e2e is the whole gateway in-process against the real stack: Postgres (own schema),
@@ -150,7 +151,7 @@ func startE2EOn(t testing.TB, pool *pgxpool.Pool, mods ...func(*config.Config)) 
 		<-done
 		a.close()
 	})
-	scfg, err := sshconn.ConfigFromCluster(cl)
+	scfg, err := wiring.SSHConfig(cl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +160,7 @@ func startE2EOn(t testing.TB, pool *pgxpool.Pool, mods ...func(*config.Config)) 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sp.Close() })
-	sc, err := slurm.New(sp, slurm.OptionsFromCluster(cl))
+	sc, err := slurm.New(sp, wiring.SlurmOptions(cl))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/sshconn"
 	"github.com/ftgate/ftgate/internal/stacktest"
+	"github.com/ftgate/ftgate/internal/wiring"
 )
 
 // The fault suite (make test-faults) runs against the real dev stack and prints one
@@ -127,7 +128,7 @@ func slurmNames(t *testing.T, st *stacktest.Stack, since time.Time) map[string]i
 	if err != nil {
 		t.Fatal(err)
 	}
-	scfg, err := sshconn.ConfigFromCluster(&cfg.Clusters[0])
+	scfg, err := wiring.SSHConfig(&cfg.Clusters[0])
 	if err != nil {
 		t.Fatal(err)
 	}

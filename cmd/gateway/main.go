@@ -32,6 +32,7 @@ import (
 	"github.com/ftgate/ftgate/internal/sshconn"
 	"github.com/ftgate/ftgate/internal/submit"
 	"github.com/ftgate/ftgate/internal/version"
+	"github.com/ftgate/ftgate/internal/wiring"
 )
 
 func main() {
@@ -418,7 +419,7 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		}}
 	for i := range cfg.Clusters {
 		cl := &cfg.Clusters[i]
-		scfg, err := sshconn.ConfigFromCluster(cl)
+		scfg, err := wiring.SSHConfig(cl)
 		if err != nil {
 			a.close()
 			return nil, err
@@ -433,7 +434,7 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 			return nil, fmt.Errorf("cluster %s: %w", cl.Name, err)
 		}
 		a.closers = append(a.closers, ssh.Close)
-		client, err := slurm.New(ssh, slurm.OptionsFromCluster(cl))
+		client, err := slurm.New(ssh, wiring.SlurmOptions(cl))
 		if err != nil {
 			a.close()
 			return nil, fmt.Errorf("cluster %s: %w", cl.Name, err)

@@ -10,6 +10,7 @@ import (
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/sshconn"
 	"github.com/ftgate/ftgate/internal/stacktest"
+	"github.com/ftgate/ftgate/internal/wiring"
 )
 
 // secondCluster returns the stack's second cluster from the gateway config (dev/stack
@@ -54,7 +55,7 @@ func TestIntegrationTwoClusters(t *testing.T) {
 
 	// Each Slurm id belongs to its own cluster: the second cluster's controller knows
 	// the second job as alice's and finished.
-	scfg, err := sshconn.ConfigFromCluster(cl2)
+	scfg, err := wiring.SSHConfig(cl2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +64,7 @@ func TestIntegrationTwoClusters(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sp.Close() })
-	sc2, err := slurm.New(sp, slurm.OptionsFromCluster(cl2))
+	sc2, err := slurm.New(sp, wiring.SlurmOptions(cl2))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/sshconn"
 	"github.com/ftgate/ftgate/internal/stacktest"
+	"github.com/ftgate/ftgate/internal/wiring"
 )
 
 // TestIntegrationReadyChecksProbeOperator: /ready's cluster check passes for the
@@ -20,7 +21,7 @@ func TestIntegrationReadyChecksProbeOperator(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl := cfg.Clusters[0]
-	scfg, err := sshconn.ConfigFromCluster(&cl)
+	scfg, err := wiring.SSHConfig(&cl)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,16 +22,38 @@ import (
 // pinJob is PUT (pin) or DELETE (unpin) /api/training/{job_id}/pin: a pinned job's
 // files are kept past the cluster's retention period.
 func (s *Server) pinJob(w http.ResponseWriter, r *http.Request) {
-	j, _, err := s.load(r)
 	pinned := r.Method == http.MethodPut
+	s.jobOp(w, r, func(ctx context.Context, j job.Job) (any, error) {
+		if err := s.jobs().Pin(ctx, j, pinned); err != nil {
+			return nil, err
+		}
+		return client.PinState{JobID: j.ID, Pinned: pinned}, nil
+	})
+}
+
+// jobOp loads the caller's job, runs op on it and answers 200 with the body op
+// returns; an error from either is rendered by s.Error.
+func (s *Server) jobOp(w http.ResponseWriter, r *http.Request, op func(ctx context.Context, j job.Job) (any, error)) {
+	j, _, err := s.load(r)
+	var body any
 	if err == nil {
-		err = s.jobs().Pin(r.Context(), j, pinned)
+		body, err = op(r.Context(), j)
 	}
 	if err != nil {
 		s.Error(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, client.PinState{JobID: j.ID, Pinned: pinned})
+	writeJSON(w, http.StatusOK, body)
+}
+
+// loadDir loads the caller's job and its directory on the cluster.
+func (s *Server) loadDir(r *http.Request) (job.Job, *artifact.Dir, error) {
+	j, _, err := s.load(r)
+	if err != nil {
+		return j, nil, err
+	}
+	d, err := s.jobDir(j)
+	return j, d, err
 }
 
 // jobLogs is GET /api/training/{job_id}/logs?offset=&tail=&follow=1: the Slurm output
@@ -184,12 +206,7 @@ func (s *Server) followLog(ctx context.Context, w http.ResponseWriter, j job.Job
 
 // listCheckpoints is GET /api/training/{job_id}/checkpoints.
 func (s *Server) listCheckpoints(w http.ResponseWriter, r *http.Request) {
-	j, _, err := s.load(r)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	d, err := s.jobDir(j)
+	j, d, err := s.loadDir(r)
 	if err != nil {
 		s.Error(w, r, err)
 		return
@@ -439,12 +456,7 @@ func (f *remoteFile) Read(b []byte) (int, error) {
 // getModelManifest is GET /api/training/{job_id}/model/manifest: model/manifest.json
 // (file sizes and sha256 sums).
 func (s *Server) getModelManifest(w http.ResponseWriter, r *http.Request) {
-	j, _, err := s.load(r)
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	d, err := s.jobDir(j)
+	_, d, err := s.loadDir(r)
 	if err != nil {
 		s.Error(w, r, err)
 		return
@@ -460,18 +472,15 @@ func (s *Server) getModelManifest(w http.ResponseWriter, r *http.Request) {
 // purgeJob is DELETE /api/training/{job_id}?purge=1: removes the job directory of a
 // finished job on the cluster. The job's record stays.
 func (s *Server) purgeJob(w http.ResponseWriter, r *http.Request) {
-	j, _, err := s.load(r)
-	if err == nil && !wantFlag(r, "purge") {
-		err = job.Errorf(job.EInvalid, "purge: must be 1 to delete the job directory (DELETE without purge is not supported)")
-	}
-	if err == nil {
-		err = s.jobs().Purge(r.Context(), j, callerName(r))
-	}
-	if err != nil {
-		s.Error(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, client.Purged{JobID: j.ID, Purged: true})
+	s.jobOp(w, r, func(ctx context.Context, j job.Job) (any, error) {
+		if !wantFlag(r, "purge") {
+			return nil, job.Errorf(job.EInvalid, "purge: must be 1 to delete the job directory (DELETE without purge is not supported)")
+		}
+		if err := s.jobs().Purge(ctx, j, callerName(r)); err != nil {
+			return nil, err
+		}
+		return client.Purged{JobID: j.ID, Purged: true}, nil
+	})
 }
 
 // jobMetrics is GET /api/training/{job_id}/metrics?since_step=&max_points=: the

@@ -242,6 +242,9 @@ func TestIntegrationAllEventsResume(t *testing.T) {
 	adm := &allStream{events: make(chan string, 1000)}
 	go func() {
 		_ = client.ReadSSE(resp.Body, func(ev client.SSEEvent) error {
+			if ev.Data == "" {
+				return nil // a cursor update: no event
+			}
 			var e client.Event
 			_ = json.Unmarshal([]byte(ev.Data), &e)
 			adm.events <- fmt.Sprintf("%s#%d", e.JobID, e.ID)

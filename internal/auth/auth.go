@@ -160,7 +160,7 @@ func New(ctx context.Context, cfg config.OIDC, opts ...Option) (*Verifier, error
 	if err := p.Claims(&meta); err != nil || meta.JWKS == "" {
 		return nil, fmt.Errorf("discover OIDC issuer %s: no jwks_uri", cfg.Issuer)
 	}
-	keys := &limitedKeySet{inner: oidc.NewRemoteKeySet(cctx, meta.JWKS), url: meta.JWKS, client: o.client, now: o.now}
+	keys := newLimitedKeySet(ctx, meta.JWKS, o.client, o.now)
 	v.verifier = oidc.NewVerifier(cfg.Issuer, keys, &oidc.Config{
 		SkipClientIDCheck:    true, // audiences are checked against the configured list below
 		SkipExpiryCheck:      true, // exp and nbf are checked below with the configured skew

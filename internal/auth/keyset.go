@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -64,10 +65,81 @@ func (k *limitedKeySet) VerifySignature(ctx context.Context, jwt string) ([]byte
 		return k.fail(ctx, err)
 	}
 	payload, err := k.inner.VerifySignature(ctx, jwt)
-	if err != nil && strings.HasPrefix(err.Error(), "fetching keys") { // go-oidc's only fetch failure
+	if keyFetchFailed(err) {
 		return k.fail(ctx, fmt.Errorf("%w: %w", errKeyFetch, err))
 	}
 	return payload, err
+}
+
+// keyFetchFailed reports whether go-oidc's key set failed to fetch the keys, not to
+// verify the token: jwksTransport's *keyFetchError, or the caller's context ending
+// while it waited for the fetch (go-oidc wraps both with %w, so no text is matched).
+func keyFetchFailed(err error) bool {
+	var fe *keyFetchError
+	return errors.As(err, &fe) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+// maxJWKS bounds a JWKS document read by the gateway (both key id lists and go-oidc's
+// key set).
+const maxJWKS = 1 << 20
+
+// newLimitedKeySet wraps go-oidc's remote key set for jwksURL, whose fetches go
+// through client's transport wrapped in jwksTransport.
+func newLimitedKeySet(ctx context.Context, jwksURL string, client *http.Client, now func() time.Time) *limitedKeySet {
+	kc := *client
+	kc.Transport = jwksTransport{next: client.Transport}
+	inner := oidc.NewRemoteKeySet(oidc.ClientContext(context.WithoutCancel(ctx), &kc), jwksURL)
+	return &limitedKeySet{inner: inner, url: jwksURL, client: client, now: now}
+}
+
+// keyFetchError is a failed fetch of the JWKS by go-oidc's key set, as jwksTransport
+// saw it.
+type keyFetchError struct{ err error }
+
+func (e *keyFetchError) Error() string { return "fetch jwks: " + e.err.Error() }
+func (e *keyFetchError) Unwrap() error { return e.err }
+
+// jwksTransport is the transport of go-oidc's key set. go-oidc reports most ways a
+// fetch fails only as text ("oidc: get keys failed: 500 ...", "failed to decode
+// keys"), but wraps the HTTP client's error with %w; so every failure is made a
+// *keyFetchError here: no answer, a status other than 200 (redirects are left to the
+// client), a body that cannot be read, is over maxJWKS or is not a JSON key set.
+// go-oidc then gets a body it can decode (unless a single key is malformed).
+type jwksTransport struct{ next http.RoundTripper }
+
+func (t jwksTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	next := t.next
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	resp, err := next.RoundTrip(r)
+	if err != nil {
+		return nil, &keyFetchError{err}
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusMovedPermanently, http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect, http.StatusPermanentRedirect:
+		return resp, nil
+	default:
+		resp.Body.Close()
+		return nil, &keyFetchError{fmt.Errorf("status %s", resp.Status)}
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxJWKS+1))
+	resp.Body.Close()
+	switch {
+	case err != nil:
+		return nil, &keyFetchError{fmt.Errorf("read body: %w", err)}
+	case len(body) > maxJWKS:
+		return nil, &keyFetchError{fmt.Errorf("body over %d bytes", maxJWKS)}
+	}
+	var set struct {
+		Keys []json.RawMessage `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, &keyFetchError{fmt.Errorf("decode: %w", err)}
+	}
+	resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	return resp, nil
 }
 
 // checkKID refuses key ids the provider does not list, refreshing the list when the
@@ -119,7 +191,7 @@ func (k *limitedKeySet) fetchKIDs(ctx context.Context) (map[string]bool, error) 
 			KID string `json:"kid"`
 		} `json:"keys"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxJWKS)).Decode(&set); err != nil {
 		return nil, fmt.Errorf("fetch jwks: %w", err)
 	}
 	kids := map[string]bool{}

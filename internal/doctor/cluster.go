@@ -18,6 +18,7 @@ import (
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/sshconn"
+	"github.com/ftgate/ftgate/internal/wiring"
 )
 
 // clusterCheck holds what one cluster's checks share.
@@ -60,7 +61,7 @@ func (r *run) cluster(ctx context.Context, idx int, cl *config.Cluster) {
 			r.add(res)
 		}
 	}
-	scfg, err := sshconn.ConfigFromCluster(cl)
+	scfg, err := wiring.SSHConfig(cl)
 	if err == nil {
 		scfg.Logger = r.o.Logger
 		scfg.CommandTimeout = r.o.TrainerTimeout
@@ -69,7 +70,7 @@ func (r *run) cluster(ctx context.Context, idx int, cl *config.Cluster) {
 	}
 	if err == nil {
 		defer c.pool.Close()
-		c.slurm, err = slurm.New(c.pool, slurm.OptionsFromCluster(cl))
+		c.slurm, err = slurm.New(c.pool, wiring.SlurmOptions(cl))
 	}
 	if err != nil {
 		res := c.result("host key")

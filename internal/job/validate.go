@@ -16,6 +16,11 @@ var (
 	NameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 	// UserRE is the pattern of a Unix account name the gateway acts as.
 	UserRE = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
+	// IDRE is an ftgate (gateway) job id wherever one travels: the ftctl JOB argument,
+	// the job directory name <job_root>/<user>/<id> and the Slurm tag ftgate-<id>.
+	// The gateway mints UUIDs (postgres.NewID), which match; the store checks that
+	// narrower shape itself before a lookup. Not to be confused with SlurmIDRE.
+	IDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 	// SlurmIDRE is a Slurm job id (32-bit: at most 10 digits), optionally with an
 	// array task (123_4).
 	SlurmIDRE = regexp.MustCompile(`^[0-9]{1,10}(_[0-9]{1,10})?$`)
@@ -28,6 +33,9 @@ func ValidUser(name string) bool { return UserRE.MatchString(name) }
 
 // ValidName reports whether s is an acceptable job, cluster, partition or GPU type name.
 func ValidName(s string) bool { return NameRE.MatchString(s) }
+
+// ValidID reports whether id is an acceptable ftgate job id (IDRE).
+func ValidID(id string) bool { return IDRE.MatchString(id) }
 
 // ValidSlurmID reports whether id is a Slurm job id (array tasks included).
 func ValidSlurmID(id string) bool { return SlurmIDRE.MatchString(id) }

@@ -43,6 +43,8 @@ func TestValidators(t *testing.T) {
 	}{
 		{ValidUser, "ValidUser", []string{"alice", "_svc", "a-b_9"}, []string{"", "Root", "9a", "a;b", "../x", strings.Repeat("a", 33)}},
 		{ValidName, "ValidName", []string{"gpu", "a.b-c_d", "A1"}, []string{"", ".x", "-x", "a b", "a/b", strings.Repeat("a", 65)}},
+		{ValidID, "ValidID", []string{"j1", "0f8fad5b-d9cb-469f-a165-70867728950e", "A_b-9", strings.Repeat("a", 64)},
+			[]string{"", "-x", "_x", "a.b", "a/b", "../x", "a b", "a;b", strings.Repeat("a", 65)}},
 		{ValidSlurmID, "ValidSlurmID", []string{"1", "4294967295", "12_3"}, []string{"", "12345678901", "1_", "_1", "1;2", "a1"}},
 	}
 	for _, tt := range tests {

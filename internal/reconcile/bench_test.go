@@ -19,6 +19,7 @@ import (
 	"github.com/ftgate/ftgate/internal/reconcile"
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/sshconn"
+	"github.com/ftgate/ftgate/internal/wiring"
 )
 
 // countingRunner counts the remote commands the Slurm client issues and their time.
@@ -78,7 +79,7 @@ func BenchmarkIntegrationReconcileHeld(b *testing.B) {
 	}
 	cl, sp := stackClusterNamed(b, os.Getenv("FTGATE_BENCH_CLUSTER"))
 	runner := &countingRunner{Runner: sp}
-	sc, err := slurm.New(runner, slurm.OptionsFromCluster(cl))
+	sc, err := slurm.New(runner, wiring.SlurmOptions(cl))
 	if err != nil {
 		b.Fatal(err)
 	}

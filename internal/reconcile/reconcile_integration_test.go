@@ -18,6 +18,7 @@ import (
 	"github.com/ftgate/ftgate/internal/sshconn"
 	"github.com/ftgate/ftgate/internal/stacktest"
 	"github.com/ftgate/ftgate/internal/submit"
+	"github.com/ftgate/ftgate/internal/wiring"
 )
 
 // stackCluster returns the stack's cluster config and an SSH pool to it, closed with tb.
@@ -42,7 +43,7 @@ func stackClusterNamed(tb testing.TB, name string) (*config.Cluster, *sshconn.Po
 	if d := st.Env["STACK_TRAINER_DIR"]; d != "" {
 		cl.TrainerDir = d
 	}
-	scfg, err := sshconn.ConfigFromCluster(cl)
+	scfg, err := wiring.SSHConfig(cl)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -58,7 +59,7 @@ func stackClusterNamed(tb testing.TB, name string) (*config.Cluster, *sshconn.Po
 // (no HTTP) against the stack: Postgres, sshd, Slurm and the real trainer.
 func TestIntegrationSubmitAndReconcile(t *testing.T) {
 	cl, sp := stackCluster(t)
-	sc, err := slurm.New(sp, slurm.OptionsFromCluster(cl))
+	sc, err := slurm.New(sp, wiring.SlurmOptions(cl))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/ftgate/ftgate/internal/reconcile"
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/stacktest"
+	"github.com/ftgate/ftgate/internal/wiring"
 )
 
 // fakeSqueue is what mallory's startup files put first on her PATH: it answers every
@@ -80,7 +81,7 @@ func TestIntegrationLyingShellCannotChangeAnotherUsersJob(t *testing.T) {
 	cl, sp := stackCluster(t)
 	st := stacktest.Require(t)
 	marker := lieAs(t, st)
-	sc, err := slurm.New(sp, slurm.OptionsFromCluster(cl))
+	sc, err := slurm.New(sp, wiring.SlurmOptions(cl))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,13 +7,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ftgate/ftgate/internal/job"
 )
 
 // FindByTag returns the newest Slurm job tagged with the gateway job id (squeue first,
 // then sacct from since), or nil when there is none.
 func (c *Client) FindByTag(ctx context.Context, user, jobID string, since time.Time) (*Found, error) {
-	if !jobIDRE.MatchString(jobID) {
-		return nil, invalid("job_id", "must match %s, got %q", jobIDRE, jobID)
+	if !job.ValidID(jobID) {
+		return nil, invalid("job_id", "must match %s, got %q", job.IDRE, jobID)
 	}
 	tag := Tag(jobID)
 	out, err := c.query(ctx, user, "squeue", "-h", "-t", "all", "--name="+tag, "-O", squeueFormat)

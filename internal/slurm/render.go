@@ -63,8 +63,8 @@ func loadTemplate(dir string) (*template.Template, error) {
 
 // scriptData validates req against the options and builds the template's data.
 func (c *Client) scriptData(req Request) (ScriptData, error) {
-	if !jobIDRE.MatchString(req.JobID) {
-		return ScriptData{}, invalid("job_id", "must match %s, got %q", jobIDRE, req.JobID)
+	if !job.ValidID(req.JobID) {
+		return ScriptData{}, invalid("job_id", "must match %s, got %q", job.IDRE, req.JobID)
 	}
 	if !job.UserRE.MatchString(req.User) {
 		return ScriptData{}, invalid("user", "must match %s, got %q", job.UserRE, req.User)

@@ -35,7 +35,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/job"
 )
 
@@ -62,7 +61,8 @@ var (
 	ErrNoProbe          = errors.New("no probe account configured")
 )
 
-// Options are a cluster's Slurm settings (see config.Cluster).
+// Options are a cluster's Slurm settings (built from config.Cluster by
+// internal/wiring; this package does not import config).
 type Options struct {
 	Cluster          string        // cluster name, for messages
 	SlurmConf        string        // exported as SLURM_CONF for every command when set
@@ -82,30 +82,9 @@ type Options struct {
 	Now              func() time.Time
 }
 
-// OptionsFromCluster maps a cluster's configuration to Options.
-func OptionsFromCluster(cl *config.Cluster) Options {
-	return Options{
-		Cluster:          cl.Name,
-		SlurmConf:        cl.SlurmConf,
-		JobRoot:          cl.JobRoot,
-		Partitions:       cl.Partitions,
-		DefaultPartition: cl.DefaultPartition,
-		Account:          cl.Account,
-		GPUType:          cl.GPUType,
-		Python:           cl.Python,
-		TrainerDir:       cl.TrainerDir,
-		GPUStat:          cl.GPUStat,
-		TemplateDir:      cl.TemplateDir,
-		CheckpointSignal: cl.CheckpointSignal,
-		SignalLead:       cl.SignalLead,
-		RestartBudget:    cl.RestartBudget,
-		ProbeUser:        cl.ProbeUser,
-	}
-}
-
 // Request is one job's Slurm request: the typed values the template receives.
 type Request struct {
-	JobID            string // gateway job id (tag): ^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$
+	JobID            string // gateway job id (tag), job.IDRE
 	User             string // Unix account; the job directory is <job_root>/<user>/<job-id>
 	Partition        string // "" = Options.DefaultPartition; must be in Options.Partitions
 	QOS              string // optional, ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$
@@ -241,7 +220,6 @@ type File struct {
 }
 
 var (
-	jobIDRE  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 	signalRE = regexp.MustCompile(`^(USR1|USR2|TERM|INT|HUP|URG)$`)
 	// safePathRE: absolute paths the batch script may name in #SBATCH lines.
 	safePathRE = regexp.MustCompile(`^(/[A-Za-z0-9_.+@-]+)+/?$|^/$`)

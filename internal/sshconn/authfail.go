@@ -2,6 +2,7 @@ package sshconn
 
 import (
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -46,4 +47,19 @@ func (a *authFailure) forget() {
 	a.mu.Lock()
 	a.err = nil
 	a.mu.Unlock()
+}
+
+// authRefusedText starts x/crypto/ssh's error for a server that refused every
+// authentication method we offered (ssh/client_auth.go: "ssh: unable to
+// authenticate, attempted methods [...], no supported methods remain"). The library
+// has no error type for it, so this is the one place its text is matched;
+// TestAuthRefusedMatchesTheLibrary pins it against the library in go.mod, so an
+// upgrade that rewords it fails a test instead of turning refusals into handshake
+// errors.
+const authRefusedText = "ssh: unable to authenticate"
+
+// authRefused reports whether err, from ssh.NewClientConn, says the login node
+// refused our key or certificate.
+func authRefused(err error) bool {
+	return err != nil && strings.Contains(err.Error(), authRefusedText)
 }

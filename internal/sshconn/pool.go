@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -255,7 +254,7 @@ func (c *conn) dialOnce(ctx context.Context) (*ssh.Client, error) {
 		if errors.Is(err, ErrHostKey) {
 			return nil, err
 		}
-		if strings.Contains(err.Error(), "unable to authenticate") {
+		if authRefused(err) {
 			return nil, fmt.Errorf("%w as %s at %s: %v", ErrAuth, c.user, c.p.cfg.Addr, err)
 		}
 		return nil, fmt.Errorf("ssh handshake with %s: %w", c.p.cfg.Addr, err)

@@ -62,7 +62,7 @@ func (c *conn) sftpClient(ctx context.Context) (*sftp.Client, error) {
 // withSFTP runs fn with the user's SFTP client under the command deadline, in one
 // session slot (sftpslot.go).
 func (p *Pool) withSFTP(ctx context.Context, user, remote string, fn func(*sftp.Client) error) error {
-	_, err := p.sftpInSlot(ctx, user, remote, false, fn)
+	_, err := p.sftpInSlot(ctx, user, remote, nil, fn)
 	return err
 }
 
@@ -186,7 +186,8 @@ func (p *Pool) RealPath(ctx context.Context, user, remote string) (string, error
 // ends.
 func (p *Pool) Open(ctx context.Context, user, remote string, offset int64) (io.ReadCloser, error) {
 	var f *sftp.File
-	release, err := p.sftpInSlot(ctx, user, remote, true, func(sc *sftp.Client) error {
+	closeLate := func() { _ = f.Close() } // Open succeeded after the caller gave up
+	release, err := p.sftpInSlot(ctx, user, remote, closeLate, func(sc *sftp.Client) error {
 		var err error
 		f, err = sc.Open(remote)
 		if err != nil {

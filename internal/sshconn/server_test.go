@@ -45,6 +45,9 @@ type testServer struct {
 	maxRun  atomic.Int32
 	refused atomic.Int32
 	hang    atomic.Bool // stop answering (simulate a dead peer)
+
+	sftpOpens, sftpCloses atomic.Int32               // SSH_FXP_OPEN and SSH_FXP_CLOSE requests received
+	beforeSFTP            atomic.Pointer[func(byte)] // called with each request's type before it is served
 }
 
 func newSigner(t testing.TB) ssh.Signer {
@@ -240,7 +243,7 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			}()
 		case "subsystem":
 			_ = r.Reply(true, nil)
-			srv, err := sftp.NewServer(ch)
+			srv, err := sftp.NewServer(&sftpTap{Channel: ch, s: s})
 			if err != nil {
 				return
 			}
@@ -259,6 +262,52 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 	}
+}
+
+// SFTP request types the test server counts (draft-ietf-secsh-filexfer-02).
+const (
+	fxpOpen  = 3
+	fxpClose = 4
+)
+
+// sftpTap is the server's side of an sftp channel: it reads whole request packets,
+// counts opens and closes and calls beforeSFTP, which may delay a request, before the
+// sftp server sees it.
+type sftpTap struct {
+	ssh.Channel
+	s   *testServer
+	buf []byte
+}
+
+func (t *sftpTap) Read(b []byte) (int, error) {
+	if len(t.buf) == 0 {
+		var hdr [5]byte // uint32 length, then the packet type
+		if _, err := io.ReadFull(t.Channel, hdr[:]); err != nil {
+			return 0, err
+		}
+		n := binary.BigEndian.Uint32(hdr[:4])
+		if n < 1 || n > 1<<20 {
+			return 0, fmt.Errorf("sftp packet of %d bytes", n)
+		}
+		pkt := make([]byte, 4+n)
+		copy(pkt, hdr[:])
+		if _, err := io.ReadFull(t.Channel, pkt[5:]); err != nil {
+			return 0, err
+		}
+		switch hdr[4] {
+		case fxpOpen:
+			t.s.sftpOpens.Add(1)
+		case fxpClose:
+			t.s.sftpCloses.Add(1)
+		}
+		if f := t.s.beforeSFTP.Load(); f != nil {
+			(*f)(hdr[4])
+		}
+		t.buf = pkt
+	}
+	n := copy(b, t.buf)
+	t.buf = t.buf[n:]
+	return n, nil
 }
 
 type quietLogger struct{}

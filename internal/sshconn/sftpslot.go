@@ -10,10 +10,13 @@ import (
 
 // sftpInSlot runs fn with the user's SFTP client inside one session slot under the
 // command deadline. SFTP requests cannot be cancelled: when ctx ends first, fn keeps
-// running and keeps its slot until it returns, so max_sessions stays true. With hold,
-// a successful fn keeps the slot and the returned release gives it back (Open's
-// stream holds its slot until Close).
-func (p *Pool) sftpInSlot(ctx context.Context, user, remote string, hold bool, fn func(*sftp.Client) error) (func(), error) {
+// running and keeps its slot until it returns, so max_sessions stays true.
+//
+// A non-nil hold (Open's stream) keeps the slot after a successful fn; the returned
+// release gives it back. hold itself undoes what fn made (closes the file) when fn
+// succeeds only after ctx ended, so a late remote success leaves no handle open; the
+// slot is freed after it.
+func (p *Pool) sftpInSlot(ctx context.Context, user, remote string, hold func(), fn func(*sftp.Client) error) (func(), error) {
 	if err := checkPath(remote); err != nil {
 		return nil, err
 	}
@@ -37,13 +40,18 @@ func (p *Pool) sftpInSlot(ctx context.Context, user, remote string, hold bool, f
 	go func() { done <- fn(sc) }()
 	select {
 	case err := <-done:
-		if err != nil || !hold {
+		if err != nil || hold == nil {
 			free()
 			return nil, err
 		}
 		return free, nil
 	case <-ctx.Done():
-		go func() { <-done; free() }() // the slot is free only when the work is
+		go func() { // the slot is free only when the work is
+			if err := <-done; err == nil && hold != nil {
+				hold()
+			}
+			free()
+		}()
 		return nil, fmt.Errorf("sftp %s: %w", remote, ctx.Err())
 	}
 }

@@ -2,8 +2,10 @@ package sshconn
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -52,7 +54,7 @@ func TestSFTPWorkKeepsItsSlotAfterTimeout(t *testing.T) {
 	f := filepath.Join(t.TempDir(), "x")
 	_ = os.WriteFile(f, []byte("x"), 0o644)
 	block := make(chan struct{})
-	if _, err := p.sftpInSlot(context.Background(), "alice", f, false, func(*sftp.Client) error { <-block; return nil }); err == nil {
+	if _, err := p.sftpInSlot(context.Background(), "alice", f, nil, func(*sftp.Client) error { <-block; return nil }); err == nil {
 		t.Fatal("blocked SFTP work did not time out")
 	}
 	c, _ := p.conn("alice")
@@ -66,5 +68,48 @@ func TestSFTPWorkKeepsItsSlotAfterTimeout(t *testing.T) {
 	}
 	if n := len(c.sem); n != 0 {
 		t.Errorf("%d slots held after the work returned, want 0", n)
+	}
+}
+
+// TestOpenThatSucceedsAfterTheDeadlineIsClosed: the remote open answers only after
+// the caller's deadline; the late handle is closed (no SFTP handle leaks) and the
+// slot is given back after that.
+func TestOpenThatSucceedsAfterTheDeadlineIsClosed(t *testing.T) {
+	s := startServer(t)
+	p := s.pool(t, func(c *Config) { c.MaxSessions = 1 })
+	f := filepath.Join(t.TempDir(), "log")
+	if err := os.WriteFile(f, []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	late := make(chan struct{})
+	var once sync.Once
+	answer := func() { once.Do(func() { close(late) }) }
+	t.Cleanup(answer)
+	hook := func(typ byte) {
+		if typ == fxpOpen {
+			<-late
+		}
+	}
+	s.beforeSFTP.Store(&hook)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if rc, err := p.Open(ctx, "alice", f, 0); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Open past the deadline = %v, %v; want context.DeadlineExceeded", rc, err)
+	}
+	c, _ := p.conn("alice")
+	if n := len(c.sem); n != 1 {
+		t.Errorf("%d slots held while the open is still pending, want 1", n)
+	}
+	answer() // the remote open succeeds now, nobody waits for it
+	deadline := time.Now().Add(5 * time.Second)
+	for (s.sftpCloses.Load() < s.sftpOpens.Load() || len(c.sem) != 0) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if o, cl := s.sftpOpens.Load(), s.sftpCloses.Load(); o != 1 || cl != 1 {
+		t.Errorf("server saw %d opens and %d closes, want 1 and 1: the late handle leaked", o, cl)
+	}
+	if n := len(c.sem); n != 0 {
+		t.Errorf("%d slots held after the late open was closed, want 0", n)
 	}
 }

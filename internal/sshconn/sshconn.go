@@ -39,8 +39,6 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-
-	"github.com/ftgate/ftgate/internal/config"
 )
 
 // Errors that callers may test with errors.Is.
@@ -118,33 +116,6 @@ type Config struct {
 type Logger interface {
 	Info(msg string, args ...any)
 	Warn(msg string, args ...any)
-}
-
-// ConfigFromCluster builds a Config from a cluster's configuration, loading its keys.
-func ConfigFromCluster(cl *config.Cluster) (Config, error) {
-	c := Config{
-		Addr:           fmt.Sprintf("%s:%d", cl.Host, cl.Port),
-		KnownHostsFile: cl.KnownHosts,
-		CertTTL:        cl.CertTTL,
-		ServiceUser:    cl.ServiceUser,
-		MaxSessions:    cl.MaxSessions,
-		CommandTimeout: cl.CommandTimeout,
-	}
-	if cl.UserCAKey != "" {
-		s, err := LoadSigner(cl.UserCAKey)
-		if err != nil {
-			return c, fmt.Errorf("cluster %s user_ca_key: %w", cl.Name, err)
-		}
-		c.UserCA = s
-	}
-	if cl.ServiceKey != "" {
-		s, err := LoadSigner(cl.ServiceKey)
-		if err != nil {
-			return c, fmt.Errorf("cluster %s service_key: %w", cl.Name, err)
-		}
-		c.ServiceKey = s
-	}
-	return c, nil
 }
 
 // LoadSigner parses an unencrypted OpenSSH or PEM private key given either inline (the

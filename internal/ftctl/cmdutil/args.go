@@ -5,23 +5,21 @@ import (
 	"encoding/json"
 	"io"
 	"os"
-	"regexp"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/ftgate/ftgate/client"
+	"github.com/ftgate/ftgate/internal/job"
 )
 
-var jobIDRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-
-// JobArg accepts exactly one JOB argument that looks like a job id.
+// JobArg accepts exactly one JOB argument that is an ftgate job id (job.ValidID).
 func JobArg(cmd *cobra.Command, args []string) error {
 	if len(args) != 1 {
 		return UsageErrorf("%s needs exactly one JOB argument, got %d", cmd.CommandPath(), len(args))
 	}
-	if !jobIDRE.MatchString(args[0]) {
-		return UsageErrorf("JOB %q is not a job id (letters, digits, '_', '.', '-')", args[0])
+	if !job.ValidID(args[0]) {
+		return UsageErrorf("JOB %q is not a job id (up to 64 letters, digits, '_', '-')", args[0])
 	}
 	return nil
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/cobra"
+
 	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/ftctl/apiclient"
 )
@@ -81,5 +83,31 @@ func TestServerResolution(t *testing.T) {
 				t.Errorf("got %q, %v; want %q", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestJobArg: the JOB argument follows the ftgate job id rule (job.ValidID), the same
+// one the gateway's Slurm tag and job directory use.
+func TestJobArg(t *testing.T) {
+	t.Parallel()
+	cmd := &cobra.Command{Use: "status"}
+	for _, tc := range []struct {
+		args []string
+		ok   bool
+	}{
+		{[]string{"0f8fad5b-d9cb-469f-a165-70867728950e"}, true},
+		{[]string{"j1"}, true},
+		{[]string{strings.Repeat("a", 64)}, true},
+		{[]string{strings.Repeat("a", 65)}, false},
+		{[]string{"a.b"}, false},
+		{[]string{"../x"}, false},
+		{[]string{"-x"}, false},
+		{nil, false},
+		{[]string{"a", "b"}, false},
+	} {
+		err := JobArg(cmd, tc.args)
+		if (err == nil) != tc.ok || (err != nil && ExitCode(err) != ExitUsage) {
+			t.Errorf("JobArg(%q) = %v (exit %d), want ok %v", tc.args, err, ExitCode(err), tc.ok)
+		}
 	}
 }

@@ -31,7 +31,7 @@ func TestErrorsAreOneLineWithExitCodes(t *testing.T) {
 		{"no job argument", nil, []string{"status"}, 2,
 			"ftctl: ftctl status needs exactly one JOB argument, got 0 (hint: see `ftctl --help` or `ftctl COMMAND --help`)\n"},
 		{"bad job id", nil, []string{"cancel", "../x"}, 2,
-			"ftctl: JOB \"../x\" is not a job id (letters, digits, '_', '.', '-') (hint: see `ftctl --help` or `ftctl COMMAND --help`)\n"},
+			"ftctl: JOB \"../x\" is not a job id (up to 64 letters, digits, '_', '-') (hint: see `ftctl --help` or `ftctl COMMAND --help`)\n"},
 		{"unknown command", nil, []string{"frobnicate"}, 2,
 			"ftctl: unknown command \"frobnicate\" for \"ftctl\" (hint: see `ftctl --help` or `ftctl COMMAND --help`)\n"},
 		{"token refused", func() { e.Token = "expired"; e.Login() }, []string{"list"}, 4,

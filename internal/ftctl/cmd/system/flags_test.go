@@ -1,13 +1,9 @@
 package system_test
 
 import (
-	"context"
-	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/ftgate/ftgate/internal/ftctl/cmd/system"
-	"github.com/ftgate/ftgate/internal/ftctl/cmdutil"
 	"github.com/ftgate/ftgate/internal/ftctl/ftctltest"
 )
 
@@ -15,37 +11,12 @@ import (
 // function, and the usage errors (exit 2) caught before any request.
 func TestNewCmdSystem(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		args    string
-		want    system.SystemOptions // IO and Client are checked as set, not compared
-		wantErr string
-	}{
-		{args: "", want: system.SystemOptions{}},
-		{args: "--json", want: system.SystemOptions{JSON: true}},
-		{args: "now", wantErr: `system takes no arguments, got "now"`},
-	} {
-		var got *system.SystemOptions
-		cmd := system.NewCmdSystem(ftctltest.FlagFactory(t), func(_ context.Context, o *system.SystemOptions) error { got = o; return nil })
-		cmd.SetContext(context.Background())
-		err := ftctltest.Exec(cmd, strings.Fields(tc.args)...)
-		if tc.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || cmdutil.ExitCode(err) != cmdutil.ExitUsage {
-				t.Errorf("%q: error %v (exit %d), want usage error %q", tc.args, err, cmdutil.ExitCode(err), tc.wantErr)
-			}
-			if got != nil {
-				t.Errorf("%q: runF was called despite the error", tc.args)
-			}
-			continue
-		}
-		if err != nil || got == nil {
-			t.Fatalf("%q: %v", tc.args, err)
-		}
-		if got.IO == nil || got.Client == nil {
-			t.Errorf("%q: IO, Client not set", tc.args)
-		}
-		got.IO, got.Client = nil, nil
-		if !reflect.DeepEqual(*got, tc.want) {
-			t.Errorf("%q: options %+v, want %+v", tc.args, *got, tc.want)
-		}
-	}
+	ftctltest.FlagTable[system.SystemOptions]{
+		NewCmd: system.NewCmdSystem,
+		Set:    []string{"IO", "Client"},
+	}.Run(t, []ftctltest.FlagCase[system.SystemOptions]{
+		{Args: "", Want: system.SystemOptions{}},
+		{Args: "--json", Want: system.SystemOptions{JSON: true}},
+		{Args: "now", WantErr: `system takes no arguments, got "now"`},
+	})
 }

@@ -193,6 +193,9 @@ func (w *watcher) stream(ctx context.Context, kick chan<- struct{}, noStream cha
 				if id, perr := strconv.ParseInt(ev.ID, 10, 64); perr == nil {
 					lastID = id
 				}
+				if ev.Data == "" {
+					return nil // id-only: nothing to refresh
+				}
 				if g := findGPUs([]byte(ev.Data)); g != nil {
 					w.mu.Lock()
 					w.gpus = g
