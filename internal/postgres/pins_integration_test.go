@@ -14,11 +14,11 @@ func TestIntegrationPinAccount(t *testing.T) {
 	s := postgres.New(pgtest.Schema(t))
 	ctx := context.Background()
 	for _, tc := range []struct{ account, issuer, subject, want string }{
-		{"alice", "https://idp", "sub-1", "sub-1"},
-		{"alice", "https://idp", "sub-1", "sub-1"},
-		{"alice", "https://idp", "sub-2", "sub-1"},
-		{"alice", "https://other", "sub-1", "https://idp sub-1"},
-		{"bob", "https://idp", "sub-2", "sub-2"},
+		{"alice", "https://idp.example", "sub-1", "sub-1"},
+		{"alice", "https://idp.example", "sub-1", "sub-1"},
+		{"alice", "https://idp.example", "sub-2", "sub-1"},
+		{"alice", "https://other.example", "sub-1", "https://idp.example sub-1"},
+		{"bob", "https://idp.example", "sub-2", "sub-2"},
 	} {
 		got, err := s.PinAccount(ctx, tc.account, tc.issuer, tc.subject)
 		if err != nil || got != tc.want {
