@@ -42,7 +42,7 @@ func lieAs(t *testing.T, st *stacktest.Stack) (marker string) {
 		if stacktest.Required() {
 			t.Fatalf("the stack's scratch user mallory (dev/stack up) and root are needed: %v", err)
 		}
-		t.Skip("needs root and the stack's scratch user mallory")
+		stacktest.Skip(t, "needs root and the stack's scratch user mallory")
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
@@ -105,7 +105,7 @@ func TestIntegrationLyingShellCannotChangeAnotherUsersJob(t *testing.T) {
 	for _, mode := range []struct{ name, pollUser string }{{"probe account", cl.ProbeUser}, {"per owner", ""}} {
 		t.Run(mode.name, func(t *testing.T) {
 			if mode.pollUser == "mallory" || mode.pollUser == "bob" {
-				t.Skipf("the stack's probe_user %s owns jobs", mode.pollUser)
+				stacktest.Skip(t, "the stack's probe_user %s owns jobs", mode.pollUser)
 			}
 			store := postgres.New(pgtest.Schema(t))
 			spec := job.Spec{Method: "sft", Model: job.BuiltinTiny, Dataset: job.Dataset{Path: "/data/x.jsonl"},
