@@ -296,6 +296,9 @@ type app struct {
 	ret     *artifact.Retainer
 	hooks   *deliver.Worker
 	closers []func() error
+	// probed are the clusters with a probe account: run reads their capacity once at
+	// start, so the first submissions do not wait for scontrol.
+	probed []*slurm.Client
 	// verifier's mapping file is reloaded when it changes (checked every
 	// mappingInterval) and whenever hup delivers (SIGHUP; serve sets it).
 	verifier        *auth.Verifier
@@ -306,6 +309,9 @@ type app struct {
 // run runs the event hub, retention, the submitter, the reconciler, the webhook
 // sender and the mapping file's reloads until ctx ends.
 func (a *app) run(ctx context.Context) {
+	for _, c := range a.probed {
+		go func() { _, _ = c.CachedCapacity(ctx) }() // a failure shows at the first submission's check
+	}
 	var wg sync.WaitGroup
 	wg.Add(6)
 	go func() { defer wg.Done(); a.hooks.Run(ctx) }()
@@ -400,7 +406,7 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 			return l, nil
 		}}
 	srv := &api.Server{Log: log, Version: version.Version, Auth: verifier, Store: store, Templates: store, Metrics: m,
-		MaxBody: cfg.Limits.MaxBodyBytes, Limits: cfg.Limits, Kick: a.sub.Kick,
+		MaxBody: cfg.Limits.MaxBodyBytes, Limits: cfg.Limits, Submitter: a.sub,
 		AuthConfig: authConfig(cfg.OIDC), MetricsToken: cfg.Metrics.BearerToken, MetricsSeparate: cfg.Metrics.Listen != "",
 		MaxStreamsPerUser: cfg.Limits.MaxStreamsPerUser, MaxStreams: cfg.Limits.MaxStreams,
 		Webhooks: api.Webhooks{Store: store, Check: guard.Check, MaxPerUser: wh.MaxEndpointsPerUser}}
@@ -442,6 +448,7 @@ func assemble(ctx context.Context, cfg *config.Config, pool *pgxpool.Pool, log *
 		ac := &api.Cluster{Config: *cl, Slurm: client, Files: ssh}
 		if cl.ProbeUser != "" {
 			ac.Ping = probePing(ssh, cl)
+			a.probed = append(a.probed, client)
 		}
 		srv.Clusters = append(srv.Clusters, ac)
 		if r := cl.Retention; r.KeepLast > 0 || r.MaxAge > 0 {

@@ -148,3 +148,104 @@ func TestIntegrationWebhookSurvivesKill(t *testing.T) {
 	}
 	t.Logf("killed the gateway after it claimed delivery %s; the restarted gateway delivered it: %s", d["id"], fmt.Sprint(d))
 }
+
+// TestIntegrationJobWebhook: a spec's notify.webhook gets an endpoint of its own with
+// the job: its id and secret come back once, in the 202; the receiver on 127.0.0.1
+// gets that job's events signed with that secret and no other job's; the endpoint is
+// not listed with the registered ones nor counted against their limit; another user
+// cannot see it; a refused target or an unknown event is a 422 naming the field.
+func TestIntegrationJobWebhook(t *testing.T) {
+	e := startE2E(t)
+	var mu sync.Mutex
+	secrets := map[string]string{} // path -> secret
+	var got []webhook.Body
+	var bad []string
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		defer mu.Unlock()
+		if err := webhook.Verify(secrets[r.URL.Path], r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), body, time.Now(), webhook.ReplayWindow); err != nil {
+			bad = append(bad, r.URL.Path+": "+err.Error())
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var b webhook.Body
+		_ = json.Unmarshal(body, &b)
+		got = append(got, b)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(recv.Close)
+
+	for _, tc := range []struct {
+		notify map[string]any
+		field  string
+	}{
+		{map[string]any{"webhook": map[string]any{"url": "http://10.11.12.13/hook"}}, "notify.webhook.url"},
+		{map[string]any{"webhook": map[string]any{"url": recv.URL + "/a", "events": []string{"job.nope"}}}, "notify.webhook.events"},
+		{map[string]any{"webhook": map[string]any{"events": []string{"job.failed"}}}, "notify.webhook.url"},
+		{map[string]any{}, "notify.webhook"},
+	} {
+		spec := e.spec(20, 0)
+		spec["notify"] = tc.notify
+		code, m := e.do("POST", "/api/training/execute", spec)
+		msg, _ := m["error"].(map[string]any)["message"].(string)
+		if code != http.StatusUnprocessableEntity || !strings.Contains(msg, tc.field) {
+			t.Errorf("notify %v: %d %v, want 422 naming %s", tc.notify, code, m, tc.field)
+		}
+	}
+
+	spec := e.spec(20, 0)
+	spec["notify"] = map[string]any{"webhook": map[string]any{"url": recv.URL + "/a", "events": []string{"job.cancelled", "job.succeeded"}}}
+	code, m := e.do("POST", "/api/training/execute", spec)
+	if code != http.StatusAccepted {
+		t.Fatalf("execute with notify: %d %v", code, m)
+	}
+	a := m["id"].(string)
+	hook, _ := m["webhook"].(map[string]any)
+	hookID, _ := hook["id"].(string)
+	secret, _ := hook["secret"].(string)
+	if hookID == "" || !strings.HasPrefix(secret, "whsec_") {
+		t.Fatalf("202 answer's webhook: %v, want its id and secret", m["webhook"])
+	}
+	mu.Lock()
+	secrets["/a"] = secret
+	mu.Unlock()
+	if _, st := e.do("GET", "/api/training/status/"+a, nil); st["webhook"] != nil {
+		t.Errorf("status shows the webhook secret again: %v", st["webhook"])
+	}
+	// Another job of the same user, cancelled: its event must not reach a's endpoint.
+	b := e.execute(2000, 0)
+	if code, m := e.do("POST", "/api/training/cancel/"+b, nil); code != 200 {
+		t.Fatalf("cancel b: %d %v", code, m)
+	}
+	e.wait(a, 3*time.Minute, "succeeded", stateIs("succeeded"))
+	var ds []any
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		code, m := e.do("GET", "/api/webhooks/"+hookID+"/deliveries", nil)
+		if code != 200 {
+			t.Fatalf("deliveries: %d %v", code, m)
+		}
+		ds, _ = m["deliveries"].([]any)
+		if len(ds) == 1 && ds[0].(map[string]any)["state"] == "delivered" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("delivery log %v, want one delivered entry", m)
+		}
+	}
+	time.Sleep(2 * time.Second) // a stray delivery of b's event would have been sent by now
+	mu.Lock()
+	if len(bad) > 0 || len(got) != 1 || got[0].Event != "job.succeeded" || got[0].Job.ID != a {
+		t.Errorf("receiver got %+v (refused: %v); want one job.succeeded of job %s", got, bad, a)
+	}
+	mu.Unlock()
+	code, m = e.do("GET", "/api/webhooks", nil)
+	if list, _ := m["webhooks"].([]any); code != 200 || len(list) != 0 {
+		t.Errorf("GET /api/webhooks: %d %v, want no registered endpoints (the job's own is not one)", code, m)
+	}
+	st := stacktest.Require(t)
+	bob := dexToken(t, st, "bob")
+	if code, m := e.doAs(bob, "GET", "/api/webhooks/"+hookID+"/deliveries", nil); code != http.StatusNotFound {
+		t.Errorf("bob reads alice's job webhook: %d %v, want 404", code, m)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/ftgate/ftgate/client"
 	"github.com/ftgate/ftgate/internal/config"
 	"github.com/ftgate/ftgate/internal/job"
+	"github.com/ftgate/ftgate/internal/jobsvc"
 	"github.com/ftgate/ftgate/internal/metrics"
 )
 
@@ -48,8 +49,8 @@ type Server struct {
 	// logs) per user and in all: 429 above them; 0 means no cap.
 	MaxStreamsPerUser int
 	MaxStreams        int
-	// Kick wakes the submitter after a job is queued for submission.
-	Kick func()
+	// Submitter is this replica's submitter (nil: none runs in this process).
+	Submitter jobsvc.Submitter
 	// Streams serves event streams (see stream.go); a zero value answers 503.
 	Streams Streams
 	// Webhooks serves the webhook routes (webhooks.go); a zero value answers 503.

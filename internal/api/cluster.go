@@ -46,7 +46,7 @@ func (s *Server) cluster(name string) (*Cluster, bool) {
 // jobs returns the job operations over the server's store and clusters.
 func (s *Server) jobs() *jobsvc.Service {
 	return &jobsvc.Service{Store: s.Store, Cluster: s.opsCluster, Limits: s.Limits.For,
-		Kick: s.Kick, Transitioned: s.countTransition, Log: s.logger()}
+		Submitter: s.Submitter, Transitioned: s.countTransition, Log: s.logger()}
 }
 
 func (s *Server) countTransition(from, to job.State) {

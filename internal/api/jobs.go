@@ -15,6 +15,7 @@ import (
 	"github.com/ftgate/ftgate/internal/postgres"
 	"github.com/ftgate/ftgate/internal/slurm"
 	"github.com/ftgate/ftgate/internal/submit"
+	"github.com/ftgate/ftgate/internal/webhook"
 )
 
 // Store is what the handlers need from Postgres; *postgres.Store implements it.
@@ -46,6 +47,9 @@ func (s *Server) prepare(ctx context.Context, id job.Identity, body []byte) (job
 		return spec, nil, job.Errorf(job.EUnprocessable, "invalid spec: resources.no_wait: cluster %s does not offer it (clusters[].allow_no_wait is off); submit without it to wait in the queue",
 			cl.Config.Name)
 	}
+	if err := s.checkNotify(ctx, &spec); err != nil {
+		return spec, nil, err
+	}
 	if cl.Slurm != nil {
 		capa, err := cl.Slurm.CachedCapacity(ctx)
 		if err != nil {
@@ -55,6 +59,37 @@ func (s *Server) prepare(ctx context.Context, id job.Identity, body []byte) (job
 		}
 	}
 	return spec, cl, nil
+}
+
+// DefaultNotifyEvents are the events of a notify.webhook that names none: the ends
+// a user waits for.
+var DefaultNotifyEvents = []string{webhook.EventSucceeded, webhook.EventFailed, webhook.EventCancelled}
+
+// checkNotify checks the spec's notify.webhook as POST /api/webhooks checks an
+// endpoint (the admin's target policy, the known events) and stores the checked URL
+// and the sorted events in the spec; errors name the field.
+func (s *Server) checkNotify(ctx context.Context, spec *job.Spec) error {
+	if spec.Notify == nil || spec.Notify.Webhook == nil {
+		return nil
+	}
+	w := spec.Notify.Webhook
+	if s.Webhooks.Store == nil || s.Webhooks.Check == nil {
+		return job.Errorf(job.EUnprocessable, "invalid spec: notify.webhook: webhooks are not configured on this gateway")
+	}
+	events := w.Events
+	if len(events) == 0 {
+		events = DefaultNotifyEvents
+	}
+	events, err := webhook.CheckEvents(events)
+	if err != nil {
+		return job.Errorf(job.EUnprocessable, "invalid spec: notify.webhook.%s", job.ErrorMessage(err))
+	}
+	target, err := s.Webhooks.Check(ctx, "notify.webhook.url", w.URL)
+	if err != nil {
+		return job.Errorf(job.EUnprocessable, "invalid spec: %s", job.ErrorMessage(err))
+	}
+	spec.Notify.Webhook = &job.NotifyWebhook{URL: target, Events: events}
+	return nil
 }
 
 // place fills the spec's cluster (the first one) and partition (the cluster's
@@ -141,6 +176,9 @@ func (s *Server) execute(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.Error(w, r, job.Errorf(job.EInvalid, "dry_run: want 1 or 0, got %q", v))
 		return
+	}
+	if n := spec.Notify; n != nil && n.Webhook != nil {
+		j.Webhook = &job.JobWebhook{ID: postgres.NewID(), URL: n.Webhook.URL, Events: n.Webhook.Events, Secret: webhook.NewSecret()}
 	}
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
 		if !idemKeyRE(key) {

@@ -26,6 +26,9 @@ type Job struct {
 	Progress       Progress   `json:"progress"`
 	// Template is the template version the job was started from, if any.
 	Template *TemplateRef `json:"template,omitempty"`
+	// Webhook is the endpoint of the spec's notify.webhook with its signing secret:
+	// only in the answer that created the job (the secret is shown once).
+	Webhook *JobWebhook `json:"webhook,omitempty"`
 	// SubmitAttempts and NextAttempt drive the submitter's retries.
 	SubmitAttempts int       `json:"-"`
 	NextAttempt    time.Time `json:"-"`
@@ -34,6 +37,17 @@ type Job struct {
 	// OwnerGroups are the owner's groups (the OIDC groups claim) when the job was
 	// submitted: the group limits of a resume and of an admin's usage query.
 	OwnerGroups []string `json:"-"`
+}
+
+// JobWebhook is a job's own webhook endpoint as its submission answers it.
+type JobWebhook struct {
+	// ID names the endpoint in /api/webhooks/{id} (its deliveries, its removal).
+	ID string `json:"id"`
+	// URL is the checked target the deliveries go to.
+	URL    string   `json:"url"`
+	Events []string `json:"events"`
+	// Secret signs the deliveries (webhook-signature; docs/webhooks.md).
+	Secret string `json:"secret"`
 }
 
 // Progress is the latest progress the trainer reported (progress.json).

@@ -28,6 +28,23 @@ type Spec struct {
 	Checkpoints     Checkpoints     `json:"checkpoints"`
 	Resources       Resources       `json:"resources"`
 	Distributed     Distributed     `json:"distributed"`
+	// Notify is who else hears of the job (absent: only the owner's registered
+	// webhooks).
+	Notify *Notify `json:"notify,omitempty"`
+}
+
+// Notify names a webhook for this one job, on top of the owner's registered ones.
+type Notify struct {
+	Webhook *NotifyWebhook `json:"webhook,omitempty"`
+}
+
+// NotifyWebhook is a job's own webhook endpoint (notify.webhook): created with the
+// job, signed with its own secret (in the submission's answer only), removed with the
+// job. The gateway checks URL against its webhook allowlist and Events against the
+// webhook events; no events means job.succeeded, job.failed and job.cancelled.
+type NotifyWebhook struct {
+	URL    string   `json:"url"`
+	Events []string `json:"events,omitempty"`
 }
 
 // Dataset names JSONL files on the cluster filesystem.
@@ -372,6 +389,14 @@ func (s *Spec) problems() []problem {
 	intIn("resources.time_limit_minutes", r.TimeLimitMinutes, 1, 60*24*30)
 	if r.NoWait && r.GPUs == 0 {
 		bad("resources.no_wait", "needs resources.gpus > 0 (it refuses a job when its partition has no free GPU)")
+	}
+	if s.Notify != nil {
+		switch w := s.Notify.Webhook; {
+		case w == nil:
+			bad("notify.webhook", "is required in notify (or leave notify out)")
+		case w.URL == "":
+			bad("notify.webhook.url", "is required")
+		}
 	}
 	return ps
 }

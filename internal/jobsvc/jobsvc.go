@@ -15,6 +15,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/slurm"
+	"github.com/ftgate/ftgate/internal/submit"
 	"github.com/ftgate/ftgate/internal/worker"
 )
 
@@ -72,8 +73,9 @@ type Service struct {
 	// Limits resolves a user's limits from the Unix account and its groups
 	// (config.Limits.For); nil: no limits. ETooMany above them.
 	Limits func(user string, groups []string) quota.Limits
-	// Kick wakes the submitter after a job is queued for submission (may be nil).
-	Kick func()
+	// Submitter is this replica's submitter (nil: none runs here; another replica's
+	// claims the jobs).
+	Submitter Submitter
 	// Transitioned is called after each state change the service writes (metrics).
 	Transitioned func(from, to job.State)
 	Log          *slog.Logger
@@ -92,9 +94,17 @@ func (s *Service) log() *slog.Logger { return worker.Logger(s.Log) }
 
 func (s *Service) now() time.Time { return worker.Now(s.Now) }
 
+// Submitter is the part of *submit.Submitter the service uses.
+type Submitter interface {
+	// Kick wakes it for a job that became due for submission.
+	Kick()
+	// Reserve takes a free submission slot for a job about to be created (nil: none).
+	Reserve() *submit.Slot
+}
+
 func (s *Service) kick() {
-	if s.Kick != nil {
-		s.Kick()
+	if s.Submitter != nil {
+		s.Submitter.Kick()
 	}
 }
 
@@ -136,11 +146,26 @@ func (s *Service) Create(ctx context.Context, j job.Job) (job.Job, bool, error) 
 			return j, false, err
 		}
 	}
+	// With a free slot here the job is created claimed, and its submission starts
+	// without waiting for a claim pass.
+	var slot *submit.Slot
+	if s.Submitter != nil {
+		slot = s.Submitter.Reserve()
+	}
+	if slot != nil {
+		slot.Claim(&j, s.now())
+	}
 	out, created, err := s.Store.Create(ctx, j, s.limits(j))
+	switch {
+	case slot != nil && created && err == nil:
+		slot.Start(out)
+	case slot != nil:
+		slot.Release()
+	}
 	if err != nil {
 		return out, false, err
 	}
-	if created {
+	if created && slot == nil {
 		s.kick()
 	}
 	return out, created, nil

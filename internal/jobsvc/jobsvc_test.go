@@ -14,6 +14,7 @@ import (
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/quota"
 	"github.com/ftgate/ftgate/internal/slurm"
+	"github.com/ftgate/ftgate/internal/submit"
 )
 
 // fakeStore keeps jobs in memory; onTransition runs before each transition (to move
@@ -24,11 +25,15 @@ type fakeStore struct {
 	log          []string
 	onTransition func(s *fakeStore, id string)
 	failRevert   bool
+	createErr    error
 }
 
 func (s *fakeStore) Create(_ context.Context, j job.Job, _ quota.Limits) (job.Job, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.createErr != nil {
+		return job.Job{}, false, s.createErr
+	}
 	s.jobs[j.ID] = j
 	return j, true, nil
 }
@@ -142,6 +147,12 @@ type env struct {
 	purged bool
 }
 
+// kicker counts kicks and has no free slot: jobs are created due.
+type kicker struct{ n *int }
+
+func (k kicker) Kick()                 { *k.n++ }
+func (k kicker) Reserve() *submit.Slot { return nil }
+
 func newEnv(t *testing.T, jobs ...job.Job) *env {
 	t.Helper()
 	e := &env{store: &fakeStore{jobs: map[string]job.Job{}}, slurm: &fakeSlurm{fail: map[string]error{}, status: map[string]slurm.Status{}}}
@@ -149,7 +160,7 @@ func newEnv(t *testing.T, jobs ...job.Job) *env {
 		j.OwnerSubject, j.User, j.Cluster, j.JobDir = "sub-alice", "alice", "dev", "/jobs/alice/"+j.ID
 		e.store.jobs[j.ID] = j
 	}
-	e.svc = &Service{Store: e.store, Log: slog.New(slog.DiscardHandler), Kick: func() { e.kicks++ },
+	e.svc = &Service{Store: e.store, Log: slog.New(slog.DiscardHandler), Submitter: kicker{&e.kicks},
 		Cluster: func(name string) (*Cluster, error) {
 			if name != "dev" {
 				return nil, job.Errorf(job.EUnavailable, "cluster %s is not configured on this gateway", name)
@@ -377,6 +388,56 @@ func TestCreateKicksOnce(t *testing.T) {
 	e := newEnv(t)
 	if _, created, err := e.svc.Create(context.Background(), job.Job{ID: "n", State: job.Submitting}); err != nil || !created || e.kicks != 1 {
 		t.Fatalf("%v created=%v kicks=%d", err, created, e.kicks)
+	}
+}
+
+// subStore is the fake store as the real submitter sees it: nothing is ever due.
+type subStore struct{ *fakeStore }
+
+func (subStore) ClaimSubmissions(context.Context, int, time.Duration) ([]job.Job, error) {
+	return nil, nil
+}
+func (subStore) RetrySubmission(context.Context, string, time.Time, string) error { return nil }
+
+// TestCreateHandsJobToAFreeSlot: with a free slot in this replica's submitter the job
+// is created claimed (attempt 1, leased) and submitted from the slot (no claim pass
+// could: this store has nothing due); a failed create gives the slot back.
+func TestCreateHandsJobToAFreeSlot(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	// The submitter knows no cluster, so its attempt fails the job: proof that the
+	// slot ran it (nothing else would, as no claim pass finds it due).
+	sub := &submit.Submitter{Store: subStore{e.store}, Clusters: map[string]submit.Cluster{}, Batch: 1, Interval: time.Hour,
+		Log: slog.New(slog.DiscardHandler)}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go sub.Run(ctx)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(time.Millisecond) {
+		if sl := sub.Reserve(); sl != nil {
+			sl.Release()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the submitter never ran")
+		}
+	}
+	e.svc.Submitter = sub
+	e.store.createErr = errors.New("database gone")
+	if _, _, err := e.svc.Create(context.Background(), job.Job{ID: "x", State: job.Submitting}); err == nil {
+		t.Fatal("create with a failing store succeeded")
+	}
+	e.store.createErr = nil
+	out, created, err := e.svc.Create(context.Background(), job.Job{ID: "n", Cluster: "nowhere", State: job.Submitting})
+	if err != nil || !created {
+		t.Fatalf("create: %v created=%v", err, created) // Batch 1: the failed create must have released its slot
+	}
+	if out.SubmitAttempts != 1 || time.Until(out.NextAttempt) < time.Minute {
+		t.Errorf("created job: attempts %d, next attempt in %v; want 1 and the lease", out.SubmitAttempts, time.Until(out.NextAttempt))
+	}
+	for deadline := time.Now().Add(5 * time.Second); e.job(t, "n").State != job.Failed; time.Sleep(2 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("job is %s: the slot never submitted it", e.job(t, "n").State)
+		}
 	}
 }
 

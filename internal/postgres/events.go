@@ -25,29 +25,36 @@ type execer interface {
 // with ids (the all-jobs stream resumes by time; see event.Feed). The webhook
 // deliveries the event triggers join the outbox in the same transaction.
 func appendEvent(ctx context.Context, tx execer, j job.Job, kind string, data any) (int64, error) {
-	b, err := json.Marshal(data)
-	if err != nil {
-		return 0, fmt.Errorf("encode event: %w", err)
-	}
-	var id int64
-	err = tx.QueryRow(ctx, `UPDATE jobs SET last_event_id = last_event_id + 1 WHERE id = $1 RETURNING last_event_id`, j.ID).Scan(&id)
+	sql, args, err := eventStatement(j, kind, data)
 	if err != nil {
 		return 0, err
 	}
-	state := string(j.State)
+	var id int64
 	var at time.Time
-	if err := tx.QueryRow(ctx, `INSERT INTO job_events (job_id, id, kind, state, data, at) VALUES ($1, $2, $3, $4, $5, clock_timestamp())
-		RETURNING at`, j.ID, id, kind, state, b).Scan(&at); err != nil {
+	if err := tx.QueryRow(ctx, sql, args...).Scan(&id, &at, new(bool)); err != nil {
 		return 0, err
 	}
 	if err := enqueueWebhooks(ctx, tx, j, kind, id, at, data); err != nil {
 		return 0, err
 	}
-	payload, _ := json.Marshal(map[string]any{"job_id": j.ID, "event_id": id, "owner": j.OwnerSubject, "user": j.User, "kind": kind, "state": state})
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, Channel, string(payload)); err != nil {
-		return 0, err
-	}
 	return id, nil
+}
+
+// eventStatement is appendEvent's event as one statement (one round trip, or part of
+// a batch): it bumps the job's event id (locking the job row), inserts the event at
+// clock_timestamp() and queues the NOTIFY with the new id. It returns the id, the
+// time and a bool to discard. The webhook deliveries are not in it.
+func eventStatement(j job.Job, kind string, data any) (string, []any, error) {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return "", nil, fmt.Errorf("encode event: %w", err)
+	}
+	return `WITH n AS (UPDATE jobs SET last_event_id = last_event_id + 1 WHERE id = $1 RETURNING last_event_id),
+		e AS (INSERT INTO job_events (job_id, id, kind, state, data, at)
+			SELECT $1, last_event_id, $2, $3, $4, clock_timestamp() FROM n RETURNING id, at)
+		SELECT id, at, pg_notify($5, json_build_object('job_id', $1::text, 'event_id', id, 'owner', $6::text, 'user', $7::text,
+			'kind', $2::text, 'state', $3::text)::text) IS NULL FROM e`,
+		[]any{j.ID, kind, string(j.State), b, Channel, j.OwnerSubject, j.User}, nil
 }
 
 func setProgress(ctx context.Context, tx pgx.Tx, id string, p job.Progress) error {

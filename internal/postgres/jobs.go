@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/ftgate/ftgate/internal/job"
 	"github.com/ftgate/ftgate/internal/quota"
@@ -27,71 +28,130 @@ import (
 // by going down). GPU-hours are written by the reconciler without that lock: a run
 // that starts during the check is counted by the next submission.
 func (s *Store) Create(ctx context.Context, j job.Job, lim quota.Limits) (job.Job, bool, error) {
-	var out job.Job
-	created := false
-	err := pgx.BeginFunc(ctx, s.Pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended('ftgate.user:' || $1, 0))`, j.User); err != nil {
-			return err
-		}
-		if j.IdempotencyKey != "" {
-			prev, err := scanJob(tx.QueryRow(ctx, byKeySQL, j.OwnerSubject, j.IdempotencyKey))
-			switch {
-			case err == nil && prev.SpecHash == j.SpecHash:
-				out = prev
-				return nil
-			case err == nil:
-				return job.Errorf(job.EConflict, "Idempotency-Key %q was already used with a different body (job %s)", j.IdempotencyKey, prev.ID)
-			case !errors.Is(err, pgx.ErrNoRows):
-				return err
-			}
-		}
-		now := s.now()
-		gpus := j.Spec.Resources.TotalGPUs()
-		if !lim.None() {
-			window := lim.Window
-			if lim.GPUHours == 0 {
-				window = 0 // no GPU-hour limit: the runs are not needed
-			}
-			u, err := usage(ctx, tx, j.User, now, window)
-			if err != nil {
-				return err
-			}
-			if err := lim.Check(u, quota.Add{Active: 1, Queued: 1, GPUs: gpus}); err != nil {
-				return err
-			}
-		}
-		spec, err := json.Marshal(j.Spec)
-		if err != nil {
-			return fmt.Errorf("encode spec: %w", err)
-		}
-		var key *string
-		if j.IdempotencyKey != "" {
-			key = &j.IdempotencyKey
-		}
-		groups := j.OwnerGroups
-		if groups == nil {
-			groups = []string{}
-		}
-		var tmpl job.TemplateRef
-		if j.Template != nil {
-			tmpl = *j.Template
-		}
-		out, err = scanJob(tx.QueryRow(ctx, `INSERT INTO jobs (id, owner_subject, unix_user, cluster, name, model, spec, spec_hash, state,
-			idempotency_key, job_dir, created_at, updated_at, next_attempt_at, gpus, owner_groups, template_name, template_version, template_owner)
-			VALUES (coalesce(nullif($1, '')::uuid, gen_random_uuid()), $2, $3, $4, $5, $6, $7, $8, 'submitting', $9, $10, $11, $11, $11, $12, $13, $14, $15, $16)
-			RETURNING `+jobCols, j.ID, j.OwnerSubject, j.User, j.Cluster, j.Spec.Name, j.Spec.Model, spec, j.SpecHash, key, j.JobDir, now, gpus, groups,
-			tmpl.Name, tmpl.Version, tmpl.Owner))
-		if err != nil {
-			return err
-		}
-		created = true
-		_, err = appendEvent(ctx, tx, out, job.EventState, map[string]any{"from": "", "to": job.Submitting})
-		return err
-	})
+	out, created, err := s.create(ctx, j, lim)
 	if err != nil {
 		return job.Job{}, false, translate(err, "job")
 	}
 	return out, created, nil
+}
+
+// create is Create in two round trips while the user's lock is held, which is what
+// bounds one user's submission rate: BEGIN, the lock, the Idempotency-Key lookup and
+// the usage in one batch (each statement runs after the one before it has finished,
+// so they see every job committed before the lock was granted), then the insert, its
+// event and COMMIT in another. Any failure rolls back; a connection left inside a
+// transaction is closed by the pool, never reused.
+func (s *Store) create(ctx context.Context, j job.Job, lim quota.Limits) (out job.Job, created bool, err error) {
+	if j.ID == "" {
+		j.ID = NewID()
+	}
+	now := s.now()
+	gpus := j.Spec.Resources.TotalGPUs()
+	spec, err := json.Marshal(j.Spec)
+	if err != nil {
+		return out, false, fmt.Errorf("encode spec: %w", err)
+	}
+	conn, err := s.Pool.Acquire(ctx)
+	if err != nil {
+		return out, false, err
+	}
+	defer conn.Release()
+	open := false
+	defer func() {
+		if open {
+			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+	}()
+
+	b := &pgx.Batch{}
+	b.Queue("BEGIN").Exec(func(pgconn.CommandTag) error { open = true; return nil })
+	b.Queue(`SELECT pg_advisory_xact_lock(hashtextextended('ftgate.user:' || $1, 0))`, j.User)
+	prevErr := pgx.ErrNoRows
+	var prev job.Job
+	if j.IdempotencyKey != "" {
+		b.Queue(byKeySQL, j.OwnerSubject, j.IdempotencyKey).QueryRow(func(row pgx.Row) error {
+			prev, prevErr = scanJob(row)
+			return nil
+		})
+	}
+	var u quota.Usage
+	if !lim.None() {
+		window := lim.Window
+		if lim.GPUHours == 0 {
+			window = 0 // no GPU-hour limit: the runs are not needed
+		}
+		queueUsage(b, &u, j.User, now, window)
+	}
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return out, false, err
+	}
+	switch {
+	case prevErr == nil && prev.SpecHash == j.SpecHash:
+		return prev, false, nil // the deferred ROLLBACK ends the read-only transaction
+	case prevErr == nil:
+		return out, false, job.Errorf(job.EConflict, "Idempotency-Key %q was already used with a different body (job %s)", j.IdempotencyKey, prev.ID)
+	case !errors.Is(prevErr, pgx.ErrNoRows):
+		return out, false, prevErr
+	}
+	if !lim.None() {
+		if err := lim.Check(u, quota.Add{Active: 1, Queued: 1, GPUs: gpus}); err != nil {
+			return out, false, err
+		}
+	}
+	var key *string
+	if j.IdempotencyKey != "" {
+		key = &j.IdempotencyKey
+	}
+	groups := j.OwnerGroups
+	if groups == nil {
+		groups = []string{}
+	}
+	var tmpl job.TemplateRef
+	if j.Template != nil {
+		tmpl = *j.Template
+	}
+	// A job a submitter slot already holds (submit.Slot.Claim) is created claimed:
+	// its first attempt, leased; any other is due now.
+	attempts, next := 0, now
+	if j.SubmitAttempts > 0 && j.NextAttempt.After(now) {
+		attempts, next = j.SubmitAttempts, j.NextAttempt
+	}
+	j.State = job.Submitting
+	// The first event (into submitting) triggers no webhook (webhook.EventFor), so the
+	// event statement is all appendEvent would do.
+	evSQL, evArgs, err := eventStatement(j, job.EventState, map[string]any{"from": "", "to": job.Submitting})
+	if err != nil {
+		return out, false, err
+	}
+	b = &pgx.Batch{}
+	b.Queue(`INSERT INTO jobs (id, owner_subject, unix_user, cluster, name, model, spec, spec_hash, state,
+		idempotency_key, job_dir, created_at, updated_at, next_attempt_at, submit_attempts, gpus, owner_groups, template_name, template_version, template_owner)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'submitting', $9, $10, $11, $11, $17, $18, $12, $13, $14, $15, $16)
+		RETURNING `+jobCols, j.ID, j.OwnerSubject, j.User, j.Cluster, j.Spec.Name, j.Spec.Model, spec, j.SpecHash, key, j.JobDir, now, gpus, groups,
+		tmpl.Name, tmpl.Version, tmpl.Owner, next, attempts).QueryRow(func(row pgx.Row) error {
+		var err error
+		out, err = scanJob(row)
+		return err
+	})
+	b.Queue(evSQL, evArgs...).QueryRow(func(row pgx.Row) error {
+		var at time.Time
+		var id int64
+		return row.Scan(&id, &at, new(bool))
+	})
+	if w := j.Webhook; w != nil {
+		// The spec's notify.webhook: the job's own endpoint, in the same transaction.
+		b.Queue(`INSERT INTO webhook_endpoints (id, owner_subject, unix_user, url, events, secret, created_at, job_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, w.ID, j.OwnerSubject, j.User, w.URL, w.Events, w.Secret, now, j.ID)
+	}
+	b.Queue("COMMIT").Exec(func(pgconn.CommandTag) error { open = false; return nil })
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return job.Job{}, false, err
+	}
+	if open {
+		return job.Job{}, false, errors.New("create job: COMMIT did not run")
+	}
+	out.Webhook = j.Webhook
+	return out, true, nil
 }
 
 const byKeySQL = `SELECT ` + jobCols + ` FROM jobs WHERE owner_subject = $1 AND idempotency_key = $2`

@@ -15,6 +15,7 @@ import (
 type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
 }
 
 var (
@@ -35,25 +36,37 @@ func (s *Store) Usage(ctx context.Context, user string, window time.Duration) (q
 // at (job_runs_user_ended): the user's runs in one window, so bounded by what the
 // limits let a user run in it. A window of 0 reads no runs.
 func usage(ctx context.Context, q querier, user string, at time.Time, window time.Duration) (quota.Usage, error) {
-	u := quota.Usage{At: at}
-	err := q.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = ANY($2)), count(*) FILTER (WHERE state = ANY($3)),
+	var u quota.Usage
+	b := &pgx.Batch{}
+	queueUsage(b, &u, user, at, window)
+	err := q.SendBatch(ctx, b).Close()
+	return u, err
+}
+
+// queueUsage adds usage's statements to b (one round trip with whatever else b holds);
+// u is filled when the batch runs.
+func queueUsage(b *pgx.Batch, u *quota.Usage, user string, at time.Time, window time.Duration) {
+	u.At = at
+	b.Queue(`SELECT count(*) FILTER (WHERE state = ANY($2)), count(*) FILTER (WHERE state = ANY($3)),
 		coalesce(sum(gpus) FILTER (WHERE state = ANY($4)), 0), coalesce(sum(gpus) FILTER (WHERE state = ANY($5)), 0)
 		FROM jobs WHERE unix_user = $1 AND state NOT IN `+terminalList,
-		user, activeArg, waitingArg, inUseArg, holdingArg).Scan(&u.Active, &u.Queued, &u.GPUsInUse, &u.GPUsHeld)
-	if err != nil || window <= 0 {
-		return u, err
-	}
-	rows, err := q.Query(ctx, `SELECT started_at, ended_at, gpus FROM job_runs
-		WHERE unix_user = $1 AND gpus > 0 AND (ended_at IS NULL OR ended_at > $2) AND started_at < $3`, user, at.Add(-window), at)
-	if err != nil {
-		return u, err
-	}
-	u.Runs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (quota.Run, error) {
-		var r quota.Run
-		err := row.Scan(&r.Start, &r.End, &r.GPUs)
-		return r, err
+		user, activeArg, waitingArg, inUseArg, holdingArg).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&u.Active, &u.Queued, &u.GPUsInUse, &u.GPUsHeld)
 	})
-	return u, err
+	if window <= 0 {
+		return
+	}
+	b.Queue(`SELECT started_at, ended_at, gpus FROM job_runs
+		WHERE unix_user = $1 AND gpus > 0 AND (ended_at IS NULL OR ended_at > $2) AND started_at < $3`,
+		user, at.Add(-window), at).Query(func(rows pgx.Rows) error {
+		var err error
+		u.Runs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (quota.Run, error) {
+			var r quota.Run
+			err := row.Scan(&r.Start, &r.End, &r.GPUs)
+			return r, err
+		})
+		return err
+	})
 }
 
 // UserGroups returns the groups recorded with Unix account user's latest job (none

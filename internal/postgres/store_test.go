@@ -88,6 +88,20 @@ func TestIntegrationStoreCreateAndIdempotency(t *testing.T) {
 	if _, created, err := s.Create(ctx, j4, quota.Limits{MaxActive: 10}); err != nil || !created {
 		t.Fatalf("other owner, same key: %v %v", created, err)
 	}
+	// A failed insert rolls back and leaves no transaction (nor the user's lock) on a
+	// pooled connection: the next creates of the user go through.
+	dup := newJob("alice", "builtin:tiny")
+	dup.ID = a.ID
+	if _, _, err := s.Create(ctx, dup, quota.Limits{MaxActive: 10}); err == nil {
+		t.Fatal("a second job with the same id was created")
+	}
+	tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for range 6 { // more than one connection's worth: any held lock would block one
+		if _, _, err := s.Create(tctx, newJob("alice", "builtin:tiny"), quota.Limits{MaxActive: 10}); err != nil {
+			t.Fatalf("create after a failed one: %v", err)
+		}
+	}
 	if _, err := s.Get(ctx, postgres.NewID()); job.ErrorCode(err) != job.ENotFound {
 		t.Fatalf("Get(unknown) = %v", err)
 	}
@@ -122,6 +136,41 @@ func TestIntegrationStoreQuotaRace(t *testing.T) {
 	wg.Wait()
 	if ok != 3 || tooMany != 5 {
 		t.Fatalf("created %d, refused %d; want 3 and 5", ok, tooMany)
+	}
+}
+
+// TestIntegrationStoreIdempotencyRace: concurrent creates with one key and body make
+// one job; every caller gets it, none an error (the user's lock orders them before the
+// key lookup).
+func TestIntegrationStoreIdempotencyRace(t *testing.T) {
+	s := postgres.New(pgtest.Schema(t))
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ids := map[string]int{}
+	created := 0
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			j := newJob("alice", "m")
+			j.IdempotencyKey = "retry-1"
+			out, c, err := s.Create(ctx, j, quota.Limits{})
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				t.Errorf("Create: %v", err)
+				return
+			}
+			ids[out.ID]++
+			if c {
+				created++
+			}
+		}()
+	}
+	wg.Wait()
+	if created != 1 || len(ids) != 1 {
+		t.Fatalf("created %d jobs, answered with %d ids; want 1 and 1", created, len(ids))
 	}
 }
 
@@ -321,6 +370,25 @@ func TestIntegrationLeaderAndClaims(t *testing.T) {
 	c, _ := s.ClaimSubmissions(ctx, 10, time.Minute)
 	if len(c) != 1 || c[0].SubmitAttempts != 2 || c[0].Reason != "controller unreachable" {
 		t.Fatalf("claim after retry: %+v", c)
+	}
+
+	// A job created claimed by a submitter slot (submit.Slot.Claim) is leased from the
+	// start: no claim takes it before the lease ends, and its attempt counts.
+	held := newJob("alice", "m")
+	held.SubmitAttempts, held.NextAttempt = 1, time.Now().Add(time.Minute)
+	hj, _, err := s.Create(ctx, held, quota.Limits{})
+	if err != nil || hj.SubmitAttempts != 1 || time.Until(hj.NextAttempt) < 50*time.Second {
+		t.Fatalf("create claimed: attempts %d, next %v, %v", hj.SubmitAttempts, hj.NextAttempt, err)
+	}
+	if d, _ := s.ClaimSubmissions(ctx, 10, time.Minute); len(d) != 0 {
+		t.Fatalf("a claim took %d jobs, among them the one created claimed", len(d))
+	}
+	if _, err := pool.Exec(ctx, `UPDATE jobs SET next_attempt_at = now() - interval '1 second' WHERE id = $1`, hj.ID); err != nil {
+		t.Fatal(err)
+	}
+	e, _ := s.ClaimSubmissions(ctx, 10, time.Minute)
+	if len(e) != 1 || e[0].ID != hj.ID || e[0].SubmitAttempts != 2 {
+		t.Fatalf("claim after the lease: %+v, want the job at attempt 2 (its next attempt looks up its tag)", e)
 	}
 }
 

@@ -29,16 +29,16 @@ func enqueueWebhooks(ctx context.Context, tx execer, j job.Job, kind string, eve
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO webhook_deliveries (endpoint_id, job_id, job_event_id, event, payload, next_attempt_at, created_at)
 		SELECT id, $2, $3, $4, $5, $6, $6 FROM webhook_endpoints
-		WHERE owner_subject = $1 AND $4 = ANY(events)
+		WHERE owner_subject = $1 AND $4 = ANY(events) AND (job_id IS NULL OR job_id = $2)
 		ON CONFLICT DO NOTHING`, j.OwnerSubject, j.ID, eventID, ev, payload, at)
 	return err
 }
 
-const endpointCols = `id::text, owner_subject, unix_user, url, events, created_at`
+const endpointCols = `id::text, owner_subject, unix_user, url, events, created_at, coalesce(job_id::text, '')`
 
 func scanEndpoint(row pgx.Row) (webhook.Endpoint, error) {
 	var e webhook.Endpoint
-	err := row.Scan(&e.ID, &e.OwnerSubject, &e.User, &e.URL, &e.Events, &e.CreatedAt)
+	err := row.Scan(&e.ID, &e.OwnerSubject, &e.User, &e.URL, &e.Events, &e.CreatedAt, &e.JobID)
 	return e, err
 }
 
@@ -56,7 +56,7 @@ func (s *Store) CreateEndpoint(ctx context.Context, e webhook.Endpoint, max int)
 				return err
 			}
 			var n int
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM webhook_endpoints WHERE owner_subject = $1`, e.OwnerSubject).Scan(&n); err != nil {
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM webhook_endpoints WHERE owner_subject = $1 AND job_id IS NULL`, e.OwnerSubject).Scan(&n); err != nil {
 				return err
 			}
 			if n >= max {
@@ -85,8 +85,8 @@ func (s *Store) Endpoint(ctx context.Context, id string) (webhook.Endpoint, erro
 	return e, translate(err, "webhook "+id)
 }
 
-// Endpoints returns one page of owner's endpoints, newest first, and the cursor of
-// the next page ("" at the end).
+// Endpoints returns one page of owner's registered endpoints (jobs' own are found
+// from their jobs), newest first, and the cursor of the next page ("" at the end).
 func (s *Store) Endpoints(ctx context.Context, owner, cursor string, limit int) ([]webhook.Endpoint, string, error) {
 	at, id, err := decodeLogCursor(cursor)
 	if err != nil {
@@ -94,7 +94,7 @@ func (s *Store) Endpoints(ctx context.Context, owner, cursor string, limit int) 
 	}
 	limit = pageLimit(limit)
 	rows, err := s.Pool.Query(ctx, `SELECT `+endpointCols+` FROM webhook_endpoints
-		WHERE owner_subject = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
+		WHERE owner_subject = $1 AND job_id IS NULL AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3::uuid))
 		ORDER BY created_at DESC, id DESC LIMIT $4`, owner, at, id, limit+1)
 	if err != nil {
 		return nil, "", translate(err, "webhooks")

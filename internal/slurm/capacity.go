@@ -9,10 +9,14 @@ import (
 )
 
 // capacityTTL is how long a capacity read is reused; freshCapacityTTL is that for
-// FreshCapacity.
+// FreshCapacity. capacityStale is how old a read CachedCapacity still answers with
+// while a newer one is read in the background: the partition shapes it checks change
+// when an admin edits slurm.conf, not between two submissions, so no caller waits
+// for scontrol once the first read is done.
 const (
 	capacityTTL      = 30 * time.Second
 	freshCapacityTTL = 2 * time.Second
+	capacityStale    = 10 * time.Minute
 )
 
 // capacityTimeout bounds one capacity read (two scontrol commands).
@@ -43,23 +47,30 @@ type capFlight struct {
 // CachedCapacity returns the cluster's capacity read as the probe account
 // (Options.ProbeUser), reused for capacityTTL. Concurrent callers that find it expired
 // share one read (no lock is held across the remote call); a failed read is not
-// cached. Without a probe account it returns ErrNoProbe.
+// cached. A read older than capacityTTL but younger than capacityStale is returned at
+// once while the newer read runs in the background, so only the first caller (or one
+// after a long outage of the probe account) waits. Without a probe account it returns
+// ErrNoProbe.
 func (c *Client) CachedCapacity(ctx context.Context) (*Capacity, error) {
-	return c.capacityWithin(ctx, capacityTTL)
+	return c.capacityWithin(ctx, capacityTTL, capacityStale)
 }
 
-// FreshCapacity is CachedCapacity reused for 2 s only: for decisions on what is free
-// right now (a spec's resources.no_wait), where a read 30 s old would mislead.
+// FreshCapacity is CachedCapacity reused for 2 s only, and never stale: for decisions
+// on what is free right now (a spec's resources.no_wait), where a read 30 s old would
+// mislead.
 func (c *Client) FreshCapacity(ctx context.Context) (*Capacity, error) {
-	return c.capacityWithin(ctx, freshCapacityTTL)
+	return c.capacityWithin(ctx, freshCapacityTTL, freshCapacityTTL)
 }
 
-func (c *Client) capacityWithin(ctx context.Context, ttl time.Duration) (*Capacity, error) {
+// capacityWithin answers with the cached read when it is younger than ttl; younger
+// than stale, it answers with it too but starts a new read; else it waits for one.
+func (c *Client) capacityWithin(ctx context.Context, ttl, stale time.Duration) (*Capacity, error) {
 	if c.opts.ProbeUser == "" {
 		return nil, fmt.Errorf("capacity: %w (set clusters[].probe_user)", ErrNoProbe)
 	}
 	c.mu.Lock()
-	if c.capCache != nil && c.opts.Now().Sub(c.capAt) < ttl {
+	age := c.opts.Now().Sub(c.capAt)
+	if c.capCache != nil && age < ttl {
 		capy := c.capCache
 		c.mu.Unlock()
 		return capy, nil
@@ -69,6 +80,11 @@ func (c *Client) capacityWithin(ctx context.Context, ttl time.Duration) (*Capaci
 		f = &capFlight{done: make(chan struct{})}
 		c.capFlight = f
 		go c.readCapacity(f)
+	}
+	if c.capCache != nil && age < stale {
+		capy := c.capCache
+		c.mu.Unlock()
+		return capy, nil
 	}
 	c.mu.Unlock()
 	select {

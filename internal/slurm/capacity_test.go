@@ -152,3 +152,96 @@ func TestFreeGPUs(t *testing.T) {
 		}
 	}
 }
+
+// TestCachedCapacityStaleWhileReading: a read past its TTL is still answered at once
+// while a new read runs in the background (no submission waits for scontrol); once the
+// new read is in, it is the answer; past capacityStale a caller waits for a new read;
+// FreshCapacity never answers with a stale read.
+func TestCachedCapacityStaleWhileReading(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_700_000_000, 0)
+	release := make(chan struct{}, 10)
+	reads := 0
+	base := capacityHandlers(nil)["scontrol"]
+	r := &fakeRunner{handlers: map[string]func([]string) (string, string, int){
+		"scontrol": func(argv []string) (string, string, int) {
+			mu.Lock()
+			reads++
+			n := reads
+			mu.Unlock()
+			if n > 2 { // every read after the first waits until the test lets it go
+				<-release
+			}
+			return base(argv)
+		},
+	}}
+	c := newTestClient(t, r, func(o *Options) {
+		withProbe(o)
+		o.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	})
+	ctx := context.Background()
+	first, err := c.CachedCapacity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+
+	advance(capacityTTL + time.Second)
+	stale := make(chan *Capacity, 1)
+	go func() { capy, _ := c.CachedCapacity(ctx); stale <- capy }() // answered now, a read starts
+	select {
+	case got := <-stale:
+		if got != first {
+			t.Fatalf("stale read: %p, want the cached %p", got, first)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("a read past its TTL made the caller wait for scontrol")
+	}
+	// FreshCapacity must not take the stale answer: it waits for the read in flight.
+	fresh := make(chan *Capacity, 1)
+	go func() { capy, _ := c.FreshCapacity(ctx); fresh <- capy }()
+	select {
+	case capy := <-fresh:
+		t.Fatalf("FreshCapacity answered %p before the new read finished", capy)
+	case <-time.After(50 * time.Millisecond):
+	}
+	release <- struct{}{}
+	release <- struct{}{}
+	var newer *Capacity
+	select {
+	case newer = <-fresh:
+	case <-time.After(5 * time.Second):
+		t.Fatal("FreshCapacity never answered")
+	}
+	if newer == nil || newer == first {
+		t.Fatalf("FreshCapacity: %p, want the new read", newer)
+	}
+	if got, _ := c.CachedCapacity(ctx); got != newer {
+		t.Errorf("after the background read: %p, want the new read %p", got, newer)
+	}
+
+	// Far past its age limit a read is not answered: the caller waits for a new one.
+	advance(capacityStale + time.Second)
+	waited := make(chan *Capacity, 1)
+	go func() { capy, _ := c.CachedCapacity(ctx); waited <- capy }()
+	select {
+	case capy := <-waited:
+		t.Fatalf("a read older than capacityStale answered: %p", capy)
+	case <-time.After(50 * time.Millisecond):
+	}
+	release <- struct{}{}
+	release <- struct{}{}
+	select {
+	case capy := <-waited:
+		if capy == nil || capy == newer {
+			t.Errorf("after the wait: %p, want a third read", capy)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("CachedCapacity never answered")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if reads != 6 {
+		t.Errorf("%d scontrol calls, want 6 (three reads of node + partition)", reads)
+	}
+}

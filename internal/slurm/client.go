@@ -105,15 +105,20 @@ func (c *Client) argv(args ...string) []string {
 // run runs a Slurm command and returns stdout, stderr and the exit status; a remote
 // command that could not run at all returns err.
 func (c *Client) run(ctx context.Context, user string, stdin string, args ...string) (stdout, stderr string, status int, err error) {
+	return c.runArgv(ctx, user, stdin, c.argv(args...))
+}
+
+// runArgv is run without the SLURM_CONF prefix: argv sets it itself.
+func (c *Client) runArgv(ctx context.Context, user string, stdin string, argv []string) (stdout, stderr string, status int, err error) {
 	var in *strings.Reader
 	if stdin != "" {
 		in = strings.NewReader(stdin)
 	}
 	var o, e []byte
 	if in != nil {
-		o, e, err = c.r.Run(ctx, user, c.argv(args...), in)
+		o, e, err = c.r.Run(ctx, user, argv, in)
 	} else {
-		o, e, err = c.r.Run(ctx, user, c.argv(args...), nil)
+		o, e, err = c.r.Run(ctx, user, argv, nil)
 	}
 	if err != nil {
 		var es interface{ ExitStatus() int }

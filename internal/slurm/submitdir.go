@@ -14,12 +14,14 @@ import (
 // an sbatch. It forks only mkdir (printf is a shell builtin; sbatch replaces the
 // shell), which matters: every process costs milliseconds on a busy login node. It is
 // a constant; the directory, the script, job.json ("=" and the JSON, or "-" to read it
-// from stdin when it is too large for a command line) and the sbatch arguments arrive
-// as quoted positional parameters. The files need no temporary name: the directory is
+// from stdin when it is too large for a command line), the cluster's slurm.conf (empty:
+// Slurm's default; set here rather than by an `env` in front, one process less) and the
+// sbatch arguments arrive as quoted positional parameters. The files need no temporary name: the directory is
 // new to this attempt and nothing reads them before the sbatch that follows. Exit 97
 // means the directory or a file could not be written.
-const prepareAndSubmitScript = `d=$1 s=$2 j=$3
-shift 3
+const prepareAndSubmitScript = `d=$1 s=$2 j=$3 c=$4
+shift 4
+if [ -n "$c" ]; then SLURM_CONF=$c; export SLURM_CONF; fi
 fail() { echo "ftgate: $1" >&2; exit 97; }
 umask 077
 mkdir -p -- "$d" || fail "cannot create $d"
@@ -72,7 +74,7 @@ func (c *Client) SubmitInDir(ctx context.Context, user string, req Request, jobD
 	if len(jobJSON) > MaxInlineScript {
 		jsonArg, stdin = "-", string(jobJSON)
 	}
-	out, stderr, status, err := c.run(ctx, user, stdin, "sh", "-c", prepareAndSubmitScript, "sh", dir, script, jsonArg, "--parsable")
+	out, stderr, status, err := c.runArgv(ctx, user, stdin, []string{"sh", "-c", prepareAndSubmitScript, "sh", dir, script, jsonArg, c.opts.SlurmConf, "--parsable"})
 	if err != nil {
 		return Submitted{}, fmt.Errorf("run sbatch: %w", err)
 	}

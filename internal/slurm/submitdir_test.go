@@ -42,6 +42,7 @@ func (r shellRunner) Run(ctx context.Context, user string, argv []string, stdin 
 const fakeSbatch = `#!/bin/sh
 log=$FAKE_SBATCH_LOG
 printf '%s\n' "$@" > "$log.args"
+printf '%s' "${SLURM_CONF-unset}" > "$log.conf"
 sha256sum | cut -d' ' -f1 > "$log.stdin"
 if [ -n "${FAKE_SBATCH_FAIL:-}" ]; then echo "sbatch: error: invalid partition specified: nope" >&2; exit 1; fi
 echo "4242;dev"
@@ -59,6 +60,8 @@ func TestSubmitInDirOneCommand(t *testing.T) {
 	}
 	log := filepath.Join(tmp, "sbatch")
 	t.Setenv("FAKE_SBATCH_LOG", log)
+	t.Setenv("SLURM_CONF", "") // restored after the test
+	os.Unsetenv("SLURM_CONF")
 	r := newCounting(shellRunner{path: bin})
 	c, err := New(r, Options{Cluster: "dev", JobRoot: root, Partitions: []string{"gpu"}, Python: "/usr/bin/python3",
 		TrainerDir: "/opt/trainer it's", Now: time.Now})
@@ -131,6 +134,32 @@ func TestSubmitInDirOneCommand(t *testing.T) {
 		t.Errorf("sbatch refusal: %v, want unprocessable", err)
 	}
 	t.Setenv("FAKE_SBATCH_FAIL", "")
+
+	// Without a slurm_conf the user's environment decides; with one, the script sets
+	// it for sbatch (no `env` process in front: still one command).
+	if b, _ := os.ReadFile(log + ".conf"); string(b) != "unset" {
+		t.Errorf("SLURM_CONF without slurm_conf: %q, want it unset", b)
+	}
+	conf := filepath.Join(tmp, "it's a $(conf)", "slurm.conf")
+	r2 := newCounting(shellRunner{path: bin})
+	c2, err := New(r2, Options{Cluster: "dev", JobRoot: root, Partitions: []string{"gpu"}, Python: "/usr/bin/python3",
+		TrainerDir: "/opt/trainer", SlurmConf: conf, Now: time.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2.capCache, c2.capAt = c.capCache, time.Now()
+	if _, err := c2.SubmitInDir(context.Background(), "alice", Request{JobID: "job-5", User: "alice", CPUs: 1, MemoryMB: 1, TimeLimitMinutes: 1},
+		JobDir(root, "alice", "job-5"), []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(log + ".conf"); string(b) != conf {
+		t.Errorf("SLURM_CONF with slurm_conf: %q, want %q", b, conf)
+	}
+	for name, n := range r2.count {
+		if want := map[string]int64{"sh": 1}[name]; n.Load() != want {
+			t.Errorf("with slurm_conf: %d %s commands, want %d", n.Load(), name, want)
+		}
+	}
 
 	// A job directory that cannot be created: a plain, retryable error naming it.
 	if err := os.WriteFile(filepath.Join(root, "bob"), []byte("a file"), 0o644); err != nil {

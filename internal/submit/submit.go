@@ -71,8 +71,14 @@ type Submitter struct {
 	Backoff func(attempt int) time.Duration
 	Now     func() time.Time
 
-	once sync.Once
-	kick chan struct{}
+	once  sync.Once
+	kick  chan struct{}
+	slots chan struct{} // one token per submission in flight (Batch)
+	wg    sync.WaitGroup
+
+	mu      sync.Mutex
+	running bool            // Run works: Reserve may hand out slots
+	ctx     context.Context // Run's
 }
 
 func (s *Submitter) init() { s.once.Do(s.setDefaults) }
@@ -100,6 +106,7 @@ func (s *Submitter) setDefaults() {
 		s.Log = slog.Default()
 	}
 	s.kick = make(chan struct{}, 1)
+	s.slots = make(chan struct{}, s.Batch)
 }
 
 // Backoff is the default retry delay: 1s doubling per attempt up to 5m, ±20% jitter.
@@ -122,26 +129,25 @@ func (s *Submitter) Run(ctx context.Context) {
 	s.init()
 	t := time.NewTicker(s.Interval)
 	defer t.Stop()
-	slots := make(chan struct{}, s.Batch)
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	s.mu.Lock()
+	s.running, s.ctx = true, ctx
+	s.mu.Unlock()
+	defer s.wg.Wait()
+	defer func() {
+		s.mu.Lock()
+		s.running = false
+		s.mu.Unlock()
+	}()
 	for {
-		if free := s.Batch - len(slots); free > 0 && ctx.Err() == nil {
+		if free := s.Batch - len(s.slots); free > 0 && ctx.Err() == nil {
 			jobs, err := s.Store.ClaimSubmissions(ctx, free, s.Lease)
 			if err != nil && ctx.Err() == nil {
 				s.Log.Warn("submit pass failed", "err", fmt.Errorf("claim submissions: %w", err))
 			}
 			for _, j := range jobs {
-				slots <- struct{}{}
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					s.submitOne(ctx, j)
-					<-slots
-					// Jobs may have become due while every slot was busy (their kicks
-					// found no free slot): claim again now that one is free.
-					s.Kick()
-				}()
+				s.slots <- struct{}{}
+				s.wg.Add(1)
+				go s.work(ctx, j)
 			}
 		}
 		select {
@@ -151,6 +157,73 @@ func (s *Submitter) Run(ctx context.Context) {
 		case <-s.kick:
 		}
 	}
+}
+
+// work submits j in the slot it holds, then frees the slot.
+func (s *Submitter) work(ctx context.Context, j job.Job) {
+	defer s.wg.Done()
+	s.submitOne(ctx, j)
+	<-s.slots
+	// Jobs may have become due while every slot was busy (their kicks found no free
+	// slot): claim again now that one is free.
+	s.Kick()
+}
+
+// Slot is a submission slot taken before its job exists: the job is created already
+// claimed by this replica (its first attempt, leased as a claim leases), and the
+// submitter starts on it at once, without waking up and claiming it from the table.
+// A replica that dies in between leaves a leased job that another replica claims when
+// the lease ends, as after any claim. Exactly one of Start or Release must follow.
+type Slot struct {
+	s    *Submitter
+	done bool
+}
+
+// Reserve takes a free slot while Run works; nil when none is free or Run is not
+// running (the job is then created due, and a pass claims it).
+func (s *Submitter) Reserve() *Slot {
+	s.init()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.running || s.ctx.Err() != nil {
+		return nil
+	}
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		return nil
+	}
+	s.wg.Add(1) // Run waits for the slot's submission, or for its release
+	return &Slot{s: s}
+}
+
+// Claim marks j, about to be created, as claimed by the slot: attempt 1, leased from
+// now. The store creates it with these instead of due now.
+func (sl *Slot) Claim(j *job.Job, now time.Time) {
+	j.SubmitAttempts = 1
+	j.NextAttempt = now.Add(sl.s.Lease)
+}
+
+// Start submits j, created with Claim, in the slot.
+func (sl *Slot) Start(j job.Job) {
+	if sl.done {
+		return
+	}
+	sl.done = true
+	sl.s.mu.Lock()
+	ctx := sl.s.ctx
+	sl.s.mu.Unlock()
+	go sl.s.work(ctx, j)
+}
+
+// Release frees a slot whose job was not created.
+func (sl *Slot) Release() {
+	if sl.done {
+		return
+	}
+	sl.done = true
+	<-sl.s.slots
+	sl.s.wg.Done()
 }
 
 // RunOnce claims the due jobs (at most Batch), works on each and waits for them; it

@@ -18,6 +18,7 @@ type memStore struct {
 	retries map[string]string
 	// transitionErr, when set, fails Transition (the database briefly down).
 	transitionErr error
+	claimed       []string // ids ClaimSubmissions returned
 }
 
 func (m *memStore) ClaimSubmissions(ctx context.Context, limit int, lease time.Duration) ([]job.Job, error) {
@@ -29,6 +30,7 @@ func (m *memStore) ClaimSubmissions(ctx context.Context, limit int, lease time.D
 			j.SubmitAttempts++
 			j.NextAttempt = time.Now().Add(lease)
 			out = append(out, *j)
+			m.claimed = append(m.claimed, j.ID)
 		}
 	}
 	return out, nil
@@ -374,4 +376,93 @@ func TestRunClaimsAgainWhenASlotFrees(t *testing.T) {
 	close(releaseX)
 	cancel()
 	<-done
+}
+
+// TestReserveStartsWithoutClaim: a slot reserved before its job exists submits the
+// job created claimed (attempt 1, leased) without any claim pass picking it up; slots
+// count against Batch; Run waits for a reserved slot; no slot outside Run.
+func TestReserveStartsWithoutClaim(t *testing.T) {
+	st := &memStore{jobs: map[string]*job.Job{}, retries: map[string]string{}}
+	fs := &fakeSlurm{files: map[string]string{}}
+	s := &Submitter{Store: st, Clusters: map[string]Cluster{"dev": {Slurm: fs, Files: fs}}, Batch: 2, Interval: time.Hour}
+	if sl := s.Reserve(); sl != nil {
+		t.Fatal("Reserve gave a slot before Run")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { s.Run(ctx); close(done) }()
+	var sl *Slot
+	for deadline := time.Now().Add(5 * time.Second); sl == nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no slot while Run works")
+		}
+		sl = s.Reserve()
+	}
+	j := newJob()
+	sl.Claim(&j, time.Now())
+	if j.SubmitAttempts != 1 || time.Until(j.NextAttempt) < time.Minute {
+		t.Fatalf("claimed job: attempts %d, next attempt in %v; want 1 and the lease", j.SubmitAttempts, time.Until(j.NextAttempt))
+	}
+	st.mu.Lock()
+	st.jobs[j.ID] = &j // what the store creates
+	st.mu.Unlock()
+	sl.Start(j)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		st.mu.Lock()
+		state := st.jobs[j.ID].State
+		st.mu.Unlock()
+		if state == job.Queued {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("reserved job is %s: Start did not submit it", state)
+		}
+	}
+	st.mu.Lock()
+	for _, id := range st.claimed {
+		if id == j.ID {
+			t.Errorf("a claim pass took the job its slot had started")
+		}
+	}
+	st.mu.Unlock()
+
+	a, b := s.Reserve(), s.Reserve()
+	for deadline := time.Now().Add(5 * time.Second); a == nil || b == nil; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("two free slots not reservable") // the first job's slot frees after its submission
+		}
+		if a == nil {
+			a = s.Reserve()
+		} else {
+			b = s.Reserve()
+		}
+	}
+	if c := s.Reserve(); c != nil {
+		t.Fatal("a third slot with Batch 2")
+	}
+	a.Release()
+	a.Release() // a second release is a no-op, not a second free slot
+	c := s.Reserve()
+	if c == nil {
+		t.Fatal("no slot after a release")
+	}
+	if d := s.Reserve(); d != nil {
+		t.Fatal("a double Release freed two slots")
+	}
+	c.Release()
+	cancel()
+	select {
+	case <-done:
+		t.Fatal("Run returned while a reserved slot was neither started nor released")
+	case <-time.After(50 * time.Millisecond):
+	}
+	b.Release()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after the last slot was released")
+	}
+	if sl := s.Reserve(); sl != nil {
+		t.Error("Reserve gave a slot after Run returned")
+	}
 }

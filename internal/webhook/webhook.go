@@ -84,6 +84,9 @@ type Endpoint struct {
 	URL       string    `json:"url"`
 	Events    []string  `json:"events"`
 	CreatedAt time.Time `json:"created_at"`
+	// JobID is set on a job's own endpoint (the spec's notify.webhook): it hears that
+	// job only.
+	JobID string `json:"job_id,omitempty"`
 	// Secret signs the deliveries; only the answer that creates the endpoint has it.
 	Secret       string `json:"secret,omitempty"`
 	OwnerSubject string `json:"-"`

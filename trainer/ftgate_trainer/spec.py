@@ -154,7 +154,7 @@ def _abs_path(v, field, required):
 
 
 TOP = {"name", "method", "model", "dataset", "hyperparameters", "lora", "quantization", "logging",
-       "checkpoints", "resources", "distributed"}
+       "checkpoints", "resources", "distributed", "notify"}
 
 
 def _bool(sec, field, key):
@@ -177,7 +177,7 @@ def _choice(sec, field, key, choices, default):
 
 def parse(obj):
     """Validates a decoded Spec object. Absent, null and (where 0 has no meaning) zero
-    values take the defaults; `name` and `resources` belong to the gateway and are ignored."""
+    values take the defaults; `name`, `resources` and `notify` belong to the gateway and are ignored."""
     if not isinstance(obj, dict):
         raise SpecError("job.json: must be a JSON object")
     unknown = sorted(set(obj) - TOP)

@@ -29,7 +29,8 @@ def test_defaults_and_go_zero_values():
                         quantization="", logging={"log_every": 0, "eval_every": 0, "save_every": 0,
                                                   "progress_interval_seconds": 0},
                         checkpoints={"keep_last": 0, "keep_best": 0}, name="x",
-                        resources={"cluster": "dev", "gpus": 1}))
+                        resources={"cluster": "dev", "gpus": 1},
+                        notify={"webhook": {"url": "https://hooks.example/x", "events": ["job.failed"]}}))
     h = s.hyper
     assert (h.learning_rate, h.epochs, h.max_steps, h.batch_size, h.gradient_accumulation, h.max_length,
             h.seed, h.dpo_beta) == (1e-4, 1, 0, 8, 1, 512, 0, 0.1)

@@ -200,7 +200,8 @@ func joinKey(prefix, key string) string {
 	return prefix + "." + key
 }
 
-// jsonFields maps a struct's JSON names to their field types.
+// jsonFields maps a struct's JSON names to their field types (pointers to their
+// element types).
 func jsonFields(t reflect.Type) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
 	for i := range t.NumField() {
@@ -209,7 +210,11 @@ func jsonFields(t reflect.Type) map[string]reflect.Type {
 		if tag == "" || tag == "-" || !f.IsExported() {
 			continue
 		}
-		out[tag] = f.Type
+		ft := f.Type
+		if ft.Kind() == reflect.Pointer { // an optional section (notify) reads as its struct
+			ft = ft.Elem()
+		}
+		out[tag] = ft
 	}
 	return out
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -95,6 +96,10 @@ model and dataset.path are required; every other field has a default.
   distributed:
     strategy: ddp               # ddp (default) or fsdp (full fine-tuning, sharded)
     processes_per_node: 1       # default: gpus (one per GPU), or 1; CPU processes use gloo
+  notify:                       # optional: a webhook for this job only (docs/webhooks.md)
+    webhook:
+      url: https://hooks.example.edu/ftgate   # checked against the gateway's target policy
+      events: [job.succeeded, job.failed]     # default: succeeded, failed, cancelled
 
 Relative dataset paths in the file are resolved against the spec file's directory,
 and relative paths given with --set against the current directory, into absolute
@@ -246,6 +251,11 @@ func runSubmit(ctx context.Context, opts *SubmitOptions) error {
 		from = " from template " + j.Template.String()
 	}
 	fmt.Fprintf(out, "Submitted job %s%s to cluster %s%s; follow it with `ftctl watch %s`\n", j.ID, name, j.Cluster, from, j.ID)
+	if w := j.Webhook; w != nil {
+		// Shown once: the gateway never answers with the secret again.
+		fmt.Fprintf(out, "Job webhook %s -> %s (%s)\nIts signing secret, shown only now: %s\nDeliveries: ftctl webhook deliveries %s\n",
+			w.ID, w.URL, strings.Join(w.Events, ", "), w.Secret, w.ID)
+	}
 	if !opts.Watch {
 		return nil
 	}

@@ -193,3 +193,30 @@ func TestSubmitFromTemplate(t *testing.T) {
 		}
 	}
 }
+
+// TestSubmitJobWebhook: a spec's notify.webhook is checked like a registered endpoint
+// (a refused target is a one-line error naming the field) and its secret is printed
+// once, with the command that shows its deliveries.
+func TestSubmitJobWebhook(t *testing.T) {
+	t.Parallel()
+	e := ftctltest.NewEnv(t)
+	body := `{"method":"sft","model":"builtin:tiny","dataset":{"path":"/d/t.jsonl"},"notify":{"webhook":{"url":"%s"}}}`
+	code, _, errOut := e.RunIn(fmt.Sprintf(body, "http://10.0.0.7/hook"), "submit", "-f", "-")
+	if code == 0 || !strings.Contains(errOut, "notify.webhook.url") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Errorf("private target: exit %d, stderr %q; want one line naming notify.webhook.url", code, errOut)
+	}
+	code, out, errOut := e.RunIn(fmt.Sprintf(body, "https://hooks.example.edu/ftgate"), "submit", "-f", "-")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errOut)
+	}
+	j := lastJob(t, e)
+	if j.Webhook == nil || j.Spec.Notify == nil || strings.Join(j.Spec.Notify.Webhook.Events, ",") != "job.cancelled,job.failed,job.succeeded" {
+		t.Fatalf("job webhook %+v, spec notify %+v; want the default end events", j.Webhook, j.Spec.Notify)
+	}
+	for _, want := range []string{"Job webhook " + j.Webhook.ID + " -> https://hooks.example.edu/ftgate", "shown only now: " + j.Webhook.Secret,
+		"ftctl webhook deliveries " + j.Webhook.ID} {
+		if !strings.Contains(out, want) || !strings.HasPrefix(j.Webhook.Secret, "whsec_") {
+			t.Errorf("stdout %q lacks %q", out, want)
+		}
+	}
+}
