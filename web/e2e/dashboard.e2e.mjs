@@ -19,6 +19,7 @@ const examples = process.env.EXAMPLES_DIR;
 const artifacts = process.env.ARTIFACTS_DIR ?? "/tmp/ftgate-dashboard-artifacts";
 const password = process.env.STACK_PASSWORD ?? "password";
 const webhookURL = process.env.WEBHOOK_URL;
+const hookURL = webhookURL + "?tag=<b>x</b>"; // the URL test 6c registers
 assert.ok(examples, "EXAMPLES_DIR must be set");
 assert.ok(webhookURL, "WEBHOOK_URL must be set");
 mkdirSync(artifacts, { recursive: true });
@@ -254,7 +255,8 @@ test("6c. webhooks: a bad URL's error at the field (input kept); add one, its se
   assert.equal(await cancelled.isChecked(), true, "the form keeps the events checked");
   assert.equal(await alice.locator("tr[data-webhook]").count(), 0);
   assert.equal(await alice.getByTestId("secret").count(), 0);
-  await url.fill(webhookURL);
+  // Markup in the URL (its query) is shown as text, never parsed.
+  await url.fill(hookURL);
   await alice.getByTestId("webhook-add").click();
   const secret = await alice.getByTestId("secret").innerText();
   assert.match(secret, /^whsec_\S{20,}$/);
@@ -263,6 +265,8 @@ test("6c. webhooks: a bad URL's error at the field (input kept); add one, its se
   const row = alice.locator("tr[data-webhook]", { hasText: webhookURL });
   await row.waitFor();
   assert.match(await row.innerText(), /job\.cancelled/);
+  assert.equal(await row.getByTestId("webhook-url-cell").innerText(), hookURL);
+  assert.equal(await row.locator("b").count(), 0, "the URL's markup is text");
   await alice.screenshot({ path: join(artifacts, "webhooks.png"), fullPage: true });
   // Shown once: not after a reload, not in the list's answer.
   await alice.reload();
@@ -276,6 +280,14 @@ test("6c. webhooks: a bad URL's error at the field (input kept); add one, its se
 test("7. a cancelled job shows its reason", T, async () => {
   const id = await submitFromEditor(alice, specText().replace("max_steps: 300", "max_steps: 100000"));
   cancelledID = id;
+  await waitBadge(alice, "(queued|running)");
+  // While it is unfinished the usage page counts it: 1 of 10 active jobs, 1 of 4 GPUs.
+  await alice.goto(base + "/usage");
+  const limit = (k) => alice.locator(`[data-limit=${k}]`);
+  assert.equal(await limit("active_jobs").getByTestId("limit-text").innerText(), "1 of 10");
+  assert.equal(await limit("active_jobs").locator(".fill").evaluate((el) => el.style.width), "10%");
+  assert.equal(await limit("gpus").getByTestId("limit-text").innerText(), "1 of 4");
+  await alice.goto(base + `/jobs/${id}`);
   await waitBadge(alice, "(queued|running)");
   await alice.click("button[data-action=cancel]");
   await alice.getByTestId("confirm").click();
