@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,8 +33,10 @@ func repoRoot() string {
 // (headless Debian Chromium driven by playwright-core): login through Dex's page,
 // submit from the editor after a bad field's error, the live loss chart, pause/resume to
 // success, a model file checked against the manifest, bob's isolation, an ended session
-// returning to its page, a cancelled job's reason, and the job page's paint time with
-// 2,000 points. Screenshots land in web/.artifacts/.
+// returning to its page, a cancelled job's reason, webhooks (a bad URL's error, the
+// secret shown once, the cancelled job's delivery to a receiver this test runs, delete),
+// the usage page against /api/usage (and an admin's lookup), and the job page's paint
+// time with 2,000 points. Screenshots land in web/.artifacts/.
 func TestIntegrationDashboardBrowser(t *testing.T) {
 	st := stacktest.Require(t)
 	root := repoRoot()
@@ -60,6 +64,19 @@ func TestIntegrationDashboardBrowser(t *testing.T) {
 		t.Fatalf("%s is taken by another gateway; the dashboard test needs it (Dex's registered redirect URI)", dashboardAddr)
 	}
 
+	// The webhook receiver: on loopback, which the gateway's webhooks.allow lists.
+	var (
+		hooksMu sync.Mutex
+		hooks   []http.Header
+	)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hooksMu.Lock()
+		hooks = append(hooks, r.Header.Clone())
+		hooksMu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer receiver.Close()
+
 	bin := filepath.Join(t.TempDir(), "gateway")
 	build := exec.Command("go", "build", "-o", bin, "./cmd/gateway")
 	build.Dir = root
@@ -81,7 +98,10 @@ func TestIntegrationDashboardBrowser(t *testing.T) {
 	gw.Env = append(os.Environ(), "FTGATE_DATABASE_URL="+st.PGURL+sep+"search_path="+schema+",public",
 		"FTGATE_LISTEN="+dashboardAddr, "FTGATE_PUBLIC_URL=http://"+dashboardAddr, "FTGATE_CLUSTERS_0_POLL_INTERVAL=1s",
 		"FTGATE_WEB_CLIENT_ID=ftgate-dashboard", "FTGATE_WEB_CLIENT_SECRET=ftgate-dashboard-dev-secret",
-		"FTGATE_WEB_SESSION_KEY="+strings.Repeat("ab", 32))
+		"FTGATE_WEB_SESSION_KEY="+strings.Repeat("ab", 32),
+		// Limits the usage page draws bars for (the defaults leave three without one).
+		"FTGATE_LIMITS_MAX_QUEUED_JOBS_PER_USER=4", "FTGATE_LIMITS_MAX_GPUS_PER_USER=4", "FTGATE_LIMITS_GPU_HOURS_PER_WINDOW=50",
+		"FTGATE_WEBHOOKS_ALLOW=127.0.0.1,::1")
 	gw.Stdout, gw.Stderr = logf, logf
 	if err := gw.Start(); err != nil {
 		t.Fatal(err)
@@ -127,13 +147,26 @@ func TestIntegrationDashboardBrowser(t *testing.T) {
 	e2e := exec.CommandContext(ctx, node, "--test", "--test-concurrency=1", "--test-reporter=spec", filepath.Join("e2e", "dashboard.e2e.mjs"))
 	e2e.Dir = filepath.Join(root, "web")
 	e2e.Env = append(os.Environ(), "DASHBOARD_URL=http://"+dashboardAddr, "EXAMPLES_DIR="+filepath.Join(root, "examples"),
-		"ARTIFACTS_DIR="+artifacts, "CHROMIUM="+chromium, "STACK_PASSWORD="+st.Password)
+		"ARTIFACTS_DIR="+artifacts, "CHROMIUM="+chromium, "STACK_PASSWORD="+st.Password, "WEBHOOK_URL="+receiver.URL+"/hook")
 	out, err := e2e.CombinedOutput()
 	t.Logf("browser test:\n%s", out)
 	if err != nil {
 		t.Fatalf("browser test failed: %v", err)
 	}
-	for _, f := range []string{"jobs.png", "job-running.png"} {
+	// The delivery the browser saw in the log reached the receiver, signed.
+	hooksMu.Lock()
+	got := hooks
+	hooksMu.Unlock()
+	cancelled := 0
+	for _, hd := range got {
+		if hd.Get("Ftgate-Webhook-Event") == "job.cancelled" && strings.HasPrefix(hd.Get("Ftgate-Webhook-Signature"), "v1=") {
+			cancelled++
+		}
+	}
+	if cancelled == 0 {
+		t.Errorf("the receiver got no signed job.cancelled delivery (%d requests)", len(got))
+	}
+	for _, f := range []string{"jobs.png", "job-running.png", "webhooks.png", "usage.png"} {
 		if fi, err := os.Stat(filepath.Join(artifacts, f)); err != nil || fi.Size() < 10000 {
 			t.Errorf("screenshot %s: %v", f, err)
 		}

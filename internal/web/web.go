@@ -145,7 +145,7 @@ func newHandler(ctx context.Context, cfg Config, files fs.FS) (*Handler, error) 
 	mux.HandleFunc("POST /auth/logout", h.logout)
 	mux.HandleFunc("GET /auth/session", h.session)
 	mux.HandleFunc("GET /assets/", h.asset)
-	for _, p := range []string{"/{$}", "/jobs", "/jobs/{id}", "/submit", "/system", "/login"} {
+	for _, p := range []string{"/{$}", "/jobs", "/jobs/{id}", "/submit", "/system", "/usage", "/webhooks", "/login"} {
 		mux.HandleFunc("GET "+p, h.page)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -6,6 +6,7 @@
 //   EXAMPLES_DIR    absolute path of the repository's examples/ (dataset paths)
 //   ARTIFACTS_DIR   where screenshots go (git-ignored)
 //   CHROMIUM        the browser (default /usr/bin/chromium)
+//   WEBHOOK_URL     a receiver the gateway's webhooks.allow accepts (the Go test's)
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -17,12 +18,16 @@ const base = process.env.DASHBOARD_URL ?? "http://127.0.0.1:18080";
 const examples = process.env.EXAMPLES_DIR;
 const artifacts = process.env.ARTIFACTS_DIR ?? "/tmp/ftgate-dashboard-artifacts";
 const password = process.env.STACK_PASSWORD ?? "password";
+const webhookURL = process.env.WEBHOOK_URL;
+const hookURL = webhookURL + "?tag=<b>x</b>"; // the URL test 6c registers
 assert.ok(examples, "EXAMPLES_DIR must be set");
+assert.ok(webhookURL, "WEBHOOK_URL must be set");
 mkdirSync(artifacts, { recursive: true });
 
 let browser;
 let alice; // alice's page (her browser context)
 let jobID = "";
+let cancelledID = ""; // test 7's job, whose job.cancelled event test 7b finds delivered
 const T = { timeout: 240_000 };
 const long = { timeout: 480_000 };
 
@@ -218,11 +223,71 @@ test("6b. the admin sees everyone's jobs and filters them by user", T, async () 
   await admin.waitForURL(/user=bob/);
   await admin.waitForFunction(() => !document.querySelector("[role=status]")?.textContent?.includes("Loading"));
   assert.equal(await admin.locator(`tr[data-job="${jobID}"]`).count(), 0);
+  // The usage page looks up another account; a name that is none reads as an error.
+  await admin.click('header.top a[href="/usage"]');
+  await admin.getByTestId("usage-lookup").waitFor();
+  await admin.fill("[data-testid=usage-lookup] input[name=user]", "alice");
+  await admin.click("[data-testid=usage-lookup] button[type=submit]");
+  await admin.waitForURL(/\/usage\?user=alice$/);
+  await admin.getByRole("heading", { name: "Usage of alice" }).waitFor();
+  assert.match(await admin.getByTestId("usage-who").innerText(), /^alice /);
+  const gh = await admin.locator("[data-limit=gpu_hours] [data-testid=limit-text]").innerText();
+  assert.ok(parseFloat(gh) > 0, `alice's finished job used GPU-hours: ${gh}`);
+  await admin.fill("[data-testid=usage-lookup] input[name=user]", "No Such User!");
+  await admin.click("[data-testid=usage-lookup] button[type=submit]");
+  const alert = admin.getByRole("alert");
+  await alert.waitFor();
+  assert.match(await alert.innerText(), /The request is not valid[\s\S]*not a Unix account name/);
+  assert.deepEqual(admin.jsErrors, []);
   await admin.context().close();
+});
+
+test("6c. webhooks: a bad URL's error at the field (input kept); add one, its secret shown once, listed", T, async () => {
+  await alice.goto(base + "/webhooks");
+  await alice.locator("p[role=status]", { hasText: "No webhooks yet." }).waitFor();
+  const url = alice.getByTestId("webhook-url");
+  const cancelled = alice.locator("input[name=events][value='job.cancelled']");
+  await url.fill("ftp://127.0.0.1/hook");
+  await cancelled.check();
+  await alice.getByTestId("webhook-add").click();
+  await alice.getByTestId("url-error").filter({ hasText: /http:\/\/ or https:\/\// }).waitFor();
+  assert.equal(await url.inputValue(), "ftp://127.0.0.1/hook", "the form keeps the URL typed");
+  assert.equal(await cancelled.isChecked(), true, "the form keeps the events checked");
+  assert.equal(await alice.locator("tr[data-webhook]").count(), 0);
+  assert.equal(await alice.getByTestId("secret").count(), 0);
+  // Markup in the URL (its query) is shown as text, never parsed.
+  await url.fill(hookURL);
+  await alice.getByTestId("webhook-add").click();
+  const secret = await alice.getByTestId("secret").innerText();
+  assert.match(secret, /^whsec_\S{20,}$/);
+  assert.match(await alice.getByTestId("secret-box").innerText(), /will not be shown again/);
+  assert.equal(await alice.getByTestId("url-error").innerText(), "", "the earlier error is gone");
+  const row = alice.locator("tr[data-webhook]", { hasText: webhookURL });
+  await row.waitFor();
+  assert.match(await row.innerText(), /job\.cancelled/);
+  assert.equal(await row.getByTestId("webhook-url-cell").innerText(), hookURL);
+  assert.equal(await row.locator("b").count(), 0, "the URL's markup is text");
+  await alice.screenshot({ path: join(artifacts, "webhooks.png"), fullPage: true });
+  // Shown once: not after a reload, not in the list's answer.
+  await alice.reload();
+  await row.waitFor();
+  assert.equal(await alice.getByTestId("secret").count(), 0);
+  assert.equal((await alice.content()).includes(secret), false, "the secret is not on the page again");
+  await row.locator("button[data-action=deliveries]").click();
+  await alice.getByTestId("deliveries").getByText("No deliveries yet").waitFor();
 });
 
 test("7. a cancelled job shows its reason", T, async () => {
   const id = await submitFromEditor(alice, specText().replace("max_steps: 300", "max_steps: 100000"));
+  cancelledID = id;
+  await waitBadge(alice, "(queued|running)");
+  // While it is unfinished the usage page counts it: 1 of 10 active jobs, 1 of 4 GPUs.
+  await alice.goto(base + "/usage");
+  const limit = (k) => alice.locator(`[data-limit=${k}]`);
+  assert.equal(await limit("active_jobs").getByTestId("limit-text").innerText(), "1 of 10");
+  assert.equal(await limit("active_jobs").locator(".fill").evaluate((el) => el.style.width), "10%");
+  assert.equal(await limit("gpus").getByTestId("limit-text").innerText(), "1 of 4");
+  await alice.goto(base + `/jobs/${id}`);
   await waitBadge(alice, "(queued|running)");
   await alice.click("button[data-action=cancel]");
   await alice.getByTestId("confirm").click();
@@ -234,6 +299,52 @@ test("7. a cancelled job shows its reason", T, async () => {
   await row.waitFor();
   assert.match(await row.innerText(), /cancelled by alice/);
   await alice.screenshot({ path: join(artifacts, "jobs-final.png"), fullPage: true });
+});
+
+test("7b. the webhook's log shows the cancelled job's delivery; deleting the webhook asks first", T, async () => {
+  await alice.goto(base + "/webhooks");
+  const row = alice.locator("tr[data-webhook]", { hasText: webhookURL });
+  await row.locator("button[data-action=deliveries]").click();
+  const log = alice.getByTestId("deliveries");
+  const done = log.locator("tr[data-delivery]", { has: alice.locator("[data-testid=delivery-state]", { hasText: /^delivered$/ }) });
+  // The sender polls every second; refresh the log until the delivery is in.
+  for (let i = 0; i < 30 && !(await done.count()); i++) {
+    await alice.waitForTimeout(1000);
+    await alice.getByTestId("deliveries-refresh").click();
+  }
+  const text = await done.first().innerText();
+  assert.match(text, /job\.cancelled/);
+  assert.match(text, new RegExp(cancelledID.slice(0, 8)));
+  assert.match(await done.first().getByTestId("delivery-response").innerText(), /^HTTP 204$/);
+  await alice.screenshot({ path: join(artifacts, "webhook-deliveries.png"), fullPage: true });
+  await row.locator("button[data-action=delete]").click();
+  await alice.locator("dialog.confirm", { hasText: "Delete this webhook?" }).waitFor();
+  await alice.getByTestId("confirm").click();
+  await alice.locator("p[role=status]", { hasText: "No webhooks yet." }).waitFor();
+  assert.equal(await row.count(), 0);
+  assert.equal(await log.locator("table").count(), 0, "the deleted webhook's log is closed");
+});
+
+test("7c. the usage page shows alice's figures as the API has them", T, async () => {
+  await alice.click('header.top a[href="/usage"]');
+  await alice.getByRole("heading", { name: "Your usage" }).waitFor();
+  await alice.getByTestId("usage").waitFor();
+  const u = await alice.evaluate(async () => (await fetch("/api/usage")).json());
+  assert.equal(u.user, "alice");
+  assert.equal(u.limits.max_gpus, 4, "the test gateway's limits apply");
+  assert.ok(u.gpu_hours > 0, `alice's jobs used GPU-hours: ${u.gpu_hours}`);
+  const text = (k) => alice.locator(`[data-limit=${k}] [data-testid=limit-text]`).innerText();
+  assert.equal(await text("active_jobs"), `${u.active_jobs} of ${u.limits.max_active_jobs}`);
+  assert.equal(await text("queued_jobs"), `${u.queued_jobs} of ${u.limits.max_queued_jobs}`);
+  assert.equal(await text("gpus"), `${u.gpus_held} of 4`);
+  const gh = await text("gpu_hours");
+  assert.match(gh, /^\d+\.\d\d of 50\.0 GPU-hours$/);
+  assert.ok(Math.abs(parseFloat(gh) - u.gpu_hours) < 0.02, `${gh} vs the API's ${u.gpu_hours}`);
+  const meter = alice.locator("[data-limit=gpu_hours] [role=meter]");
+  assert.equal(Number(await meter.getAttribute("aria-valuemax")), 50);
+  const width = await meter.locator(".fill").evaluate((el) => parseFloat(el.style.width));
+  assert.ok(Math.abs(width - (100 * u.gpu_hours) / 50) < 0.1, `bar ${width}%`);
+  await alice.screenshot({ path: join(artifacts, "usage.png"), fullPage: true });
 });
 
 test("8. performance: job page with 2,000 metric points", T, async () => {

@@ -41,3 +41,23 @@ export function errorBox(e: unknown): HTMLElement {
   const t = errorText(e);
   return h("div.error", { role: "alert" }, h("strong", {}, t.title), h("p", {}, t.detail));
 }
+
+/** confirmDialog asks before an action; resolves true when confirmed. */
+export function confirmDialog(title: string, text: string, ok: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const d = h("dialog.confirm", { "aria-label": title }) as HTMLDialogElement;
+    const done = (v: boolean) => {
+      d.close();
+      d.remove();
+      resolve(v);
+    };
+    d.append(
+      h("h2", {}, title),
+      h("p", {}, text),
+      h("div.buttons", {}, h("button", { type: "button", onclick: () => done(false) }, "Keep it"), h("button.primary", { type: "button", "data-testid": "confirm", onclick: () => done(true) }, ok)),
+    );
+    d.addEventListener("cancel", () => done(false));
+    document.body.appendChild(d);
+    d.showModal();
+  });
+}

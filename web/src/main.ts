@@ -7,6 +7,8 @@ import { jobsPage } from "./pages/jobs";
 import { jobPage } from "./pages/job";
 import { submitPage } from "./pages/submit";
 import { systemPage } from "./pages/system";
+import { usagePage } from "./pages/usage";
+import { webhooksPage } from "./pages/webhooks";
 
 /** Page is what a route renders into the main element; it returns its cleanup. */
 export type Page = (main: HTMLElement, ctx: PageContext) => void | (() => void);
@@ -26,6 +28,8 @@ const routes: [RegExp, Page][] = [
   [/^\/jobs\/(?<id>[0-9a-fA-F-]{36})$/, jobPage],
   [/^\/submit$/, submitPage],
   [/^\/system$/, systemPage],
+  [/^\/usage$/, usagePage],
+  [/^\/webhooks$/, webhooksPage],
 ];
 
 let cleanup: (() => void) | void;
@@ -99,7 +103,7 @@ function nav(): HTMLElement {
         ),
       )
     : null;
-  return h("header.top", {}, h("a.brand", { href: "/" }, "ftgate"), h("nav", {}, link("/", "Jobs"), link("/submit", "Submit"), link("/system", "System")), user);
+  return h("header.top", {}, h("a.brand", { href: "/" }, "ftgate"), h("nav", {}, link("/", "Jobs"), link("/submit", "Submit"), link("/usage", "Usage"), link("/webhooks", "Webhooks"), link("/system", "System")), user);
 }
 
 function loginPage(main: HTMLElement, reason: string) {

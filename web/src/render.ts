@@ -395,3 +395,165 @@ export function mergeDiff(base: Record<string, any>, target: Record<string, any>
   }
   return out;
 }
+
+// ---- Usage and limits (GET /api/usage) ----
+
+export type Usage = components["schemas"]["Usage"];
+
+/** A limit as the Usage page draws it: a bar of used against limit, and notes. */
+export interface LimitBar {
+  key: "active_jobs" | "queued_jobs" | "gpus" | "gpu_hours";
+  label: string;
+  used: number;
+  /** limit is 0 when there is none. */
+  limit: number;
+  /** percent of the limit used, in [0, 100]; null without a limit. */
+  percent: number | null;
+  /** text is "used of limit" in words ("3 of 10", "0.42 of 40 GPU-hours", "2 (no limit)"). */
+  text: string;
+  /** tone: good below 80%, warn from 80%, bad at the limit. */
+  tone: "good" | "warn" | "bad";
+  /** notes explain what counts and, at the limit, what happens and when it frees up. */
+  notes: string[];
+}
+
+/** hours formats GPU-hours: two decimals below 10, one above. */
+export function hours(v: number): string {
+  if (!Number.isFinite(v)) return "–";
+  return Math.abs(v) < 10 ? v.toFixed(2) : v.toFixed(1);
+}
+
+/** duration is a compact span of seconds: 45s, 12m, 5h 3m, 7d, 1d 6h. */
+export function duration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m`;
+  if (s < 86400) {
+    const m = Math.floor((s % 3600) / 60);
+    return `${Math.floor(s / 3600)}h${m ? ` ${m}m` : ""}`;
+  }
+  const hh = Math.floor((s % 86400) / 3600);
+  return `${Math.floor(s / 86400)}d${hh ? ` ${hh}h` : ""}`;
+}
+
+/** utc is a timestamp as "2026-12-01 12:00:05 UTC" ("" when absent or not a time). */
+export function utc(iso: string | undefined | null): string {
+  if (!iso) return "";
+  const t = Date.parse(iso);
+  if (Number.isNaN(t)) return "";
+  return new Date(t).toISOString().slice(0, 19).replace("T", " ") + " UTC";
+}
+
+function bar(key: LimitBar["key"], label: string, used: number, limit: number, fmt: (n: number) => string, unit = ""): LimitBar {
+  const lim = limit > 0 ? limit : 0;
+  const percent = lim ? Math.max(0, Math.min(100, (100 * used) / lim)) : null;
+  const u = unit ? ` ${unit}` : "";
+  return {
+    key,
+    label,
+    used,
+    limit: lim,
+    percent,
+    text: lim ? `${fmt(used)} of ${fmt(lim)}${u}` : `${fmt(used)}${u} (no limit)`,
+    tone: lim && used >= lim ? "bad" : percent !== null && percent >= 80 ? "warn" : "good",
+    notes: [],
+  };
+}
+
+/** usageBars turns GET /api/usage into the four limits the Usage page draws. */
+export function usageBars(u: Usage, now: number = Date.now()): LimitBar[] {
+  const l = u.limits ?? { max_active_jobs: 0, max_queued_jobs: 0, max_gpus: 0, gpu_hours_per_window: 0, window_seconds: 0 };
+  const int = (n: number) => String(n);
+  const active = bar("active_jobs", "Active jobs", u.active_jobs ?? 0, l.max_active_jobs, int);
+  active.notes.push("Unfinished jobs: submitting, queued, running, pausing and paused.");
+  const queued = bar("queued_jobs", "Queued jobs", u.queued_jobs ?? 0, l.max_queued_jobs, int);
+  queued.notes.push("Jobs waiting to start: submitting and queued.");
+  const gpus = bar("gpus", "GPUs", u.gpus_held ?? 0, l.max_gpus, int);
+  gpus.notes.push(`${u.gpus_in_use ?? 0} in use by running jobs; the limit counts the GPUs of submitting, queued, running and pausing jobs (${u.gpus_held ?? 0}).`);
+  const win = l.window_seconds > 0 ? duration(l.window_seconds) : "";
+  const gh = bar("gpu_hours", win ? `GPU-hours in the last ${win}` : "GPU-hours", u.gpu_hours ?? 0, l.gpu_hours_per_window, hours, "GPU-hours");
+  gh.notes.push("Each run's GPUs times its time in the rolling window; running jobs count up to now.");
+  for (const b of [active, queued, gpus]) {
+    if (b.tone === "bad") b.notes.push("At the limit: new submissions (and resumes) are refused until one of these jobs ends.");
+  }
+  if (gh.tone === "bad") {
+    if (u.gpu_hours_frees_at) {
+      const t = Date.parse(u.gpu_hours_frees_at);
+      const inText = Number.isNaN(t) ? "" : t > now ? ` (in ${duration((t - now) / 1000)})` : " (now)";
+      gh.notes.push(`At the limit: new GPU jobs are refused; it frees up at ${utc(u.gpu_hours_frees_at)}${inText}.`);
+    } else {
+      gh.notes.push("At the limit: new GPU jobs are refused; your running jobs alone hold it, so it frees up only after they end.");
+    }
+  }
+  return [active, queued, gpus, gh];
+}
+
+// ---- Webhooks (/api/webhooks) ----
+
+export type Webhook = components["schemas"]["Webhook"];
+export type WebhookDelivery = components["schemas"]["WebhookDelivery"];
+export type WebhookEvent = components["schemas"]["WebhookRequest"]["events"][number];
+
+/** webhookEvents are the events the API accepts, in the order the form lists them. */
+export const webhookEvents = ["job.succeeded", "job.failed", "job.cancelled", "job.paused", "job.checkpoint"] as const satisfies readonly WebhookEvent[];
+// Fails to compile when openapi.json names an event the list lacks.
+export const webhookEventsComplete: Exclude<WebhookEvent, (typeof webhookEvents)[number]> extends never ? true : never = true;
+
+/** What each event means, for the form's checkboxes. */
+export const webhookEventText: Record<WebhookEvent, string> = {
+  "job.succeeded": "a job succeeded",
+  "job.failed": "a job failed",
+  "job.cancelled": "a job was cancelled",
+  "job.paused": "a job was paused",
+  "job.checkpoint": "a job wrote a checkpoint",
+};
+
+/**
+ * formErrors places an API error at a form's field: the gateway names the field first
+ * ("url: must be an http:// or https:// URL", "events: name at least one of ..."); an
+ * error that names none of fields is the form's (field "").
+ */
+export function formErrors(e: unknown, fields: string[]): FieldError {
+  const msg = e instanceof Error ? e.message : String(e);
+  for (const f of fields) {
+    if (msg.startsWith(f + ": ")) return { field: f, message: msg.slice(f.length + 2) };
+  }
+  return { field: "", message: msg };
+}
+
+/** A delivery of the log as the Webhooks page shows it: each cell in words. */
+export interface DeliveryView {
+  id: string;
+  event: string;
+  jobID: string;
+  state: { label: string; tone: StateInfo["tone"] };
+  attempts: string;
+  /** response is the last attempt's answer: "HTTP 204", "HTTP 500: ...", "no answer: ...", or "not attempted yet". */
+  response: string;
+  lastAttempt: string;
+  nextAttempt: string;
+  delivered: string;
+  created: string;
+}
+
+const deliveryTones: Record<string, StateInfo["tone"]> = { pending: "warn", delivered: "good", failed: "bad" };
+
+/** deliveryView is one row of an endpoint's delivery log. */
+export function deliveryView(d: WebhookDelivery): DeliveryView {
+  let response = "not attempted yet";
+  if (d.last_status) response = `HTTP ${d.last_status}` + (d.last_error ? `: ${d.last_error}` : "");
+  else if (d.last_error) response = `no answer: ${d.last_error}`;
+  else if ((d.attempts ?? 0) > 0) response = "no answer";
+  return {
+    id: d.id ?? "",
+    event: d.event ?? "",
+    jobID: d.job_id ?? "",
+    state: { label: d.state || "unknown", tone: deliveryTones[d.state ?? ""] ?? "neutral" },
+    attempts: String(d.attempts ?? 0),
+    response,
+    lastAttempt: utc(d.last_attempt_at),
+    nextAttempt: d.state === "pending" ? utc(d.next_attempt_at) : "",
+    delivered: utc(d.delivered_at),
+    created: utc(d.created_at),
+  };
+}

@@ -4,6 +4,7 @@ import assert from "node:assert/strict";
 import {
   ApiError, actionState, age, apiError, bytes, errorText, fieldErrors, fieldLine, formFromSpec,
   listQuery, mergeDiff, mergeSeries, num, progressPercent, resolvePaths, safeNext, specWithForm, stateInfo, templateLabel, timeline,
+  deliveryView, duration, formErrors, hours, usageBars, utc, webhookEventText, webhookEvents,
 } from "../build/test/render.mjs";
 
 test("stateInfo: every API state has a label and tone; unknown states show as themselves", () => {
@@ -176,4 +177,88 @@ function applyPatch(doc, patch) {
 test("templateLabel names the version and who shares it", () => {
   assert.equal(templateLabel({ name: "tiny", latest_version: 3, visibility: "private", owner: "alice" }), "tiny v3 (yours)");
   assert.equal(templateLabel({ name: "lab", latest_version: 1, visibility: "shared", owner: "admin" }), "lab v1 (shared by admin)");
+});
+
+const usage = (over = {}, limits = {}) => ({
+  user: "alice", groups: ["nlp-lab"], time: "2026-12-01T12:00:00Z",
+  active_jobs: 2, queued_jobs: 1, gpus_in_use: 2, gpus_held: 3, gpu_hours: 12.345, ...over,
+  limits: { max_active_jobs: 10, max_queued_jobs: 4, max_gpus: 4, gpu_hours_per_window: 40, window_seconds: 604800, ...limits },
+});
+
+test("usageBars: a bar per limit, used of limit, the GPU limit counts held GPUs", () => {
+  const bars = usageBars(usage());
+  assert.deepEqual(bars.map((b) => [b.key, b.used, b.limit, b.percent, b.text, b.tone]), [
+    ["active_jobs", 2, 10, 20, "2 of 10", "good"],
+    ["queued_jobs", 1, 4, 25, "1 of 4", "good"],
+    ["gpus", 3, 4, 75, "3 of 4", "good"],
+    ["gpu_hours", 12.345, 40, (100 * 12.345) / 40, "12.3 of 40.0 GPU-hours", "good"],
+  ]);
+  assert.equal(bars[3].label, "GPU-hours in the last 7d");
+  assert.match(bars[2].notes[0], /^2 in use by running jobs/);
+  for (const b of bars) assert.equal(b.notes.length, 1, `${b.key}: no limit note under the limit`);
+});
+
+test("usageBars: no limit, near and at the limit, over it (clamped)", () => {
+  const bars = usageBars(usage({ active_jobs: 8, queued_jobs: 4, gpus_held: 6, gpu_hours: 0.5 }, { max_gpus: 4, gpu_hours_per_window: 0, window_seconds: 86400 }));
+  const [active, queued, gpus, gh] = bars;
+  assert.deepEqual([active.tone, active.percent], ["warn", 80]);
+  assert.deepEqual([queued.tone, queued.percent], ["bad", 100]);
+  assert.match(queued.notes[1], /At the limit: new submissions/);
+  assert.deepEqual([gpus.tone, gpus.percent, gpus.text], ["bad", 100, "6 of 4"], "over the limit: the bar is full, the text says how far");
+  assert.deepEqual([gh.percent, gh.limit, gh.text, gh.tone, gh.label], [null, 0, "0.50 GPU-hours (no limit)", "good", "GPU-hours in the last 1d"]);
+  const none = usageBars({ ...usage(), limits: undefined });
+  assert.ok(none.every((b) => b.percent === null && b.tone === "good"), "a usage without limits draws no bars");
+});
+
+test("usageBars: at the GPU-hour limit it says when it frees up, or that running jobs hold it", () => {
+  const now = Date.parse("2026-12-01T12:00:00Z");
+  const at = usageBars(usage({ gpu_hours: 41.5, gpu_hours_frees_at: "2026-12-02T08:14:00Z" }), now)[3];
+  assert.equal(at.tone, "bad");
+  assert.equal(at.notes[1], "At the limit: new GPU jobs are refused; it frees up at 2026-12-02 08:14:00 UTC (in 20h 14m).");
+  const held = usageBars(usage({ gpu_hours: 40 }), now)[3];
+  assert.match(held.notes[1], /running jobs alone hold it/);
+  const under = usageBars(usage({ gpu_hours: 39.9, gpu_hours_frees_at: "2026-12-02T08:14:00Z" }), now)[3];
+  assert.equal(under.notes.length, 1, "under the limit a frees-at is not shown");
+});
+
+test("hours, duration, utc", () => {
+  assert.equal(hours(0.0123), "0.01");
+  assert.equal(hours(9.996), "10.00");
+  assert.equal(hours(41.55), "41.5");
+  assert.equal(hours(NaN), "–");
+  assert.deepEqual([45, 600, 3600, 5 * 3600 + 180, 7 * 86400, 86400 + 6 * 3600].map(duration), ["45s", "10m", "1h", "5h 3m", "7d", "1d 6h"]);
+  assert.equal(utc("2026-12-01T12:00:05.123456Z"), "2026-12-01 12:00:05 UTC");
+  assert.equal(utc("2026-12-01T13:00:05+01:00"), "2026-12-01 12:00:05 UTC");
+  assert.equal(utc(undefined), "");
+  assert.equal(utc("soon"), "");
+});
+
+test("deliveryView: each state and answer in words", () => {
+  const base = { id: "d1", endpoint_id: "e1", event: "job.succeeded", job_id: "0b9e0000-0000-4000-8000-000000000000", created_at: "2026-12-01T12:00:00Z" };
+  const ok = deliveryView({ ...base, state: "delivered", attempts: 1, last_status: 204, last_attempt_at: "2026-12-01T12:00:01Z", delivered_at: "2026-12-01T12:00:01Z" });
+  assert.deepEqual(ok, {
+    id: "d1", event: "job.succeeded", jobID: base.job_id, state: { label: "delivered", tone: "good" }, attempts: "1",
+    response: "HTTP 204", lastAttempt: "2026-12-01 12:00:01 UTC", nextAttempt: "", delivered: "2026-12-01 12:00:01 UTC", created: "2026-12-01 12:00:00 UTC",
+  });
+  const retry = deliveryView({ ...base, state: "pending", attempts: 2, last_status: 500, last_error: "answered 500", next_attempt_at: "2026-12-01T12:00:30Z" });
+  assert.deepEqual([retry.state.tone, retry.response, retry.nextAttempt], ["warn", "HTTP 500: answered 500", "2026-12-01 12:00:30 UTC"]);
+  const down = deliveryView({ ...base, state: "failed", attempts: 10, last_error: "dial tcp 127.0.0.1:9: connection refused", next_attempt_at: "2026-12-01T13:00:00Z" });
+  assert.deepEqual([down.state.tone, down.response, down.nextAttempt], ["bad", "no answer: dial tcp 127.0.0.1:9: connection refused", ""]);
+  assert.equal(deliveryView({ ...base, state: "pending", attempts: 0 }).response, "not attempted yet");
+  assert.equal(deliveryView({ ...base, state: "pending", attempts: 1 }).response, "no answer");
+  assert.deepEqual(deliveryView({ ...base, state: "odd", attempts: 0 }).state, { label: "odd", tone: "neutral" });
+});
+
+test("formErrors puts the API's message at the field it names, else on the form", () => {
+  const e422 = (m) => apiError(422, JSON.stringify({ error: { code: "unprocessable", message: m } }));
+  assert.deepEqual(formErrors(e422('url: must be an http:// or https:// URL, got "ftp://x"'), ["url", "events"]), { field: "url", message: 'must be an http:// or https:// URL, got "ftp://x"' });
+  assert.deepEqual(formErrors(e422("events: name at least one of job.succeeded, job.failed"), ["url", "events"]), { field: "events", message: "name at least one of job.succeeded, job.failed" });
+  assert.deepEqual(formErrors(e422("urls: x"), ["url", "events"]), { field: "", message: "urls: x" }, "a field's name must be followed by its colon");
+  assert.deepEqual(formErrors(apiError(503, '{"error":{"code":"unavailable","message":"webhooks are not configured on this gateway"}}'), ["url"]), { field: "", message: "webhooks are not configured on this gateway" });
+  assert.deepEqual(formErrors("plain", ["url"]), { field: "", message: "plain" });
+});
+
+test("the webhook form offers every event the API accepts, each explained", () => {
+  assert.deepEqual([...webhookEvents].sort(), ["job.cancelled", "job.checkpoint", "job.failed", "job.paused", "job.succeeded"]);
+  for (const e of webhookEvents) assert.ok(webhookEventText[e]?.length > 5, e);
 });

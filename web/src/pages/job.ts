@@ -3,7 +3,7 @@
 // start, then live, with log lines) drives every live part.
 import { get, getText, send } from "../api";
 import { Chart } from "../chart";
-import { h, errorBox, replace } from "../dom";
+import { h, confirmDialog, errorBox, replace } from "../dom";
 import {
   ApiError,
   actionState,
@@ -50,26 +50,6 @@ interface GPU {
 }
 
 const maxLogLines = 2000;
-
-/** confirmDialog asks before an action; resolves true when confirmed. */
-export function confirmDialog(title: string, text: string, ok: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const d = h("dialog.confirm", { "aria-label": title }) as HTMLDialogElement;
-    const done = (v: boolean) => {
-      d.close();
-      d.remove();
-      resolve(v);
-    };
-    d.append(
-      h("h2", {}, title),
-      h("p", {}, text),
-      h("div.buttons", {}, h("button", { type: "button", onclick: () => done(false) }, "Keep it"), h("button.primary", { type: "button", "data-testid": "confirm", onclick: () => done(true) }, ok)),
-    );
-    d.addEventListener("cancel", () => done(false));
-    document.body.appendChild(d);
-    d.showModal();
-  });
-}
 
 const actionText: Record<Action, { label: string; title: string; text: string }> = {
   pause: { label: "Pause", title: "Pause this job?", text: "It writes a checkpoint and stops; resume continues from that checkpoint." },
