@@ -183,6 +183,19 @@ type Usage struct {
 	// running on); absent when under the limit, or when running jobs alone hold it.
 	GPUHoursFreesAt *time.Time  `json:"gpu_hours_frees_at,omitempty"`
 	Limits          UsageLimits `json:"limits"`
+	// GroupBudgets are the shared GPU-hour budgets of the user's groups
+	// (limits.group_budgets): each counts all the group's members' runs in the window.
+	GroupBudgets []GroupBudgetUsage `json:"group_budgets"`
+}
+
+// GroupBudgetUsage is one group's shared budget in a Usage.
+type GroupBudgetUsage struct {
+	Group             string  `json:"group"`
+	GPUHours          float64 `json:"gpu_hours"`
+	GPUHoursPerWindow float64 `json:"gpu_hours_per_window"`
+	// FreesAt, when the budget is used up, is when submissions are accepted again
+	// (running jobs running on); absent otherwise, or when running jobs alone hold it.
+	FreesAt *time.Time `json:"frees_at,omitempty"`
 }
 
 // UsageLimits are the limits of a Usage; 0 is no limit.

@@ -337,7 +337,7 @@ func (s *memStore) usage(user string) quota.Usage {
 	return u
 }
 
-func (s *memStore) Usage(_ context.Context, user string, _ time.Duration) (quota.Usage, error) {
+func (s *memStore) Usage(_ context.Context, user string, _ quota.Limits) (quota.Usage, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.usage(user), nil

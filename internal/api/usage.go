@@ -36,7 +36,7 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lim := s.Limits.For(user, groups)
-	u, err := s.Store.Usage(r.Context(), user, lim.Window)
+	u, err := s.Store.Usage(r.Context(), user, lim)
 	if err != nil {
 		s.Error(w, r, err)
 		return
@@ -53,6 +53,18 @@ func (s *Server) usage(w http.ResponseWriter, r *http.Request) {
 			t = t.UTC()
 			out.GPUHoursFreesAt = &t
 		}
+	}
+	out.GroupBudgets = []client.GroupBudgetUsage{}
+	for _, p := range lim.Pools {
+		runs := u.PoolRuns[p.Group]
+		g := client.GroupBudgetUsage{Group: p.Group, GPUHours: quota.GPUHours(runs, u.At, lim.Window), GPUHoursPerWindow: p.GPUHours}
+		if g.GPUHours >= p.GPUHours {
+			if t, ok := quota.FreesAt(runs, u.At, lim.Window, p.GPUHours); ok {
+				t = t.UTC()
+				g.FreesAt = &t
+			}
+		}
+		out.GroupBudgets = append(out.GroupBudgets, g)
 	}
 	writeJSON(w, http.StatusOK, out)
 }

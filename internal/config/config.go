@@ -193,12 +193,21 @@ type Limits struct {
 	Groups map[string]LimitOverride `yaml:"groups"`
 	// Users override them for one Unix account, over its groups.
 	Users map[string]LimitOverride `yaml:"users"`
+	// GroupBudgets are GPU-hour budgets an OIDC group's members share: a job of a
+	// member (by the groups at its submission) is refused once all the group's runs
+	// used the budget in the last Window, whatever each member's own limit.
+	GroupBudgets map[string]GroupBudget `yaml:"group_budgets"`
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// MaxStreamsPerUser and MaxStreams cap open event streams, WebSockets and
 	// followed logs per user and in all (429 above them).
 	MaxStreamsPerUser int `yaml:"max_streams_per_user"`
 	MaxStreams        int `yaml:"max_streams"`
+}
+
+// GroupBudget is one group's shared budget.
+type GroupBudget struct {
+	GPUHoursPerWindow float64 `yaml:"gpu_hours_per_window"`
 }
 
 // LimitOverride replaces the limits it sets (0: no limit); unset ones stay.
@@ -249,6 +258,12 @@ func (l Limits) For(user string, groups []string) quota.Limits {
 	if set[3] {
 		out.GPUHours = vals[3]
 	}
+	for _, g := range groups {
+		if b, ok := l.GroupBudgets[g]; ok && !slices.ContainsFunc(out.Pools, func(p quota.Pool) bool { return p.Group == g }) {
+			out.Pools = append(out.Pools, quota.Pool{Group: g, GPUHours: b.GPUHoursPerWindow})
+		}
+	}
+	slices.SortFunc(out.Pools, func(a, b quota.Pool) int { return strings.Compare(a.Group, b.Group) })
 	return out
 }
 
@@ -677,6 +692,14 @@ func (l Limits) validate(bad func(key, format string, a ...any)) {
 			bad("limits.groups", "a group name is empty")
 		}
 		check("limits.groups."+g, l.Groups[g])
+	}
+	for _, g := range sortedKeys(l.GroupBudgets) {
+		if strings.TrimSpace(g) == "" {
+			bad("limits.group_budgets", "a group name is empty")
+		}
+		if h := l.GroupBudgets[g].GPUHoursPerWindow; !(h > 0) || math.IsInf(h, 0) {
+			bad("limits.group_budgets."+g+".gpu_hours_per_window", "must be a number > 0 (leave the group out for no budget)")
+		}
 	}
 	for _, u := range sortedKeys(l.Users) {
 		if !job.UserRE.MatchString(u) {

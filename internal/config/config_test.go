@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -192,6 +193,9 @@ limits:
     small: {max_gpus_per_user: 2}
   users:
     carol: {max_gpus_per_user: 1, max_active_jobs_per_user: 20}
+  group_budgets:
+    lab: {gpu_hours_per_window: 2000}
+    nlp: {gpu_hours_per_window: 300.5}
 `), []string{"FTGATE_LIMITS_GPU_HOURS_PER_WINDOW=120.5"})
 	if err != nil {
 		t.Fatal(err)
@@ -219,6 +223,19 @@ limits:
 		got := l.For(tt.user, tt.groups)
 		if g := [4]float64{float64(got.MaxActive), float64(got.MaxQueued), float64(got.MaxGPUs), got.GPUHours}; g != tt.want || got.Window != l.Window {
 			t.Errorf("For(%s, %v) = %+v, want %v", tt.user, tt.groups, got, tt.want)
+		}
+	}
+	// Group budgets: one pool per budgeted group of the user, sorted, once each.
+	if got := l.For("alice", []string{"nlp", "other", "lab", "nlp"}).Pools; fmt.Sprint(got) != "[{lab 2000} {nlp 300.5}]" {
+		t.Errorf("pools of lab+nlp member: %v", got)
+	}
+	if got := l.For("alice", []string{"other"}).Pools; len(got) != 0 {
+		t.Errorf("pools of a member of no budgeted group: %v", got)
+	}
+	for _, bad := range []string{"  group_budgets:\n    lab: {gpu_hours_per_window: 0}\n", "  group_budgets:\n    lab: {gpu_hours_per_window: -1}\n",
+		"  group_budgets:\n    lab: {gpu_hours: 5}\n"} {
+		if _, err := Load(write(t, "b.yaml", minimal+"limits:\n"+bad), nil); err == nil || !strings.Contains(err.Error(), "limits.group_budgets.lab") && !strings.Contains(err.Error(), "gpu_hours") {
+			t.Errorf("%q: %v, want an error naming limits.group_budgets.lab", bad, err)
 		}
 	}
 }

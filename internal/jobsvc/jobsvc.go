@@ -27,7 +27,7 @@ type Store interface {
 	Get(ctx context.Context, id string) (job.Job, error)
 	Transition(ctx context.Context, id string, c job.Change) (job.Job, error)
 	// Usage is what Unix account user holds now, runs in the window included.
-	Usage(ctx context.Context, user string, window time.Duration) (quota.Usage, error)
+	Usage(ctx context.Context, user string, lim quota.Limits) (quota.Usage, error)
 	// ByIdempotencyKey returns owner's job created with key (ENotFound: none).
 	ByIdempotencyKey(ctx context.Context, owner, key string) (job.Job, error)
 	SetPinned(ctx context.Context, id string, pinned bool) error
@@ -310,7 +310,7 @@ func (s *Service) Resume(ctx context.Context, j job.Job, by string) (job.Job, er
 	}
 	if lim := s.limits(j); !lim.None() {
 		// The paused job itself is counted among the unfinished ones (Add.Active 0).
-		u, err := s.Store.Usage(ctx, j.User, lim.Window)
+		u, err := s.Store.Usage(ctx, j.User, lim)
 		if err != nil {
 			return j, err
 		}

@@ -73,7 +73,7 @@ func (s *fakeStore) Transition(_ context.Context, id string, c job.Change) (job.
 	return j, nil
 }
 
-func (s *fakeStore) Usage(_ context.Context, user string, _ time.Duration) (quota.Usage, error) {
+func (s *fakeStore) Usage(_ context.Context, user string, _ quota.Limits) (quota.Usage, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u := quota.Usage{At: time.Now()}

@@ -76,11 +76,7 @@ func (s *Store) create(ctx context.Context, j job.Job, lim quota.Limits) (out jo
 	}
 	var u quota.Usage
 	if !lim.None() {
-		window := lim.Window
-		if lim.GPUHours == 0 {
-			window = 0 // no GPU-hour limit: the runs are not needed
-		}
-		queueUsage(b, &u, j.User, now, window)
+		queueUsage(b, &u, j.User, now, lim.RunsWindow(), lim.Pools)
 	}
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return out, false, err

@@ -26,26 +26,22 @@ var (
 )
 
 // Usage returns what Unix account user holds now: unfinished, waiting and
-// GPU-holding jobs, and the runs that overlap the window ending now.
-func (s *Store) Usage(ctx context.Context, user string, window time.Duration) (quota.Usage, error) {
-	u, err := usage(ctx, s.Pool, user, s.now(), window)
+// GPU-holding jobs, and the runs that overlap lim's window ending now (the user's,
+// whatever the limits, and those of each of lim's pools).
+func (s *Store) Usage(ctx context.Context, user string, lim quota.Limits) (quota.Usage, error) {
+	var u quota.Usage
+	b := &pgx.Batch{}
+	queueUsage(b, &u, user, s.now(), lim.Window, lim.Pools)
+	err := s.Pool.SendBatch(ctx, b).Close()
 	return u, translate(err, "usage")
 }
 
-// usage counts user's jobs (jobs_user_live) and reads the runs in the window ending
-// at (job_runs_user_ended): the user's runs in one window, so bounded by what the
-// limits let a user run in it. A window of 0 reads no runs.
-func usage(ctx context.Context, q querier, user string, at time.Time, window time.Duration) (quota.Usage, error) {
-	var u quota.Usage
-	b := &pgx.Batch{}
-	queueUsage(b, &u, user, at, window)
-	err := q.SendBatch(ctx, b).Close()
-	return u, err
-}
-
-// queueUsage adds usage's statements to b (one round trip with whatever else b holds);
-// u is filled when the batch runs.
-func queueUsage(b *pgx.Batch, u *quota.Usage, user string, at time.Time, window time.Duration) {
+// queueUsage adds to b (one round trip with whatever else b holds) the count of user's
+// jobs (jobs_user_live) and, for a window > 0, the runs in the window ending at: the
+// user's (job_runs_user_ended, bounded by what the limits let a user run in one
+// window) and each pool group's (job_runs_ended, then the job's groups). u is filled
+// when the batch runs.
+func queueUsage(b *pgx.Batch, u *quota.Usage, user string, at time.Time, window time.Duration, pools []quota.Pool) {
 	u.At = at
 	b.Queue(`SELECT count(*) FILTER (WHERE state = ANY($2)), count(*) FILTER (WHERE state = ANY($3)),
 		coalesce(sum(gpus) FILTER (WHERE state = ANY($4)), 0), coalesce(sum(gpus) FILTER (WHERE state = ANY($5)), 0)
@@ -56,16 +52,32 @@ func queueUsage(b *pgx.Batch, u *quota.Usage, user string, at time.Time, window 
 	if window <= 0 {
 		return
 	}
+	from := at.Add(-window)
 	b.Queue(`SELECT started_at, ended_at, gpus FROM job_runs
 		WHERE unix_user = $1 AND gpus > 0 AND (ended_at IS NULL OR ended_at > $2) AND started_at < $3`,
-		user, at.Add(-window), at).Query(func(rows pgx.Rows) error {
-		var err error
-		u.Runs, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (quota.Run, error) {
-			var r quota.Run
-			err := row.Scan(&r.Start, &r.End, &r.GPUs)
-			return r, err
-		})
+		user, from, at).Query(func(rows pgx.Rows) (err error) {
+		u.Runs, err = collectRuns(rows)
 		return err
+	})
+	for _, p := range pools {
+		b.Queue(`SELECT r.started_at, r.ended_at, r.gpus FROM job_runs r JOIN jobs j ON j.id = r.job_id
+			WHERE $1 = ANY(j.owner_groups) AND r.gpus > 0 AND (r.ended_at IS NULL OR r.ended_at > $2) AND r.started_at < $3`,
+			p.Group, from, at).Query(func(rows pgx.Rows) error {
+			runs, err := collectRuns(rows)
+			if u.PoolRuns == nil {
+				u.PoolRuns = map[string][]quota.Run{}
+			}
+			u.PoolRuns[p.Group] = runs
+			return err
+		})
+	}
+}
+
+func collectRuns(rows pgx.Rows) ([]quota.Run, error) {
+	return pgx.CollectRows(rows, func(row pgx.CollectableRow) (quota.Run, error) {
+		var r quota.Run
+		err := row.Scan(&r.Start, &r.End, &r.GPUs)
+		return r, err
 	})
 }
 

@@ -77,7 +77,7 @@ func TestIntegrationRunsAndUsage(t *testing.T) {
 	}
 	step(d.ID, job.Change{From: job.Submitting, To: job.Cancelled})
 
-	u, err := s.Usage(ctx, "alice", 24*time.Hour)
+	u, err := s.Usage(ctx, "alice", quota.Limits{Window: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestIntegrationRunsAndUsage(t *testing.T) {
 	if runs := mustRuns(t, s, 3*time.Hour); math.Abs(quota.GPUHours(runs, u.At, 3*time.Hour)-9) > 1e-6 || len(runs) != 2 {
 		t.Errorf("3 h window: %v GPU-hours over %d runs, want 9 over 2", quota.GPUHours(runs, u.At, 3*time.Hour), len(runs))
 	}
-	if u, _ := s.Usage(ctx, "bob", 24*time.Hour); u.Active != 0 || len(u.Runs) != 0 {
+	if u, _ := s.Usage(ctx, "bob", quota.Limits{Window: 24 * time.Hour}); u.Active != 0 || len(u.Runs) != 0 {
 		t.Errorf("bob's usage %+v, want none", u)
 	}
 
@@ -133,9 +133,75 @@ func TestIntegrationRunsAndUsage(t *testing.T) {
 
 func mustRuns(t *testing.T, s *postgres.Store, window time.Duration) []quota.Run {
 	t.Helper()
-	u, err := s.Usage(context.Background(), "alice", window)
+	u, err := s.Usage(context.Background(), "alice", quota.Limits{Window: window})
 	if err != nil {
 		t.Fatal(err)
 	}
 	return u.Runs
+}
+
+// TestIntegrationGroupBudget: a group's budget counts the runs of all its members' jobs
+// (by the groups at submission), refuses a member's GPU job once used up whoever used
+// it, leaves non-members and CPU jobs alone, and Usage returns the pool's runs.
+func TestIntegrationGroupBudget(t *testing.T) {
+	s := postgres.New(pgtest.Schema(t))
+	ctx := context.Background()
+	clock := time.Now().Add(-time.Hour).Truncate(time.Second)
+	s.Now = func() time.Time { return clock }
+	member := func(user string, gpus int, groups ...string) job.Job {
+		j := newJob(user, "m")
+		j.OwnerGroups = groups
+		j.Spec.Resources.GPUs, j.Spec.Distributed.ProcessesPerNode = gpus, max(gpus, 1)
+		j.SpecHash = j.Spec.Hash()
+		return j
+	}
+	lim := quota.Limits{Window: 24 * time.Hour, Pools: []quota.Pool{{Group: "lab", GPUHours: 3}}}
+	// alice (lab) runs 2 GPUs for 1 h: 2 of lab's 3 GPU-hours.
+	a, _, err := s.Create(ctx, member("alice", 2, "lab"), lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []job.Change{{From: job.Submitting, To: job.Queued, SlurmID: "1"}, {From: job.Queued, To: job.Running}} {
+		if _, err := s.Transition(ctx, a.ID, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock = clock.Add(time.Hour)
+	if _, err := s.Transition(ctx, a.ID, job.Change{From: job.Running, To: job.Succeeded}); err != nil {
+		t.Fatal(err)
+	}
+	// bob (lab) may still start one: 2 < 3.
+	if _, _, err := s.Create(ctx, member("bob", 1, "lab", "nlp"), lim); err != nil {
+		t.Fatalf("bob under the budget: %v", err)
+	}
+	// carol (lab) runs 1 GPU for 1 h: lab is at 3 of 3.
+	c, _, err := s.Create(ctx, member("carol", 1, "lab"), quota.Limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []job.Change{{From: job.Submitting, To: job.Queued, SlurmID: "2"}, {From: job.Queued, To: job.Running}} {
+		if _, err := s.Transition(ctx, c.ID, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock = clock.Add(time.Hour)
+	u, err := s.Usage(ctx, "bob", lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := quota.GPUHours(u.PoolRuns["lab"], u.At, lim.Window); math.Abs(got-3) > 0.01 || len(u.Runs) != 0 {
+		t.Fatalf("bob's usage: pool lab %.2f GPU-hours from %d runs, own runs %d; want 3 from alice's and carol's, none of bob's",
+			got, len(u.PoolRuns["lab"]), len(u.Runs))
+	}
+	_, _, err = s.Create(ctx, member("bob", 1, "lab", "nlp"), lim)
+	var je *job.Error
+	if !errors.As(err, &je) || je.Code != job.ETooMany || je.Details["limit"] != quota.LimitPool || je.Details["group"] != "lab" {
+		t.Fatalf("bob's GPU job with lab's budget used up: %v, want too_many naming group lab", err)
+	}
+	if _, _, err := s.Create(ctx, member("bob", 0, "lab"), lim); err != nil {
+		t.Errorf("a CPU job of a lab member: %v, want accepted", err)
+	}
+	if _, _, err := s.Create(ctx, member("dave", 1, "nlp"), quota.Limits{Window: 24 * time.Hour, Pools: []quota.Pool{{Group: "nlp", GPUHours: 3}}}); err != nil {
+		t.Errorf("a member of another group: %v, want accepted", err)
+	}
 }

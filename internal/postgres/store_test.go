@@ -192,7 +192,7 @@ func TestIntegrationStoreQuotaCountsPaused(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if u, err := s.Usage(ctx, "alice", time.Hour); err != nil || u.Active != 2 || u.Queued != 1 {
+	if u, err := s.Usage(ctx, "alice", quota.Limits{Window: time.Hour}); err != nil || u.Active != 2 || u.Queued != 1 {
 		t.Fatalf("Usage with one paused and one submitting job: %+v %v, want 2 active, 1 waiting", u, err)
 	}
 	if _, _, err := s.Create(ctx, newJob("alice", "m"), quota.Limits{MaxActive: 2}); job.ErrorCode(err) != job.ETooMany {

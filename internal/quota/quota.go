@@ -22,6 +22,15 @@ type Limits struct {
 	// GPUHours caps the GPU-hours of the runs in the last Window.
 	GPUHours float64
 	Window   time.Duration
+	// Pools are the shared GPU-hour budgets of the user's groups: each caps the
+	// GPU-hours of all its members' runs in the last Window together.
+	Pools []Pool
+}
+
+// Pool is one group's shared GPU-hour budget (limits.group_budgets).
+type Pool struct {
+	Group    string
+	GPUHours float64
 }
 
 // The states each limit counts (every unfinished state counts toward MaxActive:
@@ -37,7 +46,16 @@ var (
 
 // None reports whether l limits nothing.
 func (l Limits) None() bool {
-	return l.MaxActive == 0 && l.MaxQueued == 0 && l.MaxGPUs == 0 && l.GPUHours == 0
+	return l.MaxActive == 0 && l.MaxQueued == 0 && l.MaxGPUs == 0 && l.GPUHours == 0 && len(l.Pools) == 0
+}
+
+// RunsWindow is the window whose runs Check needs: Window when a GPU-hour limit or a
+// pool applies, else 0 (no runs to read).
+func (l Limits) RunsWindow() time.Duration {
+	if l.GPUHours == 0 && len(l.Pools) == 0 {
+		return 0
+	}
+	return l.Window
 }
 
 // Run is one run of a job as the gateway saw Slurm run it: a job that Slurm requeued
@@ -59,6 +77,9 @@ type Usage struct {
 	GPUsHeld int
 	// Runs are the user's runs that overlap the window ending At (with GPUs).
 	Runs []Run
+	// PoolRuns are, per pool group, the runs of all the group's members' jobs that
+	// overlap the window (a job belongs to the groups its owner had at submission).
+	PoolRuns map[string][]Run
 }
 
 // Count adds one job in state st holding gpus GPUs to u, as the store counts it
@@ -91,6 +112,7 @@ const (
 	LimitQueued   = "queued_jobs"
 	LimitGPUs     = "gpus"
 	LimitGPUHours = "gpu_hours"
+	LimitPool     = "group_gpu_hours"
 )
 
 // overlap is how long [start, end] overlaps [from, to].
@@ -195,22 +217,40 @@ func (l Limits) Check(u Usage, add Add) error {
 			u.GPUsHeld, add.GPUs, l.MaxGPUs)
 	}
 	if l.GPUHours > 0 && add.GPUs > 0 {
-		used := u.GPUHours(l.Window)
-		if used >= l.GPUHours {
-			e := tooMany(LimitGPUHours, l.GPUHours, round(used), add.GPUs, "")
-			e.Details["window_seconds"] = int64(l.Window / time.Second)
-			msg := fmt.Sprintf("GPU-hour limit reached: you used %.1f of %g GPU-hours in the last %s", used, l.GPUHours, FormatWindow(l.Window))
-			if t, ok := FreesAt(u.Runs, u.At, l.Window, l.GPUHours); ok {
-				e.Details["frees_at"] = t.UTC().Format(time.RFC3339)
-				msg += fmt.Sprintf("; it frees up at %s (in %s)", t.UTC().Format(time.RFC3339), t.Sub(u.At).Round(time.Minute))
-			} else {
-				msg += "; your running jobs alone hold it, so it frees up only after they end"
+		if used := u.GPUHours(l.Window); used >= l.GPUHours {
+			return l.hoursRefused(LimitGPUHours, l.GPUHours, used, u.Runs, u.At, add.GPUs,
+				fmt.Sprintf("GPU-hour limit reached: you used %.1f of %g GPU-hours", used, l.GPUHours), "your running jobs")
+		}
+	}
+	if add.GPUs > 0 {
+		for _, p := range l.Pools {
+			runs := u.PoolRuns[p.Group]
+			if used := GPUHours(runs, u.At, l.Window); used >= p.GPUHours {
+				e := l.hoursRefused(LimitPool, p.GPUHours, used, runs, u.At, add.GPUs,
+					fmt.Sprintf("group budget reached: group %s used %.1f of its shared %g GPU-hours", p.Group, used, p.GPUHours), "the group's running jobs")
+				e.Details["group"] = p.Group
+				return e
 			}
-			e.Message = msg
-			return e
 		}
 	}
 	return nil
+}
+
+// hoursRefused is the ETooMany of a GPU-hour budget (the user's or a pool's) that
+// runs used up by at: what, the window, and when it frees up (or that holders alone
+// hold it).
+func (l Limits) hoursRefused(limit string, budget, used float64, runs []Run, at time.Time, requested int, what, holders string) *job.Error {
+	e := tooMany(limit, budget, round(used), requested, "")
+	e.Details["window_seconds"] = int64(l.Window / time.Second)
+	msg := what + " in the last " + FormatWindow(l.Window)
+	if t, ok := FreesAt(runs, at, l.Window, budget); ok {
+		e.Details["frees_at"] = t.UTC().Format(time.RFC3339)
+		msg += fmt.Sprintf("; it frees up at %s (in %s)", t.UTC().Format(time.RFC3339), t.Sub(at).Round(time.Minute))
+	} else {
+		msg += "; " + holders + " alone hold it, so it frees up only after they end"
+	}
+	e.Message = msg
+	return e
 }
 
 func tooMany(limit string, max, used any, requested int, format string, a ...any) *job.Error {

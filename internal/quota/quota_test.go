@@ -125,6 +125,15 @@ func TestCheck(t *testing.T) {
 		{"gpu hours held by a running job", Limits{GPUHours: 8, Window: w}, Usage{At: t0, Runs: []Run{running(-30, 1)}}, newJob(1), LimitGPUHours,
 			"your running jobs alone hold it"},
 		{"gpu hours do not refuse a CPU job", Limits{GPUHours: 8, Window: w}, Usage{At: t0, Runs: []Run{running(-30, 1)}}, newJob(0), "", ""},
+		{"group budget under", Limits{Window: w, Pools: []Pool{{"lab", 10}}},
+			Usage{At: t0, PoolRuns: map[string][]Run{"lab": {ended(-5, -1, 2)}}}, newJob(1), "", ""},
+		{"group budget used up by the group", Limits{GPUHours: 100, Window: w, Pools: []Pool{{"lab", 10}, {"nlp", 8}}},
+			Usage{At: t0, Runs: []Run{ended(-2, -1, 1)}, PoolRuns: map[string][]Run{"lab": {ended(-5, -1, 2)}, "nlp": {ended(-5, -1, 2)}}}, newJob(1), LimitPool,
+			"group budget reached: group nlp used 8.0 of its shared 8 GPU-hours in the last 1d; it frees up at 2026-11-30T07:00:01Z"},
+		{"group budget held by running jobs", Limits{Window: w, Pools: []Pool{{"lab", 8}}},
+			Usage{At: t0, PoolRuns: map[string][]Run{"lab": {running(-30, 1)}}}, newJob(1), LimitPool, "the group's running jobs alone hold it"},
+		{"group budget does not refuse a CPU job", Limits{Window: w, Pools: []Pool{{"lab", 8}}},
+			Usage{At: t0, PoolRuns: map[string][]Run{"lab": {running(-30, 1)}}}, newJob(0), "", ""},
 	}
 	for _, tt := range tests {
 		err := tt.lim.Check(tt.u, tt.add)
@@ -142,6 +151,13 @@ func TestCheck(t *testing.T) {
 	e := Limits{GPUHours: 8, Window: w}.Check(Usage{At: t0, Runs: []Run{ended(-5, -1, 2)}}, newJob(1)).(*job.Error)
 	if e.Details["max"] != 8.0 || e.Details["used"] != 8.0 || e.Details["window_seconds"] != int64(86400) || e.Details["frees_at"] != "2026-11-30T07:00:01Z" {
 		t.Errorf("gpu_hours details: %v", e.Details)
+	}
+	e = Limits{Window: w, Pools: []Pool{{"lab", 8}}}.Check(Usage{At: t0, PoolRuns: map[string][]Run{"lab": {ended(-5, -1, 2)}}}, newJob(1)).(*job.Error)
+	if e.Details["group"] != "lab" || e.Details["max"] != 8.0 || e.Details["used"] != 8.0 || e.Details["frees_at"] != "2026-11-30T07:00:01Z" {
+		t.Errorf("group_gpu_hours details: %v", e.Details)
+	}
+	if (Limits{Pools: []Pool{{"lab", 8}}}).None() || (Limits{Pools: []Pool{{"lab", 8}}, Window: w}).RunsWindow() != w || (Limits{MaxActive: 1, Window: w}).RunsWindow() != 0 {
+		t.Error("a pool alone must count as a limit that needs the window's runs")
 	}
 }
 

@@ -402,7 +402,7 @@ export type Usage = components["schemas"]["Usage"];
 
 /** A limit as the Usage page draws it: a bar of used against limit, and notes. */
 export interface LimitBar {
-  key: "active_jobs" | "queued_jobs" | "gpus" | "gpu_hours";
+  key: "active_jobs" | "queued_jobs" | "gpus" | "gpu_hours" | "group_gpu_hours";
   label: string;
   used: number;
   /** limit is 0 when there is none. */
@@ -460,7 +460,8 @@ function bar(key: LimitBar["key"], label: string, used: number, limit: number, f
   };
 }
 
-/** usageBars turns GET /api/usage into the four limits the Usage page draws. */
+/** usageBars turns GET /api/usage into the bars the Usage page draws: the four
+ * per-user limits, then one per shared group budget. */
 export function usageBars(u: Usage, now: number = Date.now()): LimitBar[] {
   const l = u.limits ?? { max_active_jobs: 0, max_queued_jobs: 0, max_gpus: 0, gpu_hours_per_window: 0, window_seconds: 0 };
   const int = (n: number) => String(n);
@@ -485,7 +486,21 @@ export function usageBars(u: Usage, now: number = Date.now()): LimitBar[] {
       gh.notes.push("At the limit: new GPU jobs are refused; your running jobs alone hold it, so it frees up only after they end.");
     }
   }
-  return [active, queued, gpus, gh];
+  const groups = (u.group_budgets ?? []).map((g) => {
+    const b = bar("group_gpu_hours", `Group ${g.group}: shared GPU-hours${win ? ` in the last ${win}` : ""}`, g.gpu_hours, g.gpu_hours_per_window, hours, "GPU-hours");
+    b.notes.push(`All runs of the jobs of group ${g.group}'s members count, whoever ran them.`);
+    if (b.tone === "bad") {
+      if (g.frees_at) {
+        const t = Date.parse(g.frees_at);
+        const inText = Number.isNaN(t) ? "" : t > now ? ` (in ${duration((t - now) / 1000)})` : " (now)";
+        b.notes.push(`Used up: new GPU jobs are refused; it frees up at ${utc(g.frees_at)}${inText}.`);
+      } else {
+        b.notes.push("Used up: new GPU jobs are refused; the group's running jobs alone hold it, so it frees up only after they end.");
+      }
+    }
+    return b;
+  });
+  return [active, queued, gpus, gh, ...groups];
 }
 
 // ---- Webhooks (/api/webhooks) ----

@@ -221,6 +221,21 @@ test("usageBars: at the GPU-hour limit it says when it frees up, or that running
   assert.equal(under.notes.length, 1, "under the limit a frees-at is not shown");
 });
 
+test("usageBars: one bar per shared group budget, used up says when it frees up", () => {
+  const now = Date.parse("2026-12-01T12:00:00Z");
+  const bars = usageBars(usage({ group_budgets: [
+    { group: "nlp-lab", gpu_hours: 5000, gpu_hours_per_window: 5000, frees_at: "2026-12-01T15:00:00Z" },
+    { group: "<b>x</b>", gpu_hours: 10, gpu_hours_per_window: 100 },
+  ] }), now);
+  assert.equal(bars.length, 6);
+  const [lab, x] = bars.slice(4);
+  assert.deepEqual([lab.key, lab.tone, lab.text, lab.label], ["group_gpu_hours", "bad", "5000.0 of 5000.0 GPU-hours", "Group nlp-lab: shared GPU-hours in the last 7d"]);
+  assert.equal(lab.notes[1], "Used up: new GPU jobs are refused; it frees up at 2026-12-01 15:00:00 UTC (in 3h).");
+  assert.deepEqual([x.tone, x.percent, x.notes.length], ["good", 10, 1]);
+  const held = usageBars(usage({ group_budgets: [{ group: "g", gpu_hours: 7, gpu_hours_per_window: 7 }] }), now)[4];
+  assert.match(held.notes[1], /the group's running jobs alone hold it/);
+});
+
 test("hours, duration, utc", () => {
   assert.equal(hours(0.0123), "0.01");
   assert.equal(hours(9.996), "10.00");

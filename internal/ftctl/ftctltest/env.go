@@ -214,7 +214,7 @@ func (s *MemStore) usage(user string) quota.Usage {
 
 // Usage, UserGroups, ByIdempotencyKey, SetPinned and MarkPurged complete api.Store;
 // the ftctl tests do not use pins or purges.
-func (s *MemStore) Usage(ctx context.Context, user string, window time.Duration) (quota.Usage, error) {
+func (s *MemStore) Usage(ctx context.Context, user string, lim quota.Limits) (quota.Usage, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.usage(user), nil

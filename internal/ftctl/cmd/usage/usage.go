@@ -108,6 +108,9 @@ func Render(w io.Writer, u client.Usage, now time.Time) error {
 	row("waiting to start", float64(u.QueuedJobs), float64(l.MaxQueuedJobs), count)
 	row("GPUs queued+running", float64(u.GPUsHeld), float64(l.MaxGPUs), count)
 	row("GPU-hours ("+window+")", u.GPUHours, l.GPUHoursPerWindow, hours)
+	for _, g := range u.GroupBudgets {
+		row("group "+g.Group+" GPU-hours (shared)", g.GPUHours, g.GPUHoursPerWindow, hours)
+	}
 	if err := t.Render(w); err != nil {
 		return err
 	}
@@ -118,6 +121,16 @@ func Render(w io.Writer, u client.Usage, now time.Time) error {
 				u.GPUHoursFreesAt.UTC().Format(time.RFC3339), render.FormatDuration(u.GPUHoursFreesAt.Sub(now)))
 		} else {
 			_, err = fmt.Fprintln(w, "GPU-hour limit reached: your running jobs alone hold it; it frees up after they end")
+		}
+	}
+	for _, g := range u.GroupBudgets {
+		switch {
+		case err != nil || g.GPUHours < g.GPUHoursPerWindow:
+		case g.FreesAt != nil:
+			_, err = fmt.Fprintf(w, "Group %s's budget is used up: new GPU jobs are accepted again at %s (in %s)\n",
+				g.Group, g.FreesAt.UTC().Format(time.RFC3339), render.FormatDuration(g.FreesAt.Sub(now)))
+		default:
+			_, err = fmt.Fprintf(w, "Group %s's budget is used up by its running jobs; it frees up after they end\n", g.Group)
 		}
 	}
 	return err

@@ -119,3 +119,26 @@ func TestRenderLimitReached(t *testing.T) {
 		t.Errorf("without frees_at: %v\n%s", err, b.String())
 	}
 }
+
+// TestRenderGroupBudgets: each shared group budget is a row of the table; a used-up
+// one says when it frees up, or that the group's running jobs hold it.
+func TestRenderGroupBudgets(t *testing.T) {
+	t.Parallel()
+	now := ftctltest.T0
+	at := now.Add(3 * time.Hour)
+	u := client.Usage{User: "alice", Groups: []string{"lab", "nlp"}, GPUHours: 2,
+		Limits: client.UsageLimits{MaxActiveJobs: 10, WindowSeconds: 7 * 86400},
+		GroupBudgets: []client.GroupBudgetUsage{{Group: "lab", GPUHours: 500.5, GPUHoursPerWindow: 500, FreesAt: &at},
+			{Group: "nlp", GPUHours: 12, GPUHoursPerWindow: 100}}}
+	var b bytes.Buffer
+	if err := usage.Render(&b, u, now); err != nil {
+		t.Fatal(err)
+	}
+	ftctltest.Golden(t, "usage-groups.txt", b.String())
+	u.GroupBudgets[0].FreesAt = nil
+	b.Reset()
+	if err := usage.Render(&b, u, now); err != nil || !strings.Contains(b.String(), "Group lab's budget is used up by its running jobs") ||
+		strings.Contains(b.String(), "Group nlp") {
+		t.Errorf("without frees_at: %v\n%s", err, b.String())
+	}
+}
