@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,6 +19,51 @@ import (
 	"github.com/ftgate/ftgate/internal/webhook"
 )
 
+// receiver is a webhook receiver on 127.0.0.1: it verifies each request with the
+// secret set for its path (401 without one) and keeps the bodies it accepted (204).
+type receiver struct {
+	*httptest.Server
+	mu      sync.Mutex
+	secrets map[string]string
+	got     []webhook.Body
+	bad     []string
+}
+
+func newReceiver(t *testing.T) *receiver {
+	rc := &receiver{secrets: map[string]string{}}
+	rc.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		defer rc.mu.Unlock()
+		secret, ok := rc.secrets[r.URL.Path]
+		err := webhook.Verify(secret, r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), body, time.Now(), webhook.ReplayWindow)
+		if !ok || err != nil {
+			rc.bad = append(rc.bad, fmt.Sprintf("%s: secret set %v: %v", r.URL.Path, ok, err))
+			w.WriteHeader(http.StatusUnauthorized)
+			return
+		}
+		var b webhook.Body
+		_ = json.Unmarshal(body, &b)
+		rc.got = append(rc.got, b)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(rc.Close)
+	return rc
+}
+
+func (rc *receiver) setSecret(path, secret string) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.secrets[path] = secret
+}
+
+// bodies returns what the receiver accepted and what it refused, so far.
+func (rc *receiver) bodies() (got []webhook.Body, bad []string) {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return slices.Clone(rc.got), slices.Clone(rc.bad)
+}
+
 // TestIntegrationWebhookSurvivesKill registers a webhook through the gateway's API,
 // makes a job event that triggers it (a queued job cancelled), and kills the gateway
 // with SIGKILL at the point where its webhook worker has claimed the delivery and not
@@ -26,25 +72,7 @@ import (
 // shows two attempts, the first interrupted.
 func TestIntegrationWebhookSurvivesKill(t *testing.T) {
 	st := stacktest.Require(t)
-	var mu sync.Mutex
-	var secret string
-	var got []webhook.Body
-	var bad []string
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		if err := webhook.Verify(secret, r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), body, time.Now(), webhook.ReplayWindow); err != nil {
-			bad = append(bad, err.Error())
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		var b webhook.Body
-		_ = json.Unmarshal(body, &b)
-		got = append(got, b)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(recv.Close)
+	recv := newReceiver(t)
 	gp := newGatewayProc(t, st, "FTGATE_TEST_CRASH_AFTER_WEBHOOK_CLAIM=1", "FTGATE_WEBHOOKS_ALLOW=127.0.0.1",
 		"FTGATE_WEBHOOKS_POLL_INTERVAL=100ms", "FTGATE_WEBHOOKS_RETRY_MIN=100ms")
 	gw := gp.start()
@@ -57,9 +85,7 @@ func TestIntegrationWebhookSurvivesKill(t *testing.T) {
 		t.Fatalf("register: %d %v %v", code, hook, err)
 	}
 	hookID := hook["id"].(string)
-	mu.Lock()
-	secret = hook["secret"].(string)
-	mu.Unlock()
+	recv.setSecret("/ftgate", hook["secret"].(string))
 	code, m, err := gp.call("POST", "/api/training/execute", (&e2e{}).spec(50, 0))
 	if err != nil || code != http.StatusAccepted {
 		t.Fatalf("execute: %d %v %v", code, m, err)
@@ -101,10 +127,8 @@ func TestIntegrationWebhookSurvivesKill(t *testing.T) {
 	if err := gp.pool.QueryRow(ctx, `SELECT attempts, delivered_at IS NOT NULL FROM webhook_deliveries WHERE endpoint_id = $1`, hookID).Scan(&attempts, &delivered); err != nil {
 		t.Fatal(err)
 	}
-	mu.Lock()
-	n := len(got)
-	mu.Unlock()
-	if attempts != 1 || delivered || n != 0 {
+	got, _ := recv.bodies()
+	if n := len(got); attempts != 1 || delivered || n != 0 {
 		t.Fatalf("after the kill: attempts %d delivered %v, receiver got %d; want 1 claimed attempt, nothing sent", attempts, delivered, n)
 	}
 	// End the dead process's claim lease (timeout + 30 s) instead of waiting it out;
@@ -138,8 +162,7 @@ func TestIntegrationWebhookSurvivesKill(t *testing.T) {
 			t.Fatalf("not delivered 30 s after the restart: %v\ngateway log:\n%s", d, b)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	got, bad := recv.bodies()
 	if len(bad) > 0 || len(got) != 1 || got[0].Event != "job.cancelled" || got[0].Job.ID != id || got[0].ID != d["id"] {
 		t.Fatalf("receiver got %+v (bad signatures %v); want one job.cancelled of job %s", got, bad, id)
 	}
@@ -156,25 +179,7 @@ func TestIntegrationWebhookSurvivesKill(t *testing.T) {
 // cannot see it; a refused target or an unknown event is a 422 naming the field.
 func TestIntegrationJobWebhook(t *testing.T) {
 	e := startE2E(t)
-	var mu sync.Mutex
-	secrets := map[string]string{} // path -> secret
-	var got []webhook.Body
-	var bad []string
-	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		mu.Lock()
-		defer mu.Unlock()
-		if err := webhook.Verify(secrets[r.URL.Path], r.Header.Get(webhook.HeaderTimestamp), r.Header.Get(webhook.HeaderSignature), body, time.Now(), webhook.ReplayWindow); err != nil {
-			bad = append(bad, r.URL.Path+": "+err.Error())
-			w.WriteHeader(http.StatusUnauthorized)
-			return
-		}
-		var b webhook.Body
-		_ = json.Unmarshal(body, &b)
-		got = append(got, b)
-		w.WriteHeader(http.StatusNoContent)
-	}))
-	t.Cleanup(recv.Close)
+	recv := newReceiver(t)
 
 	for _, tc := range []struct {
 		notify map[string]any
@@ -207,9 +212,7 @@ func TestIntegrationJobWebhook(t *testing.T) {
 	if hookID == "" || !strings.HasPrefix(secret, "whsec_") {
 		t.Fatalf("202 answer's webhook: %v, want its id and secret", m["webhook"])
 	}
-	mu.Lock()
-	secrets["/a"] = secret
-	mu.Unlock()
+	recv.setSecret("/a", secret)
 	if _, st := e.do("GET", "/api/training/status/"+a, nil); st["webhook"] != nil {
 		t.Errorf("status shows the webhook secret again: %v", st["webhook"])
 	}
@@ -234,11 +237,9 @@ func TestIntegrationJobWebhook(t *testing.T) {
 		}
 	}
 	time.Sleep(2 * time.Second) // a stray delivery of b's event would have been sent by now
-	mu.Lock()
-	if len(bad) > 0 || len(got) != 1 || got[0].Event != "job.succeeded" || got[0].Job.ID != a {
+	if got, bad := recv.bodies(); len(bad) > 0 || len(got) != 1 || got[0].Event != "job.succeeded" || got[0].Job.ID != a {
 		t.Errorf("receiver got %+v (refused: %v); want one job.succeeded of job %s", got, bad, a)
 	}
-	mu.Unlock()
 	code, m = e.do("GET", "/api/webhooks", nil)
 	if list, _ := m["webhooks"].([]any); code != 200 || len(list) != 0 {
 		t.Errorf("GET /api/webhooks: %d %v, want no registered endpoints (the job's own is not one)", code, m)
