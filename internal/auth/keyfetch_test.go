@@ -21,6 +21,11 @@ type roundTrip func(*http.Request) (*http.Response, error)
 
 func (f roundTrip) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
+// errReader fails every read, like a connection reset mid-body.
+type errReader struct{}
+
+func (errReader) Read([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
+
 // TestKeyFetchFailuresAreTyped: every way go-oidc's JWKS fetch fails reaches
 // VerifySignature as errKeyFetch (503), told apart from a bad token by type, not by
 // go-oidc's text; a token the fetched keys do not verify is not a fetch failure.
@@ -68,6 +73,10 @@ func TestKeyFetchFailuresAreTyped(t *testing.T) {
 		{"status 404", answer(404, ""), good, true, false},
 		{"not JSON", answer(200, "<html>maintenance</html>"), good, true, false},
 		{"not a key set", answer(200, `{"keys": 5}`), good, true, false},
+		{"exactly the size limit", answer(200, string(jwks)+strings.Repeat(" ", maxJWKS-len(jwks))), good, false, true},
+		{"body cut off", func(r *http.Request) (*http.Response, error) {
+			return &http.Response{StatusCode: 200, Status: "200 OK", Body: io.NopCloser(io.MultiReader(strings.NewReader(string(jwks[:10])), errReader{})), Request: r}, nil
+		}, good, true, false},
 		{"over the size limit", answer(200, `{"keys":[],"pad":"`+strings.Repeat("x", maxJWKS)+`"}`), good, true, false},
 		{"fetch outlives the caller", func(*http.Request) (*http.Response, error) { <-hang; return nil, errors.New("late") }, good, true, false},
 		{"keys served, token forged", answer(200, string(jwks)), forged, false, false},

@@ -146,3 +146,37 @@ func (w *syncWriter) String() string {
 	defer w.mu.Unlock()
 	return w.b.String()
 }
+
+// TestWatchMappingDefaultInterval: without an interval, WatchMapping polls at its
+// default (it must not build a ticker of zero) and still reloads on SIGHUP.
+func TestWatchMappingDefaultInterval(t *testing.T) {
+	p := authtest.New(t)
+	mf := filepath.Join(t.TempDir(), "map.yaml")
+	if err := os.WriteFile(mf, []byte("sub-alice: alice\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	results := make(chan error, 4)
+	cfg := oidcConfig(p)
+	cfg.MappingFile, cfg.MappingMode = mf, "file"
+	v := newVerifier(t, cfg, auth.WithMappingReloaded(func(err error) { results <- err }))
+	hup := make(chan os.Signal, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); v.WatchMapping(ctx, 0, hup) }()
+	defer func() { cancel(); <-done }()
+	if err := os.WriteFile(mf, []byte("sub-alice: carol\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	hup <- os.Interrupt
+	select {
+	case err := <-results:
+		if err != nil {
+			t.Fatalf("reload on SIGHUP: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reload on SIGHUP within 5s")
+	}
+	if id, code, msg := verify(v, p.AccessToken(t, "sub-alice")); code != "" || id.Username != "carol" {
+		t.Errorf("after SIGHUP: sub-alice is %q (%s %s), want carol", id.Username, code, msg)
+	}
+}

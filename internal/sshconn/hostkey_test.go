@@ -56,3 +56,37 @@ func TestOnDialFailureSeesAuthRefusal(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestCheckHostKeyErrorKinds: a refused key is ErrHostKey and not "unavailable" (it is
+// not retried as a network failure); a node that drops the connection during the
+// handshake is unavailable.
+func TestCheckHostKeyErrorKinds(t *testing.T) {
+	s := startServer(t)
+	ctx := context.Background()
+	other := newSigner(t)
+	err := s.pool(t, func(c *Config) { c.KnownHostsFile = s.knownHosts(other.PublicKey()) }).CheckHostKey(ctx)
+	if !errors.Is(err, ErrHostKey) || job.ErrorCode(err) == job.EUnavailable {
+		t.Errorf("other key: err = %v (code %q), want ErrHostKey, not unavailable", err, job.ErrorCode(err))
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close() // no SSH banner: the handshake fails
+		}
+	}()
+	err = s.pool(t, func(c *Config) {
+		c.Addr = ln.Addr().String()
+		c.KnownHostsFile = s.knownHosts(s.hostSigner.PublicKey())
+	}).CheckHostKey(ctx)
+	if job.ErrorCode(err) != job.EUnavailable || errors.Is(err, ErrHostKey) {
+		t.Errorf("dropped handshake: err = %v (code %q), want unavailable", err, job.ErrorCode(err))
+	}
+}

@@ -56,6 +56,11 @@ func TestQuoteTable(t *testing.T) {
 		{"~", "'~'"},
 		{"a=b", "'a=b'"},
 		{"*", "'*'"},
+		// The ends of the bare ranges stay bare; their neighbours are quoted.
+		{"azAZ09", "azAZ09"},
+		{"z", "z"}, {"A", "A"}, {"Z", "Z"}, {"0", "0"}, {"9", "9"},
+		{"`", "'`'"}, {"{", "'{'"}, {"[", "'['"}, {"?", "'?'"},
+		{"_-.,:@+%/", "_-.,:@+%/"},
 	} {
 		if got := Quote(tc.in); got != tc.want {
 			t.Errorf("Quote(%q) = %q, want %q", tc.in, got, tc.want)

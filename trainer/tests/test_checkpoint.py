@@ -76,6 +76,32 @@ def test_verify_detects_damage(tmp_path):
     assert checkpoint.latest_verified(root) is None
 
 
+def test_verify_names_unreadable_and_damaged_manifests(tmp_path):
+    root = str(tmp_path)
+    path = fake(root, 3, (0, 1.0))
+    man_path = os.path.join(path, "manifest.json")
+    good = open(man_path).read()
+    with open(man_path, "w") as f:
+        f.write(good[: len(good) // 2])  # cut off mid-write
+    why = checkpoint.verify(path)
+    assert why is not None and why.startswith("unreadable manifest.json: ")
+    for bad in ([], {"step": 3}, {"step": 3, "files": []}):
+        with open(man_path, "w") as f:
+            json.dump(bad, f)
+        assert checkpoint.verify(path) == "manifest.json does not describe this checkpoint"
+    man = json.loads(good)
+    man["files"]["model.pt"]["sha256"] = "0" * 64
+    with open(man_path, "w") as f:
+        json.dump(man, f)
+    assert checkpoint.verify(path) == "checksum mismatch for model.pt"
+    for name in ("../model.pt", "a/b/c", "./model.pt"):
+        man = json.loads(good)
+        man["files"][name] = man["files"]["model.pt"]
+        with open(man_path, "w") as f:
+            json.dump(man, f)
+        assert checkpoint.verify(path) == "missing file %s" % name
+
+
 def test_leftover_temporaries_are_removed(tmp_path):
     root = str(tmp_path)
     os.mkdir(os.path.join(root, ".tmp-step-7-123"))
