@@ -390,13 +390,11 @@ func (s *Spec) problems() []problem {
 	if r.NoWait && r.GPUs == 0 {
 		bad("resources.no_wait", "needs resources.gpus > 0 (it refuses a job when its partition has no free GPU)")
 	}
-	if s.Notify != nil {
-		switch w := s.Notify.Webhook; {
-		case w == nil:
-			bad("notify.webhook", "is required in notify (or leave notify out)")
-		case w.URL == "":
-			bad("notify.webhook.url", "is required")
-		}
+	if s.Notify != nil && s.Notify.Webhook == nil {
+		bad("notify.webhook", "is required in notify (or leave notify out)")
+	}
+	if s.Notify != nil && s.Notify.Webhook != nil && s.Notify.Webhook.URL == "" {
+		bad("notify.webhook.url", "is required")
 	}
 	return ps
 }

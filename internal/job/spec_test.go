@@ -51,6 +51,9 @@ func TestValidate(t *testing.T) {
 		want   string // substring of the error; "" = valid
 	}{
 		{"valid", func(s *Spec) {}, ""},
+		{"notify webhook", func(s *Spec) { s.Notify = &Notify{Webhook: &NotifyWebhook{URL: "https://h.example/x"}} }, ""},
+		{"notify without webhook", func(s *Spec) { s.Notify = &Notify{} }, "notify.webhook: is required in notify"},
+		{"notify webhook without url", func(s *Spec) { s.Notify = &Notify{Webhook: &NotifyWebhook{Events: []string{"job.failed"}}} }, "notify.webhook.url: is required"},
 		{"bad name", func(s *Spec) { s.Name = "-x" }, "name:"},
 		{"no method", func(s *Spec) { s.Method = "" }, "method: is required"},
 		{"bad method", func(s *Spec) { s.Method = "ppo" }, "method: must be sft or dpo"},
@@ -161,6 +164,16 @@ func TestLoRAFieldsValidatedWhileDisabled(t *testing.T) {
 		}
 		if err == nil || !strings.Contains(err.Error(), tc.field) {
 			t.Errorf("%s: err = %v", tc.json, err)
+		}
+	}
+}
+
+// TestTotalGPUs: GPUs per node times nodes; an unset node count is one node.
+func TestTotalGPUs(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ gpus, nodes, want int }{{2, 0, 2}, {2, 1, 2}, {4, 3, 12}, {0, 5, 0}} {
+		if got := (Resources{GPUs: tc.gpus, Nodes: tc.nodes}).TotalGPUs(); got != tc.want {
+			t.Errorf("%d GPUs on %d nodes: %d, want %d", tc.gpus, tc.nodes, got, tc.want)
 		}
 	}
 }

@@ -93,6 +93,7 @@ func TestFitsIsTheOneCheck(t *testing.T) {
 	capy := &Capacity{Partitions: []Partition{
 		{Name: "gpu", MaxNodeCPUs: 16, MaxNodeGPUs: 4, MaxNodeMemoryMB: 15000},
 		{Name: "future"}, // nodes not registered: 0 CPUs
+		{Name: "nomem", MaxNodeCPUs: 16, MaxNodeGPUs: 4}, // nodes report no memory: not checked
 	}}
 	for _, tc := range []struct {
 		part              string
@@ -104,6 +105,8 @@ func TestFitsIsTheOneCheck(t *testing.T) {
 		{"gpu", 1, 5, 1, "resources.gpus"},
 		{"gpu", 1, 1, 15001, "resources.memory_mb"},
 		{"future", 64, 8, 1 << 20, ""},
+		{"nomem", 16, 4, 1 << 20, ""},
+		{"nomem", 17, 1, 1, "resources.cpus"},
 		{"nosuch", 1, 0, 1, "resources.partition"},
 	} {
 		err := capy.Fits(tc.part, 1, tc.cpus, tc.gpus, tc.memMB)
@@ -243,5 +246,57 @@ func TestCachedCapacityStaleWhileReading(t *testing.T) {
 	defer mu.Unlock()
 	if reads != 6 {
 		t.Errorf("%d scontrol calls, want 6 (three reads of node + partition)", reads)
+	}
+}
+
+// TestFreshCapacityReuseAndReadDeadline: FreshCapacity reuses a read for
+// freshCapacityTTL and no longer; a capacity read runs under capacityTimeout, detached
+// from its caller.
+func TestFreshCapacityReuseAndReadDeadline(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Unix(1_700_000_000, 0)
+	var deadlines []time.Duration
+	base := capacityHandlers(nil)["scontrol"]
+	r := &fakeRunner{handlers: map[string]func([]string) (string, string, int){"scontrol": base}}
+	r.onCtx = func(ctx context.Context) {
+		d, ok := ctx.Deadline()
+		mu.Lock()
+		defer mu.Unlock()
+		if ok {
+			deadlines = append(deadlines, time.Until(d))
+		} else {
+			deadlines = append(deadlines, -1)
+		}
+	}
+	c := newTestClient(t, r, func(o *Options) {
+		withProbe(o)
+		o.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	})
+	ctx := context.Background() // no deadline of its own
+	first, err := c.FreshCapacity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	now = now.Add(freshCapacityTTL / 2)
+	mu.Unlock()
+	if again, _ := c.FreshCapacity(ctx); again != first {
+		t.Errorf("FreshCapacity within %s read again", freshCapacityTTL)
+	}
+	mu.Lock()
+	now = now.Add(freshCapacityTTL)
+	mu.Unlock()
+	if later, _ := c.FreshCapacity(ctx); later == first {
+		t.Errorf("FreshCapacity past %s reused the old read", freshCapacityTTL)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(deadlines) != 4 {
+		t.Fatalf("%d scontrol calls, want 4 (two reads)", len(deadlines))
+	}
+	for _, d := range deadlines {
+		if d <= capacityTimeout/2 || d > capacityTimeout {
+			t.Errorf("a capacity read's deadline is %v away, want about %v", d, capacityTimeout)
+		}
 	}
 }

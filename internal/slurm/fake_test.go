@@ -20,6 +20,8 @@ type fakeRunner struct {
 	users    []string // the user of each call
 	stdin    []string
 	handlers map[string]func(argv []string) (string, string, int)
+	// onCtx, when set, sees each call's context (before the handler runs).
+	onCtx func(ctx context.Context)
 }
 
 type exitErr int
@@ -28,6 +30,9 @@ func (e exitErr) Error() string   { return fmt.Sprintf("exit %d", int(e)) }
 func (e exitErr) ExitStatus() int { return int(e) }
 
 func (f *fakeRunner) Run(ctx context.Context, user string, argv []string, stdin io.Reader) ([]byte, []byte, error) {
+	if f.onCtx != nil {
+		f.onCtx(ctx)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, argv)
