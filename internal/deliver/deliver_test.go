@@ -386,3 +386,31 @@ func TestGuardCheck(t *testing.T) {
 		}
 	}
 }
+
+// deadlineResolver records how far the deadline of each lookup's context was.
+type deadlineResolver struct{ got *[]time.Duration }
+
+func (r deadlineResolver) LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	d, ok := ctx.Deadline()
+	if !ok {
+		*r.got = append(*r.got, -1)
+	} else {
+		*r.got = append(*r.got, time.Until(d))
+	}
+	return []netip.Addr{netip.MustParseAddr("8.8.8.8")}, nil
+}
+
+// TestGuardCheckBoundsTheLookup: a registration's host lookup runs under
+// lookupTimeout even when the caller's context has no deadline.
+func TestGuardCheckBoundsTheLookup(t *testing.T) {
+	t.Parallel()
+	p, _ := webhook.ParsePolicy(nil, false)
+	var got []time.Duration
+	g := &Guard{Policy: p, Resolver: deadlineResolver{&got}}
+	if _, err := g.Check(context.Background(), "url", "https://public.example.edu/hook"); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] <= lookupTimeout/2 || got[0] > lookupTimeout {
+		t.Errorf("lookup deadlines %v, want one about %v away", got, lookupTimeout)
+	}
+}
