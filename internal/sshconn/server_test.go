@@ -47,6 +47,7 @@ type testServer struct {
 	hang    atomic.Bool // stop answering (simulate a dead peer)
 
 	sftpOpens, sftpCloses atomic.Int32               // SSH_FXP_OPEN and SSH_FXP_CLOSE requests received
+	failSubsystem         atomic.Int32               // refuse this many sftp subsystem requests (a broken sftp-server)
 	beforeSFTP            atomic.Pointer[func(byte)] // called with each request's type before it is served
 }
 
@@ -242,6 +243,11 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 				ch.Close()
 			}()
 		case "subsystem":
+			if s.failSubsystem.Add(-1) >= 0 {
+				_ = r.Reply(false, nil)
+				continue
+			}
+			s.failSubsystem.Store(0)
 			_ = r.Reply(true, nil)
 			srv, err := sftp.NewServer(&sftpTap{Channel: ch, s: s})
 			if err != nil {

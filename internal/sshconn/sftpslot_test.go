@@ -5,11 +5,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pkg/sftp"
+
+	"github.com/ftgate/ftgate/internal/job"
 )
 
 // TestOpenStreamsCountTowardMaxSessions: with max_sessions 2, two open streams take
@@ -111,5 +114,34 @@ func TestOpenThatSucceedsAfterTheDeadlineIsClosed(t *testing.T) {
 	}
 	if n := len(c.sem); n != 0 {
 		t.Errorf("%d slots held after the late open was closed, want 0", n)
+	}
+}
+
+// TestSFTPStartRetriedOnce: an sftp subsystem that fails to start (not a refused
+// channel) is retried once on a new connection; failing again, it is unavailable.
+func TestSFTPStartRetriedOnce(t *testing.T) {
+	s := startServer(t)
+	p := s.pool(t, nil)
+	f := filepath.Join(t.TempDir(), "x")
+	ctx := context.Background()
+	s.failSubsystem.Store(1)
+	if err := p.WriteFile(ctx, "alice", f, []byte("x"), 0o644); err != nil {
+		t.Fatalf("after one failed start: %v", err)
+	}
+	if n := s.dials.Load(); n != 2 {
+		t.Errorf("%d connections, want 2 (the failed start drops the first)", n)
+	}
+	p2 := s.pool(t, nil)
+	s.failSubsystem.Store(10)
+	dials := s.dials.Load()
+	err := p2.WriteFile(ctx, "alice", f, []byte("y"), 0o644)
+	if job.ErrorCode(err) != job.EUnavailable || !strings.Contains(err.Error(), "start sftp") {
+		t.Fatalf("sftp that never starts: %v, want unavailable naming the start", err)
+	}
+	if n := s.dials.Load() - dials; n != 2 {
+		t.Errorf("%d connections for a start that keeps failing, want 2 (one retry)", n)
+	}
+	if left := s.failSubsystem.Load(); left != 8 {
+		t.Errorf("%d subsystem requests, want 2", 10-left)
 	}
 }
