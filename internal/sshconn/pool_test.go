@@ -496,3 +496,21 @@ func TestPoolClosed(t *testing.T) {
 }
 
 var _ = bytes.Equal
+
+// TestRunSignalledCommand: a command the login node reports killed by a signal
+// (exit-signal, as OpenSSH sends it) is an *ExitError with the signal and status -1,
+// not a status that could pass for a real exit code.
+func TestRunSignalledCommand(t *testing.T) {
+	s := startServer(t)
+	s.exitSignals.Store(true)
+	p := s.pool(t, nil)
+	_, _, err := p.Run(context.Background(), "alice", []string{"exec", "sh", "-c", "kill -TERM $$"}, nil)
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.Signal != "TERM" || ee.Status != -1 {
+		t.Fatalf("signalled command: %#v (%v), want an ExitError with signal TERM and status -1", ee, err)
+	}
+	_, _, err = p.Run(context.Background(), "alice", []string{"sh", "-c", "exit 3"}, nil)
+	if !errors.As(err, &ee) || ee.Signal != "" || ee.Status != 3 {
+		t.Fatalf("exit 3: %#v (%v)", ee, err)
+	}
+}

@@ -48,6 +48,7 @@ type testServer struct {
 
 	sftpOpens, sftpCloses atomic.Int32               // SSH_FXP_OPEN and SSH_FXP_CLOSE requests received
 	failSubsystem         atomic.Int32               // refuse this many sftp subsystem requests (a broken sftp-server)
+	exitSignals           atomic.Bool                // report a command killed by a signal as OpenSSH does (exit-signal)
 	beforeSFTP            atomic.Pointer[func(byte)] // called with each request's type before it is served
 }
 
@@ -229,6 +230,17 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 					var ee *exec.ExitError
 					if errors.As(err, &ee) {
 						status = ee.ExitCode()
+						if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && s.exitSignals.Load() {
+							s.running.Add(-1)
+							name := map[syscall.Signal]string{syscall.SIGTERM: "TERM", syscall.SIGKILL: "KILL", syscall.SIGINT: "INT"}[ws.Signal()]
+							_, _ = ch.SendRequest("exit-signal", false, ssh.Marshal(struct {
+								Signal     string
+								CoreDumped bool
+								Msg, Lang  string
+							}{name, false, "", ""}))
+							ch.Close()
+							return
+						}
 						if status < 0 {
 							status = 128 + 9
 						}
