@@ -514,3 +514,26 @@ func TestRunSignalledCommand(t *testing.T) {
 		t.Fatalf("exit 3: %#v (%v)", ee, err)
 	}
 }
+
+// TestKilledSessionKeepsConnection: a command stopped at its deadline whose session
+// then closes (the usual case) leaves the connection in use: only a session that
+// does not close within 2 s costs the connection.
+func TestKilledSessionKeepsConnection(t *testing.T) {
+	s := startServer(t)
+	p := s.pool(t, nil)
+	ctx := context.Background()
+	if _, _, err := p.Run(ctx, "alice", []string{"true"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, _, err := p.Run(short, "alice", []string{"sleep", "10"}, nil); err == nil {
+		t.Fatal("sleep 10 outlived a 200 ms deadline")
+	}
+	if _, _, err := p.Run(ctx, "alice", []string{"true"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := s.dials.Load(); n != 1 {
+		t.Errorf("%d connections after a killed command, want 1 (its session closed in time)", n)
+	}
+}
