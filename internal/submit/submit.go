@@ -145,6 +145,8 @@ func (s *Submitter) Run(ctx context.Context) {
 				s.Log.Warn("submit pass failed", "err", fmt.Errorf("claim submissions: %w", err))
 			}
 			for _, j := range jobs {
+				// A Reserve between the count and here may have taken a slot: then
+				// this waits (the job's lease runs) until a submission ends.
 				s.slots <- struct{}{}
 				s.wg.Add(1)
 				go s.work(ctx, j)
