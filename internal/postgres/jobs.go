@@ -430,9 +430,10 @@ func reasonArg(c job.Change) *string {
 	return &c.Reason
 }
 
-// Live returns the non-terminal jobs of cluster that the reconciler follows.
+// Live returns the non-terminal jobs of cluster that the reconciler follows, without
+// their Spec (zero): the reconciler does not read it.
 func (s *Store) Live(ctx context.Context, cluster string) ([]job.Job, error) {
-	rows, err := s.Pool.Query(ctx, `SELECT `+jobCols+` FROM jobs WHERE cluster = $1
+	rows, err := s.Pool.Query(ctx, `SELECT `+liveCols+` FROM jobs WHERE cluster = $1
 		AND state NOT IN `+terminalList+` ORDER BY created_at`, cluster)
 	if err != nil {
 		return nil, translate(err, "jobs")

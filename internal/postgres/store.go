@@ -98,7 +98,15 @@ func translate(err error, what string) error {
 	return &job.Error{Code: job.EInternal, Message: "database error", Err: err}
 }
 
-const jobCols = `id::text, owner_subject, unix_user, cluster, name, spec, spec_hash, state, slurm_id, slurm_state, reason,
+const jobCols = jobColsHead + `spec` + jobColsTail
+
+// liveCols is jobCols with NULL for the spec, which Live's caller, the reconciler, never
+// reads: decoding 10,000 specs was three fifths of Live's time.
+const liveCols = jobColsHead + `NULL` + jobColsTail
+
+const jobColsHead = `id::text, owner_subject, unix_user, cluster, name, `
+
+const jobColsTail = `, spec_hash, state, slurm_id, slurm_state, reason,
  restart_count, coalesce(idempotency_key, ''), job_dir, submit_attempts, next_attempt_at, pause_requested_at, last_seen_at,
  created_at, updated_at, started_at, ended_at, progress_phase, progress_step, progress_total, progress_epoch, progress_loss,
  progress_tps, progress_eta, progress_checkpoint, progress_error, progress_at, progress_lr, progress_gpus, progress_eval_loss, owner_groups,
@@ -127,6 +135,9 @@ func scanJob(row pgx.Row) (job.Job, error) {
 		}
 	}
 	j.State = job.State(state)
+	if spec == nil { // liveCols
+		return j, nil
+	}
 	if err := json.Unmarshal(spec, &j.Spec); err != nil {
 		return j, fmt.Errorf("decode spec of job %s: %w", j.ID, err)
 	}

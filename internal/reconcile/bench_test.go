@@ -141,9 +141,10 @@ for i in $(seq %d); do sb || { sleep 1; sb; } || { sleep 2; sb; } || exit 1; don
 	perPass := float64(b.Elapsed().Microseconds()) / 1000 / float64(b.N)
 	cmds := float64(runner.n.Load()) / float64(b.N)
 	if b.N > 1 {
-		// Reference: one bare squeue of the same jobs over the same connection.
+		// Reference: one bare squeue of the same jobs over the same connection, by owner
+		// as the pass asks for more than a few hundred ids (by id it took 5 s for 10,000).
 		var raw []float64
-		argv := []string{"env", "SLURM_CONF=" + cl.SlurmConf, "squeue", "-h", "-t", "all", "-j", strings.Join(ids, ",")}
+		argv := []string{"env", "SLURM_CONF=" + cl.SlurmConf, "squeue", "-h", "-t", "all", "-u", "alice"}
 		for range 5 {
 			t0 := time.Now()
 			if _, stderr, err := sp.Run(ctx, "alice", argv, nil); err != nil {
@@ -152,7 +153,9 @@ for i in $(seq %d); do sb || { sleep 1; sb; } || { sleep 2; sb; } || exit 1; don
 			raw = append(raw, float64(time.Since(t0).Microseconds())/1000)
 		}
 		benchtable.Record(benchtable.Row{Figure: fmt.Sprintf("reconciler pass, %d held jobs", n), Value: perPass, Unit: "ms",
-			Reference: fmt.Sprintf("one squeue of the same %d jobs, same SSH pool", n), RefValue: benchtable.Percentile(raw, 0.5)})
+			Reference: fmt.Sprintf("one squeue of the same %d jobs (-u), same SSH pool", n), RefValue: benchtable.Percentile(raw, 0.5)})
+		benchtable.Record(benchtable.Row{Figure: fmt.Sprintf("reconciler pass, %d held jobs", n), Value: perPass, Unit: "ms",
+			Reference: "goal", RefValue: 1000, Goal: 1})
 		benchtable.Record(benchtable.Row{Figure: fmt.Sprintf("Slurm commands per reconciler pass, %d jobs", n), Value: cmds, Unit: "cmds",
 			Reference: "goal", RefValue: 2, Goal: 1})
 	}

@@ -45,7 +45,7 @@ type Store interface {
 
 // Slurm is the part of *slurm.Client the reconciler uses.
 type Slurm interface {
-	Poll(ctx context.Context, user string, ids []string) (map[string]slurm.Status, error)
+	PollAs(ctx context.Context, as string, owners, ids []string) (map[string]slurm.Status, error)
 	ReadFiles(ctx context.Context, user string, paths []string, maxEach int64) ([]slurm.File, error)
 	RequeueHold(ctx context.Context, user, id string) error
 	Hold(ctx context.Context, user, id string) error
@@ -263,10 +263,12 @@ func (r *Reconciler) poll(ctx context.Context, c Cluster, jobs []job.Job) (map[s
 	for _, as := range accounts {
 		js := groups[as]
 		ids := make([]string, len(js))
+		var owners []string
 		for i, j := range js {
 			ids[i] = j.SlurmID
+			owners = append(owners, c.owner(j))
 		}
-		st, err := c.Slurm.Poll(ctx, as, ids)
+		st, err := c.Slurm.PollAs(ctx, as, owners, ids)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("as %s: %w", as, err))
 			continue

@@ -89,7 +89,7 @@ type fakeSlurm struct {
 	readRuns  int
 }
 
-func (f *fakeSlurm) Poll(ctx context.Context, user string, ids []string) (map[string]slurm.Status, error) {
+func (f *fakeSlurm) PollAs(ctx context.Context, user string, owners, ids []string) (map[string]slurm.Status, error) {
 	f.polls++
 	if f.pollErr != nil {
 		return nil, f.pollErr

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,13 +18,15 @@ import (
 // owner it likes).
 type lyingSlurm struct {
 	fakeSlurm
-	truth map[string]slurm.Status
-	lieAs string // the owner the lie claims
+	truth  map[string]slurm.Status
+	lieAs  string   // the owner the lie claims
+	owners []string // per poll: "account=owner,owner" (sorted, distinct)
 }
 
-func (f *lyingSlurm) Poll(ctx context.Context, user string, ids []string) (map[string]slurm.Status, error) {
+func (f *lyingSlurm) PollAs(ctx context.Context, user string, owners, ids []string) (map[string]slurm.Status, error) {
 	f.polls++
 	f.pollUsers = append(f.pollUsers, user)
+	f.owners = append(f.owners, user+"="+strings.Join(slices.Compact(slices.Sorted(slices.Values(owners))), ","))
 	out := map[string]slurm.Status{}
 	for _, id := range ids {
 		if user == "mallory" {
@@ -59,11 +62,11 @@ func trustSetup(pollUser string) (*Reconciler, *memStore, *lyingSlurm) {
 func TestLyingShellCannotChangeAnotherUsersJob(t *testing.T) {
 	for _, tc := range []struct {
 		name, pollUser, lieAs string
-		wantPolls             []string
+		wantPolls, wantOwners []string
 	}{
-		{"probe account", "ftgate-probe", "bob", []string{"ftgate-probe"}},
-		{"per owner, lie claims bob's ownership", "", "bob", []string{"bob", "mallory"}},
-		{"per owner, lie claims mallory's ownership", "", "mallory", []string{"bob", "mallory"}},
+		{"probe account", "ftgate-probe", "bob", []string{"ftgate-probe"}, []string{"ftgate-probe=bob,mallory"}},
+		{"per owner, lie claims bob's ownership", "", "bob", []string{"bob", "mallory"}, []string{"bob=bob", "mallory=mallory"}},
+		{"per owner, lie claims mallory's ownership", "", "mallory", []string{"bob", "mallory"}, []string{"bob=bob", "mallory=mallory"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r, st, fs := trustSetup(tc.pollUser)
@@ -78,6 +81,10 @@ func TestLyingShellCannotChangeAnotherUsersJob(t *testing.T) {
 			}
 			if got := slices.Compact(slices.Sorted(slices.Values(fs.pollUsers))); !slices.Equal(got, tc.wantPolls) {
 				t.Errorf("polled as %v, want %v", got, tc.wantPolls)
+			}
+			// The owners narrow the query (squeue -u for many ids): those of the jobs.
+			if got := slices.Compact(slices.Sorted(slices.Values(fs.owners))); !slices.Equal(got, tc.wantOwners) {
+				t.Errorf("polled for owners %v, want %v", got, tc.wantOwners)
 			}
 			if tc.pollUser != "" && fs.polls != 3 {
 				t.Errorf("%d polls in 3 passes, want one per pass", fs.polls)
@@ -103,7 +110,7 @@ func TestRowOfAnotherOwnerIsDropped(t *testing.T) {
 // downSlurm fails every poll like an unreachable slurmctld but serves progress files.
 type downSlurm struct{ fakeSlurm }
 
-func (f *downSlurm) Poll(ctx context.Context, user string, ids []string) (map[string]slurm.Status, error) {
+func (f *downSlurm) PollAs(ctx context.Context, user string, owners, ids []string) (map[string]slurm.Status, error) {
 	f.polls++
 	return nil, &job.Error{Code: job.EUnavailable, Message: "the Slurm controller is unreachable", Err: slurm.ErrController}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -248,6 +249,53 @@ func TestPollSurvivesInvalidJobIDError(t *testing.T) {
 	st, err = c.Poll(context.Background(), "alice", []string{"5"})
 	if err != nil || len(st) != 0 || calls != 1 {
 		t.Errorf("single unknown: %v %v calls=%d", st, err, calls)
+	}
+}
+
+// TestPollManyIDsByOwner: above manyIDs ids squeue is asked for the owners' jobs (-u)
+// rather than for the ids (-j, which compares each job with each id), and the rows are
+// still matched by id; an owner that is not an account name is refused unrun.
+func TestPollManyIDsByOwner(t *testing.T) {
+	var argvs []string
+	r := &fakeRunner{handlers: map[string]func([]string) (string, string, int){
+		"squeue": func(argv []string) (string, string, int) {
+			argvs = append(argvs, strings.Join(argv, " "))
+			return squeueFor(capture("squeue-poll.txt"))(argv)
+		},
+		"sacct": func([]string) (string, string, int) { return "", "", 0 },
+	}}
+	c := newTestClient(t, r, nil)
+	ids := func(n int) []string {
+		out := []string{"23"}
+		for i := 1; len(out) < n; i++ {
+			out = append(out, strconv.Itoa(100000+i))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		n      int
+		owners []string
+		want   string // the filter of the squeue
+	}{
+		{manyIDs, []string{"alice"}, " -j 100001,"},
+		{manyIDs + 1, []string{"bob", "alice", "bob"}, " -u alice,bob "},
+		{manyIDs + 1, nil, " -j 100001,"},
+	} {
+		argvs = nil
+		st, err := c.PollAs(context.Background(), "svc", tc.owners, ids(tc.n))
+		if err != nil {
+			t.Fatalf("%d ids: %v", tc.n, err)
+		}
+		if len(argvs) != 1 || !strings.Contains(argvs[0], tc.want) {
+			t.Errorf("%d ids, owners %v: squeue %q, want one with %q", tc.n, tc.owners, argvs, tc.want)
+		}
+		if st["23"].State != StateRunning || len(st) != 1 {
+			t.Errorf("%d ids, owners %v: %d statuses, 23 is %+v; want only 23, running", tc.n, tc.owners, len(st), st["23"])
+		}
+	}
+	calls := len(r.calls)
+	if _, err := c.PollAs(context.Background(), "svc", []string{"alice", "bob,root"}, ids(manyIDs+1)); job.ErrorCode(err) != job.EInvalid || len(r.calls) != calls {
+		t.Errorf("owner %q: err %v after %d more commands, want EInvalid and none", "bob,root", err, len(r.calls)-calls)
 	}
 }
 

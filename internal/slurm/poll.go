@@ -63,11 +63,23 @@ func newest(rows []row, tag string) *Found {
 // sacctBatch bounds the ids of one sacct call.
 const sacctBatch = 500
 
-// Poll returns the status of each id Slurm still knows, keyed by the id as given; ids
-// unknown to both squeue and sacct are absent from the map. It issues one squeue for
-// all ids and sacct (with --duplicates, in batches of 500) only for those squeue no
-// longer shows.
+// manyIDs is the number of ids above which a poll asks squeue for the owners' jobs
+// (-u) instead of the ids (-j): squeue compares each job with each -j id, which took
+// 1.1 s for 10,000 held jobs on the dev cluster against 0.1 s for the same jobs by user.
+const manyIDs = 200
+
+// Poll is PollAs of user's own jobs.
 func (c *Client) Poll(ctx context.Context, user string, ids []string) (map[string]Status, error) {
+	return c.PollAs(ctx, user, []string{user}, ids)
+}
+
+// PollAs returns the status of each id Slurm still knows, asking as account as for
+// jobs owned by owners, keyed by the id as given; ids unknown to both squeue and sacct
+// are absent from the map. It issues one squeue (by id, or for more than manyIDs ids
+// by owner) and sacct (with --duplicates, in batches of 500) only for the ids squeue
+// no longer shows. The caller still checks each row's user: owners only narrows the
+// query.
+func (c *Client) PollAs(ctx context.Context, as string, owners, ids []string) (map[string]Status, error) {
 	res := map[string]Status{}
 	ids = dedupe(ids)
 	if len(ids) == 0 {
@@ -78,7 +90,13 @@ func (c *Client) Poll(ctx context.Context, user string, ids []string) (map[strin
 			return nil, err
 		}
 	}
-	rows, err := c.squeue(ctx, user, ids)
+	owners = dedupe(owners)
+	for _, u := range owners {
+		if !job.ValidUser(u) {
+			return nil, invalid("owner", "must match %s, got %q", job.UserRE, u)
+		}
+	}
+	rows, err := c.squeue(ctx, as, owners, ids)
 	if err != nil {
 		return nil, err
 	}
@@ -91,7 +109,7 @@ func (c *Client) Poll(ctx context.Context, user string, ids []string) (map[strin
 	}
 	for start := 0; start < len(missing); start += sacctBatch {
 		batch := missing[start:min(start+sacctBatch, len(missing))]
-		out, err := c.query(ctx, user, "sacct", "-n", "-P", "-X", "-D", "-j", strings.Join(batch, ","), "-o", sacctFormat)
+		out, err := c.query(ctx, as, "sacct", "-n", "-P", "-X", "-D", "-j", strings.Join(batch, ","), "-o", sacctFormat)
 		if err != nil {
 			return nil, err
 		}
@@ -104,11 +122,16 @@ func (c *Client) Poll(ctx context.Context, user string, ids []string) (map[strin
 	return res, nil
 }
 
-// squeue runs the one squeue of a poll. squeue fails with "Invalid job id specified"
-// when it knows none of the ids; then it is asked for all jobs and the rows filtered,
-// so a purged id never hides the others.
-func (c *Client) squeue(ctx context.Context, user string, ids []string) ([]row, error) {
-	out, stderr, status, err := c.run(ctx, user, "", "squeue", "-h", "-t", "all", "-j", strings.Join(ids, ","), "-O", squeueFormat)
+// squeue runs the one squeue of a poll: of the owners' jobs for more than manyIDs ids,
+// else of the ids. squeue fails with "Invalid job id specified" when it knows none of
+// the ids; then it is asked for all jobs and the rows filtered, so a purged id never
+// hides the others.
+func (c *Client) squeue(ctx context.Context, user string, owners, ids []string) ([]row, error) {
+	filter := []string{"-j", strings.Join(ids, ",")}
+	if len(ids) > manyIDs && len(owners) > 0 {
+		filter = []string{"-u", strings.Join(owners, ",")}
+	}
+	out, stderr, status, err := c.run(ctx, user, "", append([]string{"squeue", "-h", "-t", "all"}, append(filter, "-O", squeueFormat)...)...)
 	if err != nil {
 		return nil, fmt.Errorf("run squeue: %w", err)
 	}
