@@ -199,6 +199,7 @@ type listPart struct {
 	conds []string
 	args  []any
 	order string
+	key   string // the sort key as an SQL expression, when two parts are merged
 }
 
 func (p *listPart) arg(v any) string {
@@ -216,7 +217,7 @@ func sortParts(f Filter, cur *Cursor, base int) (parts []*listPart, null *listPa
 		cmp, dir, rev = "<", "DESC", "ASC"
 	}
 	byKey := func(key string, conds ...string) *listPart {
-		p := &listPart{base: base, conds: conds, order: key + " " + dir + ", id " + dir}
+		p := &listPart{base: base, conds: conds, order: key + " " + dir + ", jobs.id " + dir, key: key}
 		if cur != nil {
 			var v any = cur.Value
 			switch f.sort() {
@@ -240,7 +241,7 @@ func sortParts(f Filter, cur *Cursor, base int) (parts []*listPart, null *listPa
 	case SortEvalLoss:
 		col = "progress_eval_loss"
 	}
-	null = &listPart{base: base, conds: []string{col + " IS NULL"}, order: "id " + dir}
+	null = &listPart{base: base, conds: []string{col + " IS NULL"}, order: "jobs.id " + dir}
 	if cur != nil && cur.Null {
 		null.conds = append(null.conds, fmt.Sprintf("id %s %s::uuid", cmp, null.arg(cur.ID)))
 		return nil, null // past every job with a value
@@ -251,8 +252,12 @@ func sortParts(f Filter, cur *Cursor, base int) (parts []*listPart, null *listPa
 	// An ended job's duration is fixed; a running one's grows with the listing's
 	// instant, so among those longer means started earlier: (started_at, id) in
 	// mixed directions, bounded by the instant the cursor's duration started.
+	// List merges the two in one query, so the running part's arguments are numbered
+	// after the ended part's.
 	ended := byKey("(ended_at - started_at)", "started_at IS NOT NULL", "ended_at IS NOT NULL")
-	running := &listPart{base: base, conds: []string{"started_at IS NOT NULL", "ended_at IS NULL"}, order: "started_at " + rev + ", id " + dir}
+	running := &listPart{base: base + len(ended.args), conds: []string{"started_at IS NOT NULL", "ended_at IS NULL"},
+		order: "started_at " + rev + ", jobs.id " + dir}
+	running.key = "(" + running.arg(f.AsOf) + "::timestamptz - started_at)"
 	if cur != nil {
 		later := "<" // after the cursor in ascending order: shorter, so started later
 		if f.desc() {
@@ -315,43 +320,48 @@ func (s *Store) List(ctx context.Context, f Filter) ([]job.Job, string, error) {
 	if limit <= 0 {
 		limit = 50
 	}
-	// query runs the parts in one round trip and returns their jobs in order.
+	dir := "ASC"
+	if f.desc() {
+		dir = "DESC"
+	}
+	// query returns the first n jobs of the parts in order, in one query: one part is
+	// one index range; two (duration) are merged by their keys in SQL, which reads
+	// only the ids and keys of both ranges and the full rows of the page alone.
 	query := func(n int, parts ...*listPart) ([]job.Job, error) {
 		if len(parts) == 0 {
 			return nil, nil
 		}
-		var batch pgx.Batch
-		for _, p := range parts {
-			q := `SELECT ` + jobCols + ` FROM jobs`
+		sel := func(p *listPart, cols string) string {
+			q := `SELECT ` + cols + ` FROM jobs`
 			if all := append(slices.Clip(where), p.conds...); len(all) > 0 {
 				q += ` WHERE ` + strings.Join(all, " AND ")
 			}
-			batch.Queue(q+` ORDER BY `+p.order+fmt.Sprintf(` LIMIT %d`, n), append(slices.Clip(args), p.args...)...)
+			return q + ` ORDER BY ` + p.order + fmt.Sprintf(` LIMIT %d`, n)
 		}
-		br := s.Pool.SendBatch(ctx, &batch)
-		defer br.Close()
-		var out []job.Job
-		for range parts {
-			rows, err := br.Query()
-			if err != nil {
-				return nil, err
+		qargs := slices.Clip(args)
+		var q string
+		if len(parts) == 1 {
+			q = sel(parts[0], jobCols)
+			qargs = append(qargs, parts[0].args...)
+		} else {
+			var ranges []string
+			for _, p := range parts {
+				ranges = append(ranges, `(`+sel(p, `jobs.id AS uid, `+p.key+` AS k`)+`)`)
+				qargs = append(qargs, p.args...)
 			}
-			got, err := collectJobs(rows)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, got...)
+			q = `SELECT ` + jobCols + ` FROM jobs JOIN (SELECT uid, k FROM (` + strings.Join(ranges, ` UNION ALL `) +
+				`) r ORDER BY k ` + dir + `, uid ` + dir + fmt.Sprintf(` LIMIT %d`, n) + `) page ON jobs.id = page.uid ORDER BY page.k ` + dir + `, page.uid ` + dir
 		}
-		return out, br.Close()
+		rows, err := s.Pool.Query(ctx, q, qargs...)
+		if err != nil {
+			return nil, err
+		}
+		return collectJobs(rows)
 	}
 	parts, null := sortParts(f, cur, len(args))
 	jobs, err := query(limit+1, parts...)
 	if err != nil {
 		return nil, "", translate(err, "jobs")
-	}
-	if len(parts) > 1 {
-		slices.SortFunc(jobs, f.Compare)
-		jobs = jobs[:min(len(jobs), limit+1)]
 	}
 	if null != nil && len(jobs) <= limit {
 		rest, err := query(limit+1-len(jobs), null)
