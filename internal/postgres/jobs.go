@@ -208,7 +208,7 @@ func (p *listPart) arg(v any) string {
 }
 
 // sortParts are the ranges List reads for f's sort after cur (nil: from the start):
-// the ranges of jobs with a value, merged by Compare when there are two, and the
+// the ranges of jobs with a value, merged by their keys in SQL when there are two, and the
 // range of jobs without one (nil for created). Each range is one index scan
 // (migrations 0001 and 0008); base is the number of filter arguments.
 func sortParts(f Filter, cur *Cursor, base int) (parts []*listPart, null *listPart) {

@@ -111,6 +111,33 @@ def test_leftover_temporaries_are_removed(tmp_path):
     assert os.listdir(root) == ["step-1"]
 
 
+def test_remove_renames_into_the_root_first(tmp_path, monkeypatch):
+    """A deletion renames step-N to a .del- name inside the checkpoint root before the
+    rmtree, so one cut short leaves no partial step-N, only a leftover that
+    clean_temporaries sweeps; and an rmtree that fails does not fail the run."""
+    root = str(tmp_path / "checkpoints")
+    fake(root, 3, None)
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", lambda path, ignore_errors=False: None)  # cut short
+    checkpoint._remove(root, checkpoint.step_dir(root, 3))
+    left = os.listdir(root)
+    assert len(left) == 1 and left[0].startswith(".del-step-3-"), left
+    assert os.listdir(elsewhere) == []
+    monkeypatch.undo()
+    checkpoint.clean_temporaries(root)
+    assert os.listdir(root) == []
+
+    def failing(path, ignore_errors=False):
+        if not ignore_errors:
+            raise OSError("Device or resource busy")
+    fake(root, 4, None)
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", failing)
+    checkpoint._remove(root, checkpoint.step_dir(root, 4))
+    assert checkpoint.steps(root) == []
+
+
 def test_optimizer_state_round_trip():
     p = torch.nn.Parameter(torch.randn(3))
     opt = torch.optim.AdamW([p], lr=0.1)

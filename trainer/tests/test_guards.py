@@ -62,6 +62,7 @@ def _checkpointed(make_job, **over):
     ("lora", "job.json: method, model or lora.enabled differ from checkpoint"),
     ("method", "job.json: method, model or lora.enabled differ from checkpoint"),
     ("rows", "dataset.path: has 48 rows but checkpoint"),
+    ("world", "resources: checkpoint"),
 ])
 def test_resume_refuses_another_jobs_checkpoint(make_job, small_model, case, needle):
     ckpts = _checkpointed(make_job)
@@ -78,17 +79,30 @@ def test_resume_refuses_another_jobs_checkpoint(make_job, small_model, case, nee
         st = json.loads(open(os.path.join(ck, "trainer_state.json")).read())
         st["model"] = "/models/other"
         _resign(ck, "trainer_state.json", checkpoint.json_bytes(st))
+    if case == "world":
+        # Written by 2 processes, resumed by 1: the shards and data order would not match.
+        ck = os.path.join(d, "checkpoints", "step-4")
+        st = json.loads(open(os.path.join(ck, "trainer_state.json")).read())
+        st["world_size"] = 2
+        _resign(ck, "trainer_state.json", checkpoint.json_bytes(st))
     assert run_inprocess(d) == 2
     prog = progress(d)
-    assert prog["phase"] == "failed" and needle in prog["error"], prog.get("error")
+    assert prog["phase"] == "failed" and prog["error"].startswith(needle), prog.get("error")
     assert not os.path.exists(os.path.join(d, "model")), "a refused resume trained anyway"
 
 
-def test_resume_of_own_checkpoint_continues(make_job, small_model):
-    """The same job resumes from its own checkpoint (the refusals above are not blanket)."""
+@pytest.mark.parametrize("old_state", [False, True])
+def test_resume_of_own_checkpoint_continues(make_job, small_model, old_state):
+    """The same job resumes from its own checkpoint (the refusals above are not blanket),
+    also one written before trainer_state.json recorded world_size (one process)."""
     ckpts = _checkpointed(make_job)
     d = make_job("sft", hyperparameters__max_steps=8, logging__save_every=2)
     shutil.copytree(ckpts, os.path.join(d, "checkpoints"))
+    if old_state:
+        ck = os.path.join(d, "checkpoints", "step-4")
+        st = json.loads(open(os.path.join(ck, "trainer_state.json")).read())
+        assert st.pop("world_size") == 1
+        _resign(ck, "trainer_state.json", checkpoint.json_bytes(st))
     assert run_inprocess(d) == 0
     prog = progress(d)
     assert prog["resumed_from"] == "checkpoints/step-4" and prog["step"] == 8
