@@ -88,6 +88,9 @@ def test_resume_refuses_another_jobs_checkpoint(make_job, small_model, case, nee
     assert run_inprocess(d) == 2
     prog = progress(d)
     assert prog["phase"] == "failed" and prog["error"].startswith(needle), prog.get("error")
+    if case == "world":
+        assert prog["error"].endswith(" was made by 2 processes, this run has 1; resume needs the same nodes "
+                                      "and processes per node"), prog["error"]
     assert not os.path.exists(os.path.join(d, "model")), "a refused resume trained anyway"
 
 
