@@ -63,6 +63,7 @@ def _checkpointed(make_job, **over):
     ("method", "job.json: method, model or lora.enabled differ from checkpoint"),
     ("rows", "dataset.path: has 48 rows but checkpoint"),
     ("world", "resources: checkpoint"),
+    ("strategy", "distributed.strategy: checkpoint"),
 ])
 def test_resume_refuses_another_jobs_checkpoint(make_job, small_model, case, needle):
     ckpts = _checkpointed(make_job)
@@ -79,11 +80,15 @@ def test_resume_refuses_another_jobs_checkpoint(make_job, small_model, case, nee
         st = json.loads(open(os.path.join(ck, "trainer_state.json")).read())
         st["model"] = "/models/other"
         _resign(ck, "trainer_state.json", checkpoint.json_bytes(st))
-    if case == "world":
+    if case in ("world", "strategy"):
         # Written by 2 processes, resumed by 1: the shards and data order would not match.
+        # Written with FSDP (sharded weights in dcp/), resumed with DDP: nothing to load.
         ck = os.path.join(d, "checkpoints", "step-4")
         st = json.loads(open(os.path.join(ck, "trainer_state.json")).read())
-        st["world_size"] = 2
+        if case == "world":
+            st["world_size"] = 2
+        else:
+            st["strategy"] = "fsdp"
         _resign(ck, "trainer_state.json", checkpoint.json_bytes(st))
     assert run_inprocess(d) == 2
     prog = progress(d)
@@ -91,6 +96,8 @@ def test_resume_refuses_another_jobs_checkpoint(make_job, small_model, case, nee
     if case == "world":
         assert prog["error"].endswith(" was made by 2 processes, this run has 1; resume needs the same nodes "
                                       "and processes per node"), prog["error"]
+    if case == "strategy":
+        assert prog["error"].endswith("/step-4 was made with fsdp"), prog["error"]
     assert not os.path.exists(os.path.join(d, "model")), "a refused resume trained anyway"
 
 
