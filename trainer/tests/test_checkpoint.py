@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ftgate_trainer import checkpoint
-from helpers import metrics, progress, run_inprocess
+from helpers import metrics, progress, run_inprocess, sft_rows, write_jsonl
 
 
 def fake(root, step, key):
@@ -151,3 +151,31 @@ def test_optimizer_state_round_trip():
     for k, v in opt.state_dict()["state"][0].items():
         assert torch.equal(v, opt2.state_dict()["state"][0][k])
     assert opt.state_dict()["param_groups"] == opt2.state_dict()["param_groups"]
+
+
+def test_checkpoint_records_its_metric_and_run(make_job, small_model):
+    """Each checkpoint records what keep_best ranks it by: the eval loss of its own step
+    when an evaluation ran at that step, else the mean train loss since the checkpoint
+    before; its trainer_state.json records the run's shape (strategy, processes, steps)."""
+    d = make_job("sft", hyperparameters__max_steps=7, logging__save_every=3, logging__eval_every=2,
+                 checkpoints={"keep_last": 3, "keep_best": 1})
+    job = json.load(open(os.path.join(d, "job.json")))
+    job["dataset"]["eval_path"] = os.path.join(d, "eval.jsonl")
+    write_jsonl(job["dataset"]["eval_path"], sft_rows(8))
+    with open(os.path.join(d, "job.json"), "w") as f:
+        json.dump(job, f)
+    assert run_inprocess(d) == 0
+    rows = {r["step"]: r for r in metrics(d)}
+    assert sorted(k for k in rows if "eval_loss" in rows[k]) == [2, 4, 6, 7]
+    ckpts = os.path.join(d, "checkpoints")
+    assert sorted(os.listdir(ckpts)) == ["step-3", "step-6"]
+    # Step 3: the last evaluation was at step 2, so the train loss of steps 1-3 ranks it.
+    man = checkpoint.read_manifest(os.path.join(ckpts, "step-3"))
+    assert man["metric_name"] == "train_loss"
+    assert man["metric"] == pytest.approx(sum(rows[s]["loss"] for s in (1, 2, 3)) / 3, rel=1e-6)
+    # Step 6: evaluated at its own step.
+    man = checkpoint.read_manifest(os.path.join(ckpts, "step-6"))
+    assert man["metric_name"] == "eval_loss" and man["metric"] == rows[6]["eval_loss"]
+    st = json.load(open(os.path.join(ckpts, "step-6", "trainer_state.json")))
+    assert (st["step"], st["total_steps"], st["world_size"], st["strategy"]) == (6, 7, 1, "ddp")
+    assert (st["metric_name"], st["metric"]) == ("eval_loss", rows[6]["eval_loss"])
