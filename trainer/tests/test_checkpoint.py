@@ -179,3 +179,27 @@ def test_checkpoint_records_its_metric_and_run(make_job, small_model):
     st = json.load(open(os.path.join(ckpts, "step-6", "trainer_state.json")))
     assert (st["step"], st["total_steps"], st["world_size"], st["strategy"]) == (6, 7, 1, "ddp")
     assert (st["metric_name"], st["metric"]) == ("eval_loss", rows[6]["eval_loss"])
+
+
+def test_manifest_fields_the_gateway_reads(tmp_path):
+    """manifest.json holds what internal/artifact/checkpoint.go reads (format, step,
+    created_at, files) and lists files already in the temporary directory (FSDP's dcp/
+    shards) beside the ones save writes, so that verify covers them too."""
+    import time
+    root = str(tmp_path / "checkpoints")
+    before = time.time()
+    tmp = checkpoint.begin(root, 5)
+    os.makedirs(os.path.join(tmp, "dcp"))
+    with open(os.path.join(tmp, "dcp", "shard.distcp"), "wb") as f:
+        f.write(b"shard bytes")
+    path = checkpoint.save(root, 5, {"rng.pt": b"rng"}, 0.5, "train_loss", tmp=tmp)
+    man = checkpoint.read_manifest(path)
+    assert (man["format"], man["step"], man["metric"], man["metric_name"]) == (checkpoint.FORMAT, 5, 0.5, "train_loss")
+    assert checkpoint.FORMAT == 1  # the gateway's reader knows format 1
+    assert before <= man["created_at"] <= time.time()
+    assert sorted(man["files"]) == ["dcp/shard.distcp", "rng.pt"]
+    assert man["files"]["dcp/shard.distcp"]["size"] == len(b"shard bytes")
+    assert checkpoint.verify(path) is None
+    with open(os.path.join(path, "dcp", "shard.distcp"), "wb") as f:
+        f.write(b"shard BYTES")
+    assert checkpoint.verify(path) is not None
