@@ -179,6 +179,12 @@ def test_checkpoint_records_its_metric_and_run(make_job, small_model):
     st = json.load(open(os.path.join(ckpts, "step-6", "trainer_state.json")))
     assert (st["step"], st["total_steps"], st["world_size"], st["strategy"]) == (6, 7, 1, "ddp")
     assert (st["metric_name"], st["metric"]) == ("eval_loss", rows[6]["eval_loss"])
+    # The whole record (users and tools read it beside the weights): no key renamed or lost.
+    assert sorted(st) == ["acc", "best", "epoch", "grad_scaler", "lora", "method", "metric", "metric_name", "model",
+                          "n_train", "optimizer", "position", "restart_count", "rng", "scheduler", "since_save",
+                          "step", "strategy", "total_steps", "world_size"]
+    assert st["scheduler"] == {"kind": "linear_warmup_decay", "base_lr": 0.003, "warmup_steps": 2, "total_steps": 7,
+                               "next_step": 6}
 
 
 def test_manifest_fields_the_gateway_reads(tmp_path):
