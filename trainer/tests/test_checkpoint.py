@@ -209,3 +209,37 @@ def test_manifest_fields_the_gateway_reads(tmp_path):
     with open(os.path.join(path, "dcp", "shard.distcp"), "wb") as f:
         f.write(b"shard BYTES")
     assert checkpoint.verify(path) is not None
+
+
+@pytest.mark.parametrize("man,want", [
+    ({"metric": 0.5, "metric_name": "eval_loss"}, (0, 0.5)),
+    ({"metric": 2, "metric_name": "train_loss"}, (1, 2.0)),
+    ({"metric": 0.5}, (1, 0.5)),
+    ({"metric": None, "metric_name": "eval_loss"}, None),
+    ({"metric": "0.5", "metric_name": "eval_loss"}, None),
+    ({"metric": True, "metric_name": "eval_loss"}, None),
+    ({"metric": float("nan"), "metric_name": "eval_loss"}, None),
+    ([0.5], None),
+    (None, None),
+])
+def test_rank_key_of_any_manifest(man, want):
+    """keep_best ranks only a real number; a manifest.json of another shape (written by
+    hand into the job directory) is unranked, not an error."""
+    assert checkpoint._rank_key(man) == want
+
+
+def test_clean_temporaries_survives_a_failing_rmtree(tmp_path, monkeypatch):
+    """A leftover that cannot be removed now (e.g. a busy NFS file) does not fail the run;
+    the next start sweeps it again."""
+    root = tmp_path / "checkpoints"
+    (root / ".tmp-step-3-x").mkdir(parents=True)
+    (root / "step-2").mkdir()
+    calls = []
+
+    def rmtree(path, ignore_errors=False):
+        calls.append((os.path.basename(path), ignore_errors))
+        if not ignore_errors:
+            raise OSError("busy")
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", rmtree)
+    checkpoint.clean_temporaries(str(root))
+    assert calls == [(".tmp-step-3-x", True)]
