@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import pytest
 import torch
@@ -191,7 +192,6 @@ def test_manifest_fields_the_gateway_reads(tmp_path):
     """manifest.json holds what internal/artifact/checkpoint.go reads (format, step,
     created_at, files) and lists files already in the temporary directory (FSDP's dcp/
     shards) beside the ones save writes, so that verify covers them too."""
-    import time
     root = str(tmp_path / "checkpoints")
     before = time.time()
     tmp = checkpoint.begin(root, 5)
