@@ -171,8 +171,8 @@ version, visibility, owner, the job it was saved from and when.`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.IO, opts.Client, opts.Now = f.IO, f.APIClient, f.Clock()
-			if opts.Limit < 1 || opts.Limit > 200 {
-				return cmdutil.UsageErrorf("--limit must be between 1 and 200, got %d", opts.Limit)
+			if err := cmdutil.CheckLimit(opts.Limit); err != nil {
+				return err
 			}
 			if opts.Visibility != "" && !job.ValidVisibility(opts.Visibility) {
 				return cmdutil.UsageErrorf("--visibility %q: want private or shared", opts.Visibility)
@@ -184,8 +184,7 @@ version, visibility, owner, the job it was saved from and when.`,
 		},
 	}
 	cmd.Flags().StringVar(&opts.Visibility, "visibility", "", "only private (yours) or shared templates")
-	cmd.Flags().IntVarP(&opts.Limit, "limit", "L", 50, "templates per page (1-200)")
-	cmd.Flags().StringVar(&opts.Cursor, "cursor", "", "continue after a previous page")
+	cmdutil.AddPageFlags(cmd, &opts.Limit, &opts.Cursor, 50, "templates")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the gateway's JSON answer")
 	return cmd
 }
@@ -217,9 +216,7 @@ func runList(ctx context.Context, opts *ListOptions) error {
 	if err := t.Render(opts.IO.Out); err != nil {
 		return err
 	}
-	if page.NextCursor != "" {
-		fmt.Fprintf(opts.IO.ErrOut, "More templates: add --cursor %s\n", page.NextCursor)
-	}
+	cmdutil.PrintNextPage(opts.IO.ErrOut, "templates", page.NextCursor)
 	return nil
 }
 

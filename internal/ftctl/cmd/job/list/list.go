@@ -66,8 +66,8 @@ or one user's with --user.`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.IO, opts.Client, opts.Now = f.IO, f.APIClient, f.Clock()
-			if opts.Limit < 1 || opts.Limit > 200 {
-				return cmdutil.UsageErrorf("--limit must be between 1 and 200, got %d", opts.Limit)
+			if err := cmdutil.CheckLimit(opts.Limit); err != nil {
+				return err
 			}
 			if opts.AllUsers && opts.User != "" {
 				return cmdutil.UsageErrorf("--all-users and --user cannot be combined")
@@ -101,8 +101,7 @@ or one user's with --user.`,
 	cmd.Flags().StringVar(&opts.Order, "order", "", "asc or desc (default: desc for created and duration, asc for losses)")
 	cmd.Flags().StringVar(&opts.User, "user", "", "only this user's jobs (admins)")
 	cmd.Flags().BoolVarP(&opts.AllUsers, "all-users", "A", false, "everyone's jobs (admins)")
-	cmd.Flags().IntVarP(&opts.Limit, "limit", "L", 20, "jobs per page (1-200)")
-	cmd.Flags().StringVar(&opts.Cursor, "cursor", "", "continue after a previous page")
+	cmdutil.AddPageFlags(cmd, &opts.Limit, &opts.Cursor, 20, "jobs")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the gateway's JSON answer")
 	return cmd
 }
@@ -197,9 +196,7 @@ func runList(ctx context.Context, opts *ListOptions) error {
 	if err := t.Render(opts.IO.Out); err != nil {
 		return err
 	}
-	if page.NextCursor != "" {
-		fmt.Fprintf(opts.IO.ErrOut, "More jobs: add --cursor %s\n", page.NextCursor)
-	}
+	cmdutil.PrintNextPage(opts.IO.ErrOut, "jobs", page.NextCursor)
 	return nil
 }
 

@@ -43,8 +43,8 @@ is due.`,
 		Args: shared.IDArg,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.IO, opts.Client, opts.Now, opts.ID = f.IO, f.APIClient, f.Clock(), args[0]
-			if opts.Limit < 1 || opts.Limit > 200 {
-				return cmdutil.UsageErrorf("--limit must be between 1 and 200, got %d", opts.Limit)
+			if err := cmdutil.CheckLimit(opts.Limit); err != nil {
+				return err
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
@@ -52,8 +52,7 @@ is due.`,
 			return runDeliveries(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().IntVarP(&opts.Limit, "limit", "L", 20, "deliveries per page (1-200)")
-	cmd.Flags().StringVar(&opts.Cursor, "cursor", "", "continue after a previous page")
+	cmdutil.AddPageFlags(cmd, &opts.Limit, &opts.Cursor, 20, "deliveries")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the gateway's JSON answer")
 	return cmd
 }
@@ -85,9 +84,7 @@ func runDeliveries(ctx context.Context, opts *DeliveriesOptions) error {
 	if err := t.Render(opts.IO.Out); err != nil {
 		return err
 	}
-	if page.NextCursor != "" {
-		fmt.Fprintf(opts.IO.ErrOut, "More deliveries: add --cursor %s\n", page.NextCursor)
-	}
+	cmdutil.PrintNextPage(opts.IO.ErrOut, "deliveries", page.NextCursor)
 	return nil
 }
 

@@ -40,8 +40,8 @@ endpoint.`,
 		Args: cmdutil.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			opts.IO, opts.Client, opts.Now = f.IO, f.APIClient, f.Clock()
-			if opts.Limit < 1 || opts.Limit > 200 {
-				return cmdutil.UsageErrorf("--limit must be between 1 and 200, got %d", opts.Limit)
+			if err := cmdutil.CheckLimit(opts.Limit); err != nil {
+				return err
 			}
 			if runF != nil {
 				return runF(cmd.Context(), opts)
@@ -49,8 +49,7 @@ endpoint.`,
 			return runList(cmd.Context(), opts)
 		},
 	}
-	cmd.Flags().IntVarP(&opts.Limit, "limit", "L", 50, "endpoints per page (1-200)")
-	cmd.Flags().StringVar(&opts.Cursor, "cursor", "", "continue after a previous page")
+	cmdutil.AddPageFlags(cmd, &opts.Limit, &opts.Cursor, 50, "endpoints")
 	cmd.Flags().BoolVar(&opts.JSON, "json", false, "print the gateway's JSON answer")
 	return cmd
 }
@@ -81,8 +80,6 @@ func runList(ctx context.Context, opts *ListOptions) error {
 	if err := t.Render(opts.IO.Out); err != nil {
 		return err
 	}
-	if page.NextCursor != "" {
-		fmt.Fprintf(opts.IO.ErrOut, "More webhooks: add --cursor %s\n", page.NextCursor)
-	}
+	cmdutil.PrintNextPage(opts.IO.ErrOut, "webhooks", page.NextCursor)
 	return nil
 }
