@@ -2,8 +2,11 @@
 
 import json
 import os
+import random
+import shutil
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -186,6 +189,59 @@ def test_checkpoint_records_its_metric_and_run(make_job, small_model):
                           "step", "strategy", "total_steps", "world_size"]
     assert st["scheduler"] == {"kind": "linear_warmup_decay", "base_lr": 0.003, "warmup_steps": 2, "total_steps": 7,
                                "next_step": 6}
+
+
+def test_resume_restores_every_rng_and_the_grad_scaler_as_saved(make_job, small_model, monkeypatch):
+    """resume_run puts the Python, NumPy and torch RNGs back exactly as they were when
+    save_run wrote the checkpoint: also NumPy's position and cached Gaussian, which the
+    training loop never draws from (user code and libraries may). And a GradScaler's
+    state (fp16 on CUDA) comes back too; here a CPU one stands in, around the save and
+    the resume only."""
+    saved, restored = {}, {}
+    real_save, real_resume = checkpoint.save_run, checkpoint.resume_run
+
+    def save_run(t):
+        # Off the seeded states, with a Gaussian cached in NumPy's, every field of its
+        # state distinct, so that a mix-up of two fields shows.
+        random.random()
+        torch.rand(3)
+        while True:
+            np.random.standard_normal()
+            st = np.random.get_state()
+            if st[3] == 1 and int(st[4]) not in (st[2], st[3]):
+                break
+        t.scaler = torch.amp.GradScaler("cpu", init_scale=512.0 * t.step)
+        try:
+            saved[t.step] = (random.getstate(), st, torch.get_rng_state(), t.scaler.state_dict())
+            return real_save(t)
+        finally:
+            t.scaler = None
+
+    def resume_run(t, path):
+        t.scaler = torch.amp.GradScaler("cpu")
+        try:
+            real_resume(t, path)
+            restored[t.step] = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+                                t.scaler.state_dict())
+        finally:
+            t.scaler = None
+
+    monkeypatch.setattr(checkpoint, "save_run", save_run)
+    a = make_job("sft", name="a", hyperparameters__max_steps=5, logging__save_every=2)
+    assert run_inprocess(a) == 0
+    assert sorted(saved) == [2, 4]
+    st = json.load(open(os.path.join(a, "checkpoints", "step-4", "trainer_state.json")))
+    assert st["grad_scaler"]["scale"] == 2048.0
+    b = make_job("sft", name="b", hyperparameters__max_steps=6, logging__save_every=10)
+    shutil.copytree(os.path.join(a, "checkpoints"), os.path.join(b, "checkpoints"))
+    monkeypatch.setattr(checkpoint, "resume_run", resume_run)
+    assert run_inprocess(b) == 0
+    assert sorted(restored) == [4]
+    (py, npy, tor, sc), (py2, npy2, tor2, sc2) = saved[4], restored[4]
+    assert py2 == py
+    assert npy2[0] == npy[0] and np.array_equal(npy2[1], npy[1]) and tuple(npy2[2:]) == tuple(npy[2:])
+    assert torch.equal(tor2, tor)
+    assert sc2 == sc and sc2["scale"] == 2048.0
 
 
 def test_manifest_fields_the_gateway_reads(tmp_path):
