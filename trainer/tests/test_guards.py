@@ -9,11 +9,13 @@ import json
 import os
 import pickle
 import shutil
+import types
 
 import pytest
 import torch
 
 from ftgate_trainer import EXIT_FAILURE, checkpoint
+from ftgate_trainer.spec import SpecError
 from helpers import progress, run_inprocess, sft_rows
 
 
@@ -116,6 +118,51 @@ def test_resume_of_own_checkpoint_continues(make_job, small_model, old_state):
     assert run_inprocess(d) == 0
     prog = progress(d)
     assert prog["resumed_from"] == "checkpoints/step-4" and prog["step"] == 8
+
+
+class _Loaded(Exception):
+    """Raised where resume_run starts to read weights: its checks have passed."""
+
+
+def _fake_trainer(world, fsdp):
+    def loaded(*args):
+        raise _Loaded()
+    return types.SimpleNamespace(
+        sp=types.SimpleNamespace(method="sft", model="builtin:tiny", lora=types.SimpleNamespace(enabled=False)),
+        train=[0, 1, 2], dist=types.SimpleNamespace(world=world, rank=0), fsdp=fsdp, device="cpu",
+        fsdp_state=loaded, backend=types.SimpleNamespace(load_checkpoint_state=loaded))
+
+
+@pytest.mark.parametrize("state,world,fsdp,want", [
+    # A checkpoint from before world_size and strategy were recorded: one process, DDP.
+    ({}, 1, False, None),
+    ({"world_size": 1, "strategy": "ddp"}, 1, False, None),
+    ({"world_size": 2, "strategy": "fsdp"}, 2, True, None),
+    ({}, 2, False, "resources: checkpoint {p} was made by 1 processes, this run has 2; resume needs the same "
+                   "nodes and processes per node"),
+    ({"world_size": 2}, 1, False, "resources: checkpoint {p} was made by 2 processes, this run has 1; resume "
+                                  "needs the same nodes and processes per node"),
+    ({}, 1, True, "distributed.strategy: checkpoint {p} was made with ddp"),
+    ({"strategy": "fsdp"}, 1, False, "distributed.strategy: checkpoint {p} was made with fsdp"),
+])
+def test_resume_checks_the_run_shape(tmp_path, monkeypatch, state, world, fsdp, want):
+    """resume_run's checks of processes and strategy, FSDP and several processes
+    included (which in-process runs cannot reach), with an old checkpoint's defaults:
+    a run of the same shape goes on to load the weights, another is refused naming
+    what the checkpoint was made with."""
+    p = tmp_path / "step-4"
+    p.mkdir()
+    st = {"method": "sft", "model": "builtin:tiny", "lora": False, "n_train": 3, **state}
+    (p / "trainer_state.json").write_text(json.dumps(st))
+    t = _fake_trainer(world, fsdp)
+    monkeypatch.setattr(checkpoint, "load_tensors", t.fsdp_state)
+    if want is None:
+        with pytest.raises(_Loaded):
+            checkpoint.resume_run(t, str(p))
+        return
+    with pytest.raises(SpecError) as e:
+        checkpoint.resume_run(t, str(p))
+    assert str(e.value) == want.format(p=p)
 
 
 class _OpensAFile:
