@@ -1,6 +1,7 @@
 """Checkpoint rotation, verification and the optimizer state round trip."""
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -78,6 +79,28 @@ def test_verify_detects_damage(tmp_path):
     json.dump(man, open(os.path.join(path4, "manifest.json"), "w"))
     assert checkpoint.verify(path4) == "manifest.json does not describe this checkpoint"
     assert checkpoint.latest_verified(root) is None
+
+
+def test_steps_and_latest_verified_skip_what_is_not_a_checkpoint(tmp_path, caplog):
+    """steps lists step-<N> directories only (not a file of that name); latest_verified
+    skips a broken newer checkpoint with a warning naming it and what is wrong."""
+    root = str(tmp_path)
+    good = fake(root, 3, (0, 1.0))
+    broken = fake(root, 5, (0, 1.0))
+    os.remove(os.path.join(broken, "model.pt"))
+    open(os.path.join(root, "step-9"), "w").close()
+    assert checkpoint.steps(root) == [3, 5]
+    with caplog.at_level(logging.WARNING):
+        assert checkpoint.latest_verified(root) == good
+    assert [r.getMessage() for r in caplog.records] == [
+        "skipping broken checkpoint %s: missing file model.pt" % broken]
+
+
+def test_json_bytes_is_stable_and_readable():
+    """The checkpoint's JSON files: sorted keys and two-space indents, so that the same
+    state always gives the same bytes (and hash), and people can read them."""
+    assert checkpoint.json_bytes({"b": 1, "a": [1, {"d": None, "c": 0.5}]}) == (
+        b'{\n  "a": [\n    1,\n    {\n      "c": 0.5,\n      "d": null\n    }\n  ],\n  "b": 1\n}\n')
 
 
 def test_verify_names_unreadable_and_damaged_manifests(tmp_path):
@@ -242,6 +265,13 @@ def test_resume_restores_every_rng_and_the_grad_scaler_as_saved(make_job, small_
     assert npy2[0] == npy[0] and np.array_equal(npy2[1], npy[1]) and tuple(npy2[2:]) == tuple(npy[2:])
     assert torch.equal(tor2, tor)
     assert sc2 == sc and sc2["scale"] == 2048.0
+    # A run without a GradScaler (bf16, fp32, CPU) resumes the same checkpoint and
+    # ignores its scaler state.
+    monkeypatch.setattr(checkpoint, "resume_run", real_resume)
+    c = make_job("sft", name="c", hyperparameters__max_steps=6, logging__save_every=10)
+    shutil.copytree(os.path.join(a, "checkpoints"), os.path.join(c, "checkpoints"))
+    assert run_inprocess(c) == 0
+    assert progress(c)["resumed_from"] == "checkpoints/step-4"
 
 
 def test_manifest_fields_the_gateway_reads(tmp_path):
