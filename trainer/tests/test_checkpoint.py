@@ -233,21 +233,21 @@ def test_resume_restores_every_rng_and_the_grad_scaler_as_saved(make_job, small_
             st = np.random.get_state()
             if st[3] == 1 and int(st[4]) not in (st[2], st[3]):
                 break
-        t.scaler = torch.amp.GradScaler("cpu", init_scale=512.0 * t.step)
+        own, t.scaler = t.scaler, torch.amp.GradScaler("cpu", init_scale=512.0 * t.step)
         try:
             saved[t.step] = (random.getstate(), st, torch.get_rng_state(), t.scaler.state_dict())
             return real_save(t)
         finally:
-            t.scaler = None
+            t.scaler = own
 
     def resume_run(t, path):
-        t.scaler = torch.amp.GradScaler("cpu")
+        own, t.scaler = t.scaler, torch.amp.GradScaler("cpu")
         try:
             real_resume(t, path)
             restored[t.step] = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
                                 t.scaler.state_dict())
         finally:
-            t.scaler = None
+            t.scaler = own
 
     monkeypatch.setattr(checkpoint, "save_run", save_run)
     a = make_job("sft", name="a", hyperparameters__max_steps=5, logging__save_every=2)

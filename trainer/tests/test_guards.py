@@ -124,13 +124,16 @@ class _Loaded(Exception):
     """Raised where resume_run starts to read weights: its checks have passed."""
 
 
+def _loaded(*args):
+    raise _Loaded()
+
+
 def _fake_trainer(world, fsdp):
-    def loaded(*args):
-        raise _Loaded()
+    """Just what resume_run reads up to where it loads weights, which raises _Loaded."""
     return types.SimpleNamespace(
         sp=types.SimpleNamespace(method="sft", model="builtin:tiny", lora=types.SimpleNamespace(enabled=False)),
         train=[0, 1, 2], dist=types.SimpleNamespace(world=world, rank=0), fsdp=fsdp, device="cpu",
-        fsdp_state=loaded, backend=types.SimpleNamespace(load_checkpoint_state=loaded))
+        fsdp_state=_loaded, backend=types.SimpleNamespace(load_checkpoint_state=_loaded))
 
 
 @pytest.mark.parametrize("state,world,fsdp,want", [
@@ -155,7 +158,7 @@ def test_resume_checks_the_run_shape(tmp_path, monkeypatch, state, world, fsdp, 
     st = {"method": "sft", "model": "builtin:tiny", "lora": False, "n_train": 3, **state}
     (p / "trainer_state.json").write_text(json.dumps(st))
     t = _fake_trainer(world, fsdp)
-    monkeypatch.setattr(checkpoint, "load_tensors", t.fsdp_state)
+    monkeypatch.setattr(checkpoint, "load_tensors", _loaded)
     if want is None:
         with pytest.raises(_Loaded):
             checkpoint.resume_run(t, str(p))
